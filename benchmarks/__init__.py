@@ -1,0 +1,1 @@
+"""Benchmark layer (``s2s.bench``): perf_analyzer runs against the served models, with reports."""

@@ -1,0 +1,297 @@
+"""Start, watch and stop a Triton Inference Server process on a model repository.
+
+:class:`TritonServer` launches the embedded ``tritonserver`` (see :mod:`s2s.runtime.embedded`) with a
+freshly prepared backend directory, waits for ``/v2/health/ready``, keeps the server's log, and on
+stop ends the server *and* every Python-backend stub it started (they share a process group that is
+killed last). If the server dies while starting - a model failed to load, a port is taken - the
+error lines of its own log are raised in :class:`ServerStartError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from s2s.runtime import embedded
+
+log = logging.getLogger(__name__)
+
+LOG_LEVELS = ("error", "warning", "info", "verbose")
+_PR_SET_PDEATHSIG = 1
+
+
+class ServerStartError(RuntimeError):
+    """tritonserver exited or did not become ready; ``log_tail`` holds its last log lines."""
+
+    def __init__(self, message: str, log_tail: str = "", returncode: int | None = None) -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+        self.returncode = returncode
+
+
+@dataclass
+class ServerOptions:
+    """Options of one server process (defaults: Triton's own ports, all interfaces)."""
+
+    model_repository: Path
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    address: str = "0.0.0.0"
+    #: Python-backend shared memory region per stub (bytes); raise it for large tensors.
+    shm_default_byte_size: int = 16 * 1024 * 1024
+    shm_growth_byte_size: int = 16 * 1024 * 1024
+    log_level: str = "info"
+    #: seconds Triton waits for in-flight requests on shutdown
+    exit_timeout_s: int = 30
+    #: "none" loads every model at start; "explicit" loads only ``load_models``.
+    model_control_mode: str = "none"
+    load_models: list[str] = field(default_factory=list)
+    extra_args: list[str] = field(default_factory=list)
+    binary: Path | None = None
+    backend_directory: Path | None = None
+    #: None: detect. Without a GPU the pinned-memory pool and GPU metrics are switched off.
+    gpu: bool | None = None
+
+    def command(self, binary: Path, backend_directory: Path) -> list[str]:
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log level {self.log_level!r} is not one of {LOG_LEVELS}")
+        level = LOG_LEVELS.index(self.log_level)
+        cmd = [
+            str(binary),
+            f"--model-repository={Path(self.model_repository).resolve()}",
+            f"--backend-directory={backend_directory}",
+            f"--http-port={self.http_port}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}",
+            f"--http-address={self.address}",
+            f"--grpc-address={self.address}",
+            f"--metrics-address={self.address}",
+            f"--backend-config=python,shm-default-byte-size={self.shm_default_byte_size}",
+            f"--backend-config=python,shm-growth-byte-size={self.shm_growth_byte_size}",
+            f"--log-warning={'true' if level >= 1 else 'false'}",
+            f"--log-info={'true' if level >= 2 else 'false'}",
+            f"--log-verbose={1 if level >= 3 else 0}",
+            f"--exit-timeout-secs={self.exit_timeout_s}",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            f"--model-control-mode={self.model_control_mode}",
+        ]
+        cmd += [f"--load-model={name}" for name in self.load_models]
+        if not (has_gpu() if self.gpu is None else self.gpu):
+            cmd += ["--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false"]
+        return cmd + list(self.extra_args)
+
+    @property
+    def http_url(self) -> str:
+        return f"{_client_host(self.address)}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{_client_host(self.address)}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{_client_host(self.address)}:{self.metrics_port}/metrics"
+
+
+def has_gpu() -> bool:
+    """Whether an NVIDIA GPU is visible to this machine (driver device nodes present)."""
+    return Path("/dev/nvidia0").exists() or (Path("/dev/nvidiactl").exists() and any(Path("/dev").glob("nvidia[0-9]*")))
+
+
+def _client_host(address: str) -> str:
+    return "127.0.0.1" if address in ("0.0.0.0", "") else address
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+#: Error lines a CPU-only machine always prints; they explain nothing.
+_NOISE = ("CudaDriverHelper has not been initialized", "Failed to initialize NVML", "DCGM unable to start")
+
+
+def error_lines(log_text: str, limit: int = 20) -> str:
+    """The lines of a Triton log that explain a failure (errors and the model status table)."""
+    keep = []
+    for line in log_text.splitlines():
+        stripped = line.strip()
+        if any(noise in stripped for noise in _NOISE):
+            continue
+        if (
+            stripped.startswith(("E", "error:"))
+            or "ERROR" in stripped
+            or "UNAVAILABLE" in stripped
+            or "failed" in stripped.lower()
+            or "Traceback" in stripped
+            or stripped.endswith("Error")
+            or "Error:" in stripped
+        ):
+            keep.append(line)
+    return "\n".join(keep[-limit:])
+
+
+_BACKEND_DIR_PREFIX = "s2s-triton-backends-"
+
+
+def _remove_stale_backend_dirs() -> None:
+    """Remove backend dirs left by launchers that were killed (their pid is in the name)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_BACKEND_DIR_PREFIX}*"):
+        try:
+            pid = int(path.name[len(_BACKEND_DIR_PREFIX) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        if not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class TritonServer:
+    """A running tritonserver; use as a context manager or call :meth:`start` / :meth:`stop`.
+
+    ``echo`` (a text stream) receives the server's log lines as they come, e.g. ``sys.stderr``.
+    """
+
+    def __init__(self, options: ServerOptions, echo: IO[str] | None = None, log_lines: int = 2000) -> None:
+        self.options = options
+        self.echo = echo
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: deque[str] = deque(maxlen=log_lines)
+        self._reader: threading.Thread | None = None
+        self._tmpdir: Path | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self, timeout_s: float = 300.0) -> TritonServer:
+        """Start the server and block until it is ready; raise :class:`ServerStartError` otherwise."""
+        repo = Path(self.options.model_repository)
+        if not repo.is_dir():
+            raise ServerStartError(f"model repository not found: {repo}")
+        triton = embedded.locate()
+        binary = self.options.binary or triton.binary
+        backend_dir = self.options.backend_directory
+        if backend_dir is None:
+            _remove_stale_backend_dirs()
+            self._tmpdir = Path(tempfile.mkdtemp(prefix=f"{_BACKEND_DIR_PREFIX}{os.getpid()}-"))
+            backend_dir = embedded.prepare_backend_dir(self._tmpdir, triton)
+        cmd = self.options.command(binary, backend_dir)
+        log.debug("starting %s", " ".join(cmd))
+        self.process = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=embedded.server_environment(triton),
+            start_new_session=True,  # own process group: stop() ends the stubs with the server
+            preexec_fn=_die_with_parent,
+        )
+        self._reader = threading.Thread(target=self._read_log, name="tritonserver-log", daemon=True)
+        self._reader.start()
+        try:
+            self.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        url = f"http://{self.options.http_url}/v2/health/ready"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            code = self.process.poll() if self.process else -1
+            if code is not None:
+                self._join_reader()
+                tail = self.log_text()
+                raise ServerStartError(
+                    f"tritonserver exited with code {code} while starting:\n{error_lines(tail) or tail[-4000:]}",
+                    tail,
+                    code,
+                )
+            with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"tritonserver was not ready after {timeout_s:.0f} s:\n{error_lines(self.log_text())}",
+                    self.log_text(),
+                )
+            time.sleep(0.2)
+
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        """SIGTERM the server, wait for its graceful exit, then kill whatever is left of its group."""
+        proc, code = self.process, None
+        if proc is not None:
+            timeout_s = self.options.exit_timeout_s + 10 if timeout_s is None else timeout_s
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    log.warning("tritonserver did not stop within %.0f s; killing it", timeout_s)
+            code = proc.poll()
+            self._kill_group(proc.pid)
+            if code is None:
+                code = proc.wait()
+            self._join_reader()
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+        return code
+
+    def send_signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+
+    def wait(self) -> int:
+        """Block until the server exits on its own; returns its exit code."""
+        assert self.process is not None, "server not started"
+        return self.process.wait()
+
+    @staticmethod
+    def _kill_group(pgid: int) -> None:
+        """SIGKILL every process left in the server's process group (stubs included)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+    # -- logs --------------------------------------------------------------------------------------
+    def _read_log(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.decode("utf-8", errors="replace")
+            self._log.append(line)
+            if self.echo is not None:
+                with contextlib.suppress(ValueError, OSError):
+                    self.echo.write(line)
+                    self.echo.flush()
+
+    def _join_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+
+    def log_text(self) -> str:
+        return "".join(self._log)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def __enter__(self) -> TritonServer:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

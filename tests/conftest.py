@@ -1,0 +1,147 @@
+"""Shared test helpers: run `s2s serve` as a real process and inspect what it leaves behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from s2s.runtime.selfcheck import free_ports
+
+
+def live_processes() -> list[tuple[int, int, str]]:
+    """(pid, process group, command line) of every process that is not a zombie."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        # the command name may contain spaces/parentheses: fields after the last ')' are fixed
+        fields = stat[stat.rindex(")") + 2 :].split()
+        state, pgrp = fields[0], int(fields[2])
+        if state != "Z":
+            found.append((int(entry.name), pgrp, cmdline))
+    return found
+
+
+def leftovers(*, pgid: int | None = None, mentioning: str | None = None) -> list[tuple[int, int, str]]:
+    """Live processes in process group ``pgid`` or whose command line mentions ``mentioning``."""
+    return [
+        p
+        for p in live_processes()
+        if p[0] != os.getpid() and ((pgid is not None and p[1] == pgid) or (mentioning and mentioning in p[2]))
+    ]
+
+
+def wait_until_gone(*, pgid: int | None = None, mentioning: str | None = None, timeout_s: float = 15.0) -> list:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rest = leftovers(pgid=pgid, mentioning=mentioning)
+        if not rest or time.monotonic() > deadline:
+            return rest
+        time.sleep(0.2)
+
+
+@dataclass
+class Serve:
+    """`s2s serve` running as a child process on free ports."""
+
+    repository: Path
+    workdir: Path
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    ports: list[int] = field(default_factory=lambda: free_ports(3))
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.ports[0]}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.ports[1]}"
+
+    def start(self) -> Serve:
+        self.stdout_path = self.workdir / "serve.stdout"
+        self.stderr_path = self.workdir / "serve.stderr"
+        cmd = [
+            sys.executable, "-m", "s2s", "serve",
+            "--model-repository", str(self.repository),
+            "--http-port", str(self.ports[0]), "--grpc-port", str(self.ports[1]),
+            "--metrics-port", str(self.ports[2]),
+            "--address", "127.0.0.1", "--exit-timeout", "5", *self.extra,
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.stdout_path.open("w"), stderr=self.stderr_path.open("w"), stdin=subprocess.DEVNULL
+        )
+        return self
+
+    def wait_ready(self, timeout_s: float = 120.0) -> Serve:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"s2s serve exited with {self.proc.returncode}:\n{self.stderr()}")
+            if "Triton is ready" in self.stdout():
+                return self
+            time.sleep(0.2)
+        raise AssertionError(f"s2s serve not ready after {timeout_s} s:\n{self.stderr()[-3000:]}")
+
+    def wait_exit(self, timeout_s: float = 60.0) -> int:
+        return self.proc.wait(timeout=timeout_s)
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    @property
+    def server_pid(self) -> int:
+        match = re.search(r"\(pid (\d+)\)", self.stdout())
+        assert match, f"no server pid in: {self.stdout()!r}"
+        return int(match.group(1))
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self, signum: int = signal.SIGTERM) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signum)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+@pytest.fixture
+def serve_factory(tmp_path):
+    """Start `s2s serve` processes; every one is stopped at teardown."""
+    started: list[Serve] = []
+
+    def make(repository: Path, *extra: str) -> Serve:
+        workdir = tmp_path / f"serve{len(started)}"
+        workdir.mkdir()
+        serve = Serve(repository, workdir, list(extra)).start()
+        started.append(serve)
+        return serve
+
+    yield make
+    for serve in started:
+        serve.stop()
