@@ -10,17 +10,21 @@ STAMP  := $(VENV)/.s2s-installed
 
 setup: $(STAMP)
 
-# Re-run when the dependency list changes. torch (when a later step needs it) is installed with an exact
-# pin first: `pip install torch==2.13.0` takes the local CPU build; anything looser drags in CUDA wheels.
+# Re-run when the dependency list changes. torch is installed first with an exact pin:
+# `pip install torch==2.13.0` takes the local CPU build; anything looser drags in GBs of CUDA wheels.
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "s2s needs Python >= 3.10"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[embedded,dev]"
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[embedded,models,dev]"
 	touch $@
 
+# The main job, as far as the pipeline exists: check the serving stack, export the networks (seeded
+# weights unless checkpoints are given), serve the repository and chain one window through it.
 demo: setup
-	$(BIN)/s2s doctor
+	$(BIN)/s2s export --model-repository model_repository
+	$(BIN)/s2s doctor --model-repository model_repository --wav outputs/demo.wav
 
 test: setup lint
 	$(BIN)/python -m pytest

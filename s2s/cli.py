@@ -156,6 +156,13 @@ def add_doctor(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--concurrency", type=int, default=8, help="concurrent requests (default: %(default)s)")
     p.add_argument("--verbose", action="store_true", help="show the server log")
+    p.add_argument(
+        "--model-repository",
+        type=Path,
+        help="also serve this exported repository and chain one synthetic window through its networks",
+    )
+    p.add_argument("--frames", type=int, default=None, help="frames of that window (default: one full window)")
+    p.add_argument("--wav", type=Path, default=Path("outputs/doctor.wav"), help="where to write its waveform")
     p.set_defaults(func=cmd_doctor)
 
 
@@ -170,7 +177,152 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         f"  dynamic batching   {result.inference_count} inferences in {result.execution_count} executions "
         f"({'batched' if result.batched else 'NOT batched'})"
     )
-    return 0 if (result.http_ok and result.grpc_ok and result.batched) else 1
+    ok = result.http_ok and result.grpc_ok and result.batched
+    if ok and args.model_repository is not None:
+        from s2s.constants import REGNET
+        from s2s.runtime.selfcheck import run_repository_chain
+
+        frames = args.frames or REGNET.frames_per_window
+        chain = run_repository_chain(args.model_repository, frames, args.wav, echo=sys.stderr if args.verbose else None)
+        print(f"Model repository {args.model_repository}: one synthetic window of {frames} frames")
+        for model, seconds in chain.seconds.items():
+            print(f"  {model:10s} {seconds:7.2f} s")
+        print(f"  mel {chain.mel_shape} -> {chain.samples} samples ({chain.samples / REGNET.sample_rate:.2f} s audio)")
+        print(f"  waveform written to {chain.wav_path}")
+    return 0 if ok else 1
+
+
+# -------------------------------------------------------------------------------------------- export
+def add_export(sub: argparse._SubParsersAction) -> None:
+    from s2s.export.layout import MODEL_NAMES, VOCODERS
+    from s2s.export.tensorrt import TensorRTProfile
+    from s2s.export.triton_config import ServingOptions
+
+    serving, trt = ServingOptions(), TensorRTProfile()
+    p = sub.add_parser(
+        "export",
+        help="export the networks into the model repository",
+        description="Build each network (from a checkpoint, or seeded random weights that make noise), export it "
+        "to ONNX (or a TensorRT plan) under <repository>/<model>/1/, write its config.pbtxt and record the "
+        "source of every artifact in <repository>/manifest.json.",
+    )
+    p.add_argument("--model-repository", type=Path, default=DEFAULT_REPOSITORY, help="target (default: %(default)s)")
+    p.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated subset (default: %(default)s)")
+    p.add_argument("--rgb-checkpoint", type=Path, help="ImageNet BN-Inception state dict for the RGB encoder")
+    p.add_argument("--flow-checkpoint", type=Path, help="BN-Inception state dict for the flow encoder")
+    p.add_argument("--generator-checkpoint", type=Path, help="RegNet checkpoint_XXXXXX_netG")
+    p.add_argument("--generator-config", default="reference", help="RegNet configuration (default: %(default)s)")
+    p.add_argument("--vocoder", choices=VOCODERS, default="melgan", help="vocoder network (default: %(default)s)")
+    p.add_argument("--vocoder-checkpoint", type=Path, help="MelGAN best_netG.pt or HiFi-GAN g_XXXXXXXX")
+    p.add_argument("--seed", type=int, default=0, help="seed of random weights where no checkpoint is given")
+    p.add_argument(
+        "--format",
+        choices=["onnx", "tensorrt"],
+        default="onnx",
+        help="onnx (backend onnxruntime) or tensorrt (FP16 plans, needs a GPU) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-windows",
+        type=int,
+        default=serving.max_windows,
+        help="max_batch_size: most 10 s windows per execution (default: %(default)s)",
+    )
+    p.add_argument(
+        "--instances", type=int, default=serving.instances, help="instances per model (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=serving.max_queue_delay_us,
+        help="dynamic batching delay in microseconds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--warmup-frames",
+        type=int,
+        default=serving.warmup_frames,
+        help="frames of a warm-up request at model load, 0 for none (default: %(default)s)",
+    )
+    p.add_argument(
+        "--trt-accelerator",
+        action="store_true",
+        help="add the ONNX Runtime TensorRT FP16 execution accelerator to the onnxruntime configs (GPU)",
+    )
+    for flag, default, text in (
+        ("--trt-min-windows", trt.min_windows, "smallest batch of windows"),
+        ("--trt-opt-windows", trt.opt_windows, "batch of windows to optimise for"),
+        ("--trt-min-frames", trt.min_frames, "fewest frames per window"),
+        ("--trt-opt-frames", trt.opt_frames, "frames per window to optimise for"),
+        ("--trt-max-frames", trt.max_frames, "most frames per window"),
+    ):
+        p.add_argument(flag, type=int, default=default, help=f"TensorRT profile: {text} (default: %(default)s)")
+    p.add_argument(
+        "--trt-workspace-gib",
+        type=float,
+        default=trt.workspace_gib,
+        help="TensorRT builder workspace (default: %(default)s)",
+    )
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from s2s.export.onnx_export import export_repository
+    from s2s.export.specs import ExportOptions
+    from s2s.export.tensorrt import TensorRTProfile
+    from s2s.export.triton_config import ServingOptions
+    from s2s.models.checkpoints import CheckpointError
+
+    names = tuple(n.strip() for n in args.models.split(",") if n.strip())
+    options = ExportOptions(
+        rgb_checkpoint=args.rgb_checkpoint, flow_checkpoint=args.flow_checkpoint,
+        generator_checkpoint=args.generator_checkpoint, generator_config=args.generator_config,
+        vocoder=args.vocoder, vocoder_checkpoint=args.vocoder_checkpoint, seed=args.seed,
+    )  # fmt: skip
+    serving = ServingOptions(
+        max_windows=args.max_windows, max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
+        warmup_frames=args.warmup_frames, trt_accelerator=args.trt_accelerator, format=args.format,
+    )  # fmt: skip
+    profile = TensorRTProfile(
+        min_windows=args.trt_min_windows, opt_windows=args.trt_opt_windows, max_windows=args.max_windows,
+        min_frames=args.trt_min_frames, opt_frames=args.trt_opt_frames, max_frames=args.trt_max_frames,
+        workspace_gib=args.trt_workspace_gib,
+    )  # fmt: skip
+    try:
+        manifest = export_repository(args.model_repository, options, serving, names, profile)
+    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        log.error("export failed: %s", exc)
+        return 1
+    for name in names:
+        entry = manifest["models"][name]
+        weights = "NOISE (seeded random weights)" if entry["noise_weights"] else entry["source"]["checkpoint"]
+        print(f"{name:10s} {entry['file']:28s} {entry['bytes'] / 1e6:8.1f} MB  weights: {weights}")
+    print(f"manifest: {args.model_repository / 'manifest.json'}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- bench
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    from s2s.export.layout import MODEL_NAMES
+
+    p = sub.add_parser("bench", help="benchmarks", description="Benchmarks; results land under --output.")
+    kinds = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    n = kinds.add_parser(
+        "networks",
+        help="each network per 10 s window: PyTorch eager vs ONNX Runtime on this CPU",
+        description="Time every network on one 10 s window in PyTorch eager and in ONNX Runtime (same inputs, "
+        "same threads), report medians as JSON and a Markdown table.",
+    )
+    n.add_argument("--output", type=Path, default=Path("runs/bench-networks"), help="folder (default: %(default)s)")
+    n.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated subset (default: all)")
+    n.add_argument("--repeats", type=int, default=3, help="timed runs per model and runtime (default: %(default)s)")
+    n.add_argument("--threads", type=int, help="threads for both runtimes (default: all cores)")
+    n.set_defaults(func=cmd_bench_networks)
+
+
+def cmd_bench_networks(args: argparse.Namespace) -> int:
+    from s2s.bench.networks import main as bench_main
+
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    return bench_main(args.output, models, args.repeats, args.threads)
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -181,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_serve(sub)
     add_doctor(sub)
+    add_export(sub)
+    add_bench(sub)
     return parser
 
 

@@ -1,0 +1,196 @@
+"""What the model repository holds: one :class:`ModelExport` per network, built from the core models.
+
+Tensor names, dtypes and dims are defined here once; the ONNX export, the Triton configs, the
+TensorRT profiles and the tests all read them from these specs.
+
+    tsn_rgb    frames uint8 [W, T, 3, 224, 224] (BGR 0..255)      -> features fp32 [W, T, 1024]
+    tsn_flow   frames uint8 [W, T, 2, 224, 224] (flow, 0..255)    -> features fp32 [W, T, 1024]
+    generator  rgb_features, flow_features fp32 [W, T, 1024],
+               z fp32 [W, z_dim]                                   -> mel fp32 [W, 80, 4T] in [0, 1]
+    vocoder    mel fp32 [W, 80, F]                                 -> waveform fp32 [W, 256 F]
+
+W (windows of one or several videos) is Triton's batch dimension; T and F are variable.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from s2s.constants import REGNET
+from s2s.export.layout import MODEL_NAMES, VOCODERS
+from s2s.models.bninception import TSNEncoder, build_bninception
+from s2s.models.checkpoints import count_parameters, file_sha256
+from s2s.models.hifigan import build_hifigan
+from s2s.models.melgan import build_melgan
+from s2s.models.regnet import GeneratorExport, build_regnet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TensorIO:
+    """One tensor of a model; ``dims`` exclude the batch (windows) dimension, -1 is variable."""
+
+    name: str
+    dtype: torch.dtype
+    dims: tuple[int, ...]
+    #: names of the variable axes, in order, for ONNX dynamic axes (batch first)
+    axes: tuple[str, ...] = ()
+
+    @property
+    def triton_type(self) -> str:
+        return {torch.uint8: "TYPE_UINT8", torch.float32: "TYPE_FP32", torch.float16: "TYPE_FP16"}[self.dtype]
+
+    def dynamic_axes(self) -> dict[int, str]:
+        variable = [0] + [i + 1 for i, d in enumerate(self.dims) if d == -1]
+        return dict(zip(variable, ("windows", *self.axes), strict=True))
+
+    def example(self, windows: int, variable: int, generator: torch.Generator) -> torch.Tensor:
+        shape = (windows, *(variable if d == -1 else d for d in self.dims))
+        if self.dtype == torch.uint8:
+            return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+        if self.name == "mel":
+            return torch.rand(shape, generator=generator)
+        return torch.randn(shape, generator=generator)
+
+
+@dataclass
+class ModelExport:
+    name: str
+    module: nn.Module
+    inputs: list[TensorIO]
+    outputs: list[TensorIO]
+    #: where the weights came from: {"checkpoint": path, "sha256": ...} or {"seed": n}
+    source: dict
+    description: str
+    #: variable length used for examples/warmup: frames for the TSN/generator, mel frames for the vocoder
+    frames_per_window: int = REGNET.frames_per_window
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def warning(self) -> str | None:
+        if "seed" in self.source:
+            return (
+                f"weights are seeded random (seed {self.source['seed']}), not trained: "
+                "the output is noise, not sound that follows the picture"
+            )
+        return None
+
+    def examples(self, windows: int = 1, frames: int | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        g = torch.Generator().manual_seed(seed)
+        frames = frames or self.frames_per_window
+        return tuple(t.example(windows, frames, g) for t in self.inputs)
+
+    @property
+    def parameters(self) -> int:
+        return count_parameters(self.module)
+
+
+def _source(checkpoint: str | Path | None, seed: int) -> dict:
+    if checkpoint is None:
+        return {"seed": seed}
+    return {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
+
+
+@dataclass
+class ExportOptions:
+    """Where each network's weights come from (None: seeded random)."""
+
+    rgb_checkpoint: str | Path | None = None
+    flow_checkpoint: str | Path | None = None
+    generator_checkpoint: str | Path | None = None
+    generator_config: str = "reference"
+    vocoder: str = "melgan"
+    vocoder_checkpoint: str | Path | None = None
+    seed: int = 0
+
+
+def build_exports(options: ExportOptions, names: tuple[str, ...] = MODEL_NAMES) -> list[ModelExport]:
+    """Instantiate the requested networks (with their export wrappers) and describe their tensors."""
+    unknown = set(names) - set(MODEL_NAMES)
+    if unknown:
+        raise ValueError(f"unknown model(s) {sorted(unknown)}; known: {list(MODEL_NAMES)}")
+    exports = []
+    r = REGNET
+    size = r.image_size
+    if "tsn_rgb" in names:
+        exports.append(
+            ModelExport(
+                "tsn_rgb",
+                TSNEncoder(build_bninception(3, options.rgb_checkpoint, seed=options.seed)).eval(),
+                [TensorIO("frames", torch.uint8, (-1, 3, size, size), ("frames",))],
+                [TensorIO("features", torch.float32, (-1, r.feature_dim), ("frames",))],
+                _source(options.rgb_checkpoint, options.seed),
+                "TSN BN-Inception RGB encoder: uint8 BGR frames -> 1024-d global-pool features",
+            )
+        )
+    if "tsn_flow" in names:
+        exports.append(
+            ModelExport(
+                "tsn_flow",
+                TSNEncoder(build_bninception(2, options.flow_checkpoint, seed=options.seed + 1)).eval(),
+                [TensorIO("frames", torch.uint8, (-1, 2, size, size), ("frames",))],
+                [TensorIO("features", torch.float32, (-1, r.feature_dim), ("frames",))],
+                _source(options.flow_checkpoint, options.seed + 1),
+                "TSN BN-Inception flow encoder: uint8 x/y flow pairs -> 1024-d global-pool features",
+            )
+        )
+    if "generator" in names:
+        generator = build_regnet(options.generator_config, options.generator_checkpoint, seed=options.seed + 2)
+        z_dim = generator.config.random_z_dim
+        exports.append(
+            ModelExport(
+                "generator",
+                GeneratorExport(generator).eval(),
+                [
+                    TensorIO("rgb_features", torch.float32, (-1, r.feature_dim), ("frames",)),
+                    TensorIO("flow_features", torch.float32, (-1, r.feature_dim), ("frames",)),
+                    TensorIO("z", torch.float32, (z_dim,)),
+                ],
+                [TensorIO("mel", torch.float32, (r.n_mels, -1), ("mel_frames",))],
+                _source(options.generator_checkpoint, options.seed + 2),
+                f"RegNet generator ({options.generator_config}): features + noise z -> mel in [0, 1]",
+                extra={"config": options.generator_config, "z_dim": z_dim},
+            )
+        )
+    if "vocoder" in names:
+        exports.append(
+            ModelExport(
+                "vocoder",
+                VocoderExport(build_vocoder(options.vocoder, options.vocoder_checkpoint, options.seed + 3)).eval(),
+                [TensorIO("mel", torch.float32, (r.n_mels, -1), ("mel_frames",))],
+                [TensorIO("waveform", torch.float32, (-1,), ("samples",))],
+                _source(options.vocoder_checkpoint, options.seed + 3),
+                f"{options.vocoder} vocoder: mel -> {r.sample_rate} Hz waveform, {r.hop_length} samples per frame",
+                frames_per_window=r.mel_frames_per_window,
+                extra={"vocoder": options.vocoder},
+            )
+        )
+    for export in exports:
+        if export.warning:
+            log.warning("%s: %s", export.name, export.warning)
+    return exports
+
+
+def build_vocoder(name: str, checkpoint: str | Path | None, seed: int) -> nn.Module:
+    if name == "melgan":
+        return build_melgan(checkpoint=checkpoint, seed=seed)
+    if name.startswith("hifigan-"):
+        return build_hifigan(name.removeprefix("hifigan-"), checkpoint, seed=seed)
+    raise ValueError(f"unknown vocoder {name!r}; known: {list(VOCODERS)}")
+
+
+class VocoderExport(nn.Module):
+    """Export wrapper: mel (B, 80, F) -> waveform (B, F * 256) (channel axis dropped)."""
+
+    def __init__(self, vocoder: nn.Module) -> None:
+        super().__init__()
+        self.vocoder = vocoder
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.vocoder(mel).squeeze(1)

@@ -1,0 +1,83 @@
+"""ONNX -> TensorRT FP16 engine (``model.plan``) with one optimisation profile per model. GPU only.
+
+Plans are specific to the GPU and TensorRT version that build them: build them on the serving GPU
+(the Helm chart's export init container does) and never ship them between machines. The shape ranges
+are flags of ``s2s export --format tensorrt``; their defaults cover one to ``max_windows`` windows of
+one to 215 frames, optimised for one full window.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from s2s.export.specs import ModelExport
+
+from s2s.constants import REGNET
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TensorRTProfile:
+    """Shape ranges of the optimisation profile (in windows and video frames)."""
+
+    min_windows: int = 1
+    opt_windows: int = 1
+    max_windows: int = 8
+    min_frames: int = 1
+    opt_frames: int = REGNET.frames_per_window
+    max_frames: int = REGNET.frames_per_window
+    workspace_gib: float = 4.0
+    fp16: bool = True
+
+    def shapes(self, export: ModelExport) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+        """min/opt/max shape of every input of ``export`` (batch dimension included)."""
+        scale = REGNET.mel_frames_per_frame if export.name == "vocoder" else 1
+        out = {}
+        for t in export.inputs:
+            ranges = []
+            for windows, frames in (
+                (self.min_windows, self.min_frames),
+                (self.opt_windows, self.opt_frames),
+                (self.max_windows, self.max_frames),
+            ):
+                ranges.append((windows, *(frames * scale if d == -1 else d for d in t.dims)))
+            out[t.name] = tuple(ranges)
+        return out
+
+
+def build_plan(onnx_path: Path, plan_path: Path, export: ModelExport, profile: TensorRTProfile | None = None) -> Path:
+    """Build and serialise a TensorRT engine; raises a clear error where TensorRT or a GPU is missing."""
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise RuntimeError(
+            "--format tensorrt needs TensorRT and an NVIDIA GPU: pip install '.[gpu]' on the GPU machine "
+            "(or export inside the NGC image)"
+        ) from exc
+    profile = profile or TensorRTProfile()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(profile.workspace_gib * (1 << 30)))
+    if profile.fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    opt = builder.create_optimization_profile()
+    for name, (lo, mid, hi) in profile.shapes(export).items():
+        opt.set_shape(name, lo, mid, hi)
+    config.add_optimization_profile(opt)
+    log.info("building TensorRT engine for %s (this takes minutes)", export.name)
+    engine = builder.build_serialized_network(network, config)
+    if engine is None:
+        raise RuntimeError(f"TensorRT failed to build an engine for {export.name}")
+    plan_path.write_bytes(bytes(engine))
+    return plan_path

@@ -1,0 +1,212 @@
+"""RegNet spectrogram generator (``Regnet_G``), inference path.
+
+Follows REGNET (Chen et al., IEEE TIP 2020; github.com/PeihaoChen/regnet, ``model.py``): visual
+features (B, T, 2048) and a 512-d noise vector z repeated over time go through 3 x [Conv1d k5 -> 2048,
+BN, ReLU], a 2-layer BiLSTM (hidden 512 per direction) and a linear projection to 1024; the
+"audio forwarding" auxiliary branch (``lstm_last``) is concatenated - as zeros at inference, exactly
+what the reference's ``aux_zero`` does - then a decoder (ConvT, Conv, ConvT, Conv) upsamples time x4
+to 80 mel bins and a 5-layer postnet (tanh on the first 4) adds a residual. About 94.1 M parameters.
+
+Departures from the reference, on purpose: z is an input instead of ``torch.randn(...).to('cuda:0')``
+inside ``forward``; the auxiliary branch is kept only so that official checkpoints load strictly;
+there is no ground-truth mel input. Module names match the reference, so its checkpoints
+(``checkpoint_XXXXXX_netG``: ``{"optimizer_netG": state_dict, "iteration": ..., ...}``) load as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from s2s.constants import REGNET
+from s2s.models.checkpoints import CheckpointError, load_strict, seeded_init, torch_load
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RegNetConfig:
+    visual_dim: int = REGNET.visual_dim
+    n_mel_channels: int = REGNET.n_mels
+    random_z_dim: int = 512
+    encoder_n_convolutions: int = 3
+    encoder_embedding_dim: int = 2048
+    encoder_kernel_size: int = 5
+    encoder_n_lstm: int = 2
+    auxiliary_dim: int = 32  #: the published dog checkpoint; RegNet's config.py default is 256
+    decoder_conv_dim: int = 1024
+    postnet_embedding_dim: int = 512
+    postnet_kernel_size: int = 5
+    postnet_n_convolutions: int = 5
+
+
+#: Named configurations. "reference" is the published model; "small" is a reduced one for CPU training.
+CONFIGS: dict[str, RegNetConfig] = {
+    "reference": RegNetConfig(),
+    "small": RegNetConfig(
+        random_z_dim=64,
+        encoder_embedding_dim=256,
+        encoder_n_lstm=1,
+        auxiliary_dim=8,
+        decoder_conv_dim=128,
+        postnet_embedding_dim=128,
+    ),
+}
+
+
+def regnet_config(name: str) -> RegNetConfig:
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ValueError(f"unknown RegNet configuration {name!r}; known: {sorted(CONFIGS)}") from None
+
+
+class ConvNorm(nn.Module):
+    """Conv1d with 'same' padding (the reference's wrapper; keeps its ``.conv`` key level)."""
+
+    def __init__(self, cin: int, cout: int, kernel_size: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(cin, cout, kernel_size, padding=(kernel_size - 1) // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Encoder(nn.Module):
+    def __init__(self, c: RegNetConfig) -> None:
+        super().__init__()
+        dims = [c.visual_dim + c.random_z_dim] + [c.encoder_embedding_dim] * c.encoder_n_convolutions
+        self.convolutions = nn.ModuleList(
+            nn.Sequential(ConvNorm(dims[i], dims[i + 1], c.encoder_kernel_size), nn.BatchNorm1d(dims[i + 1]))
+            for i in range(c.encoder_n_convolutions)
+        )
+        hidden = c.encoder_embedding_dim // 4
+        self.BiLSTM = nn.LSTM(c.encoder_embedding_dim, hidden, c.encoder_n_lstm, batch_first=True, bidirectional=True)
+        self.BiLSTM_proj = nn.Linear(2 * hidden, 2 * hidden)
+
+    def forward(self, features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        x = features.transpose(1, 2)  # (B, visual_dim, T)
+        z = z.unsqueeze(2).expand(-1, -1, x.shape[2])  # (B, z_dim, T)
+        x = torch.cat([x, z], dim=1)
+        for conv in self.convolutions:
+            x = torch.relu(conv(x))  # dropout(0.5) in training only
+        x, _ = self.BiLSTM(x.transpose(1, 2))  # (B, T, 2 * hidden)
+        return self.BiLSTM_proj(x)
+
+
+class AuxiliaryLSTMLast(nn.Module):
+    """The reference's audio-forwarding branch (``lstm_last``). Zeroed at inference; kept for checkpoints."""
+
+    def __init__(self, c: RegNetConfig) -> None:
+        super().__init__()
+        self.BiLSTM = nn.LSTM(c.n_mel_channels, c.auxiliary_dim, 2, batch_first=True, bidirectional=True)
+        self.BiLSTM_proj = nn.Linear(c.auxiliary_dim, c.auxiliary_dim)
+
+
+class Decoder(nn.Module):
+    def __init__(self, c: RegNetConfig) -> None:
+        super().__init__()
+        half, mels = c.decoder_conv_dim // 2, c.n_mel_channels
+        self.model = nn.Sequential(
+            nn.ConvTranspose1d(c.decoder_conv_dim + c.auxiliary_dim, half, 4, stride=2, padding=1),
+            nn.BatchNorm1d(half),
+            nn.ReLU(),
+            nn.Conv1d(half, half, 5, padding=2),
+            nn.BatchNorm1d(half),
+            nn.ReLU(),
+            nn.ConvTranspose1d(half, mels, 4, stride=2, padding=1),
+            nn.BatchNorm1d(mels),
+            nn.ReLU(),
+            nn.Conv1d(mels, mels, 5, padding=2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.transpose(1, 2))  # (B, T, C) -> (B, mels, 4T)
+
+
+class Postnet(nn.Module):
+    def __init__(self, c: RegNetConfig) -> None:
+        super().__init__()
+        n, e, k = c.postnet_n_convolutions, c.postnet_embedding_dim, c.postnet_kernel_size
+        dims = [c.n_mel_channels] + [e] * (n - 1) + [c.n_mel_channels]
+        self.convolutions = nn.ModuleList(
+            nn.Sequential(ConvNorm(dims[i], dims[i + 1], k), nn.BatchNorm1d(dims[i + 1])) for i in range(n)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convolutions[:-1]:
+            x = torch.tanh(conv(x))
+        return self.convolutions[-1](x)
+
+
+class RegNetGenerator(nn.Module):
+    """features (B, T, 2048), z (B, z_dim) -> mel (B, 80, 4T), unclamped (the reference's output)."""
+
+    def __init__(self, config: RegNetConfig = RegNetConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.auxiliary = AuxiliaryLSTMLast(config)
+        self.decoder = Decoder(config)
+        self.postnet = Postnet(config)
+
+    def forward(self, features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        encoded = self.encoder(features, z)  # (B, T, 1024)
+        aux = encoded.new_zeros(encoded.shape[0], encoded.shape[1], self.config.auxiliary_dim)  # aux_zero
+        mel = self.decoder(torch.cat([encoded, aux], dim=2))
+        return mel + self.postnet(mel)
+
+
+def load_regnet_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read ``checkpoint_XXXXXX_netG``; returns (state_dict, metadata). Our own checkpoints add ``config``."""
+    blob = torch_load(path)
+    if not isinstance(blob, dict) or "optimizer_netG" not in blob:
+        keys = sorted(blob)[:8] if isinstance(blob, dict) else type(blob).__name__
+        raise CheckpointError(f"{path}: not a RegNet generator checkpoint (no 'optimizer_netG'; has {keys})")
+    state = {k.removeprefix("module."): v for k, v in blob["optimizer_netG"].items()}
+    meta = {k: v for k, v in blob.items() if k != "optimizer_netG"}
+    return state, meta
+
+
+def save_regnet_checkpoint(model: RegNetGenerator, path: str | Path, iteration: int = 0, lr: float = 0.0) -> None:
+    """Write the reference layout, plus our config so the model can be rebuilt from the file."""
+    torch.save(
+        {"iteration": iteration, "learning_rate": lr, "optimizer_netG": model.state_dict(),
+         "config": asdict(model.config)},
+        path,
+    )  # fmt: skip
+
+
+def build_regnet(
+    config: RegNetConfig | str = "reference", checkpoint: str | Path | None = None, seed: int = 0
+) -> RegNetGenerator:
+    """A generator from ``checkpoint`` (its stored config wins, if any) or with seeded random weights."""
+    config = regnet_config(config) if isinstance(config, str) else config
+    if checkpoint is None:
+        return seeded_init(RegNetGenerator(config), seed).eval()
+    state, meta = load_regnet_checkpoint(checkpoint)
+    if "config" in meta:
+        config = RegNetConfig(**meta["config"])
+    model = RegNetGenerator(config)
+    load_strict(model, state, source=str(checkpoint))
+    return model.eval()
+
+
+class GeneratorExport(nn.Module):
+    """Export wrapper: rgb (B, T, 1024), flow (B, T, 1024), z (B, z_dim) -> mel (B, 80, 4T) in [0, 1].
+
+    Concatenates the two feature streams inside the graph (no extra ensemble step) and clamps the mel
+    to the range the vocoders were trained on.
+    """
+
+    def __init__(self, generator: RegNetGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, rgb_features: torch.Tensor, flow_features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        features = torch.cat([rgb_features, flow_features], dim=2)
+        return self.generator(features, z).clamp(0.0, 1.0)

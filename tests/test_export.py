@@ -1,0 +1,203 @@
+"""`s2s export`: PyTorch vs ONNX Runtime vs Triton for every model, configs, manifest, TensorRT (GPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
+from s2s.constants import REGNET
+from s2s.export.layout import MODEL_NAMES
+from s2s.export.onnx_export import OPSET, export_repository
+from s2s.export.specs import ExportOptions, build_exports
+from s2s.export.triton_config import ServingOptions, model_config
+from s2s.models.melgan import build_melgan, melgan_checkpoint_state
+from tests.conftest import Serve
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: relative tolerance of ONNX Runtime / Triton against PyTorch fp32 (max |diff| / max |reference|)
+REL_TOL = 1e-4
+
+
+def rel_err(ours: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-12))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """All four models (reference generator, MelGAN) exported once, without warm-up."""
+    repo = tmp_path_factory.mktemp("model_repository")
+    options = ExportOptions(seed=0)
+    manifest = export_repository(repo, options, ServingOptions(warmup_frames=0, max_windows=4))
+    return repo, {e.name: e for e in build_exports(options)}, manifest
+
+
+def torch_outputs(export, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    with torch.no_grad():
+        out = export.module(*inputs)
+    return [out.numpy()] if isinstance(out, torch.Tensor) else [o.numpy() for o in out]
+
+
+def test_exported_graphs_are_named_and_fixed_opset(exported):
+    repo, exports, _ = exported
+    for name in MODEL_NAMES:
+        model = onnx.load(str(repo / name / "1" / "model.onnx"), load_external_data=False)
+        assert model.opset_import[0].version == OPSET
+        assert [i.name for i in model.graph.input] == [t.name for t in exports[name].inputs]
+        assert [o.name for o in model.graph.output] == [t.name for t in exports[name].outputs]
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert meta["s2s_model"] == name and "seeded random" in meta["s2s_warning"]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_onnxruntime_matches_pytorch(exported, name):
+    """Shapes differ from the traced ones (3 windows, 7 frames): the dynamic axes really are dynamic."""
+    repo, exports, _ = exported
+    export = exports[name]
+    frames = 7 if name != "vocoder" else REGNET.mel_frames(7)
+    inputs = export.examples(windows=3, frames=frames, seed=42)
+    session = ort.InferenceSession(str(repo / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    ours = session.run(None, {t.name: x.numpy() for t, x in zip(export.inputs, inputs, strict=True)})
+    for got, want in zip(ours, torch_outputs(export, inputs), strict=True):
+        assert got.shape == want.shape
+        assert rel_err(got, want) < REL_TOL
+
+
+def test_output_shapes_follow_the_recipe(exported):
+    repo, exports, _ = exported
+    gen = ort.InferenceSession(str(repo / "generator" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {
+        t.name: x.numpy()
+        for t, x in zip(exports["generator"].inputs, exports["generator"].examples(1, 11), strict=True)
+    }
+    (mel,) = gen.run(None, feeds)
+    assert mel.shape == (1, REGNET.n_mels, REGNET.mel_frames(11))
+    assert mel.min() >= 0.0 and mel.max() <= 1.0
+    voc = ort.InferenceSession(str(repo / "vocoder" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    (wav,) = voc.run(None, {"mel": mel})
+    assert wav.shape == (1, REGNET.samples(11))
+
+
+def test_manifest_records_sources(exported):
+    repo, _, manifest = exported
+    on_disk = json.loads((repo / "manifest.json").read_text())
+    assert on_disk["models"].keys() == set(MODEL_NAMES)
+    for entry in on_disk["models"].values():
+        assert (repo / entry["file"]).is_file()
+        assert entry["noise_weights"] is True and "seed" in entry["source"]
+        assert entry["opset"] == OPSET
+    assert on_disk["models"]["generator"]["parameters"] == manifest["models"]["generator"]["parameters"]
+
+
+def test_served_models_answer_like_pytorch(exported, tmp_path):
+    """Every exported model through the real server, over gRPC (TSN, generator) and HTTP (vocoder)."""
+    repo, exports, _ = exported
+    serve = Serve(repo, tmp_path, ["--shm-size", "64M"]).start().wait_ready(timeout_s=300)
+    try:
+        assert "weights are seeded random" in serve.stderr(), "the server log must say the output is noise"
+        with grpcclient.InferenceServerClient(serve.grpc_url) as grpc:
+            for name in ("tsn_rgb", "tsn_flow", "generator"):
+                export = exports[name]
+                inputs = export.examples(windows=2, frames=5, seed=7)
+                requests = []
+                for t, x in zip(export.inputs, inputs, strict=True):
+                    r = grpcclient.InferInput(t.name, list(x.shape), "UINT8" if x.dtype == torch.uint8 else "FP32")
+                    r.set_data_from_numpy(x.numpy())
+                    requests.append(r)
+                result = grpc.infer(name, requests)
+                want = torch_outputs(export, inputs)[0]
+                assert rel_err(result.as_numpy(export.outputs[0].name), want) < REL_TOL, name
+        with httpclient.InferenceServerClient(serve.http_url) as http:
+            export = exports["vocoder"]
+            (mel,) = export.examples(windows=1, frames=40, seed=8)
+            r = httpclient.InferInput("mel", list(mel.shape), "FP32")
+            r.set_data_from_numpy(mel.numpy())
+            wav = http.infer("vocoder", [r]).as_numpy("waveform")
+            assert wav.shape == (1, 40 * REGNET.hop_length)
+            assert rel_err(wav, torch_outputs(export, (mel,))[0]) < REL_TOL
+    finally:
+        serve.stop()
+
+
+def test_committed_configs_are_what_export_writes():
+    """model_repository/*/config.pbtxt are the export's defaults, byte for byte (one source of truth)."""
+    for export in build_exports(ExportOptions()):
+        committed = (REPO_ROOT / "model_repository" / export.name / "config.pbtxt").read_text()
+        assert committed == model_config(export, ServingOptions()), f"regenerate with `s2s export` ({export.name})"
+
+
+def test_configs_carry_warmup_and_trt_accelerator():
+    export = build_exports(ExportOptions(), ("vocoder",))[0]
+    text = model_config(export, ServingOptions(warmup_frames=215, trt_accelerator=True))
+    assert "dims: [ 80, 860 ]" in text and "model_warmup" in text
+    assert 'name: "tensorrt"' in text and 'value: "FP16"' in text
+    plan = model_config(export, ServingOptions(format="tensorrt"))
+    assert 'platform: "tensorrt_plan"' in plan and "model.plan" in plan and "onnxruntime" not in plan
+
+
+def test_export_cli_with_checkpoint_and_errors(tmp_path):
+    torch.save(melgan_checkpoint_state(build_melgan(seed=5)), tmp_path / "best_netG.pt")
+    repo = tmp_path / "repo"
+    cmd = [sys.executable, "-m", "s2s", "export", "--model-repository", str(repo), "--models", "vocoder"]
+    ok = subprocess.run([*cmd, "--vocoder-checkpoint", str(tmp_path / "best_netG.pt")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    entry = json.loads((repo / "manifest.json").read_text())["models"]["vocoder"]
+    assert entry["noise_weights"] is False and len(entry["source"]["sha256"]) == 64
+    assert "NOISE" not in ok.stdout
+    (tmp_path / "bad.pt").write_bytes(b"\x00garbage")
+    bad = subprocess.run([*cmd, "--vocoder-checkpoint", str(tmp_path / "bad.pt")], capture_output=True, text=True)
+    assert bad.returncode == 1 and "export failed: cannot read checkpoint" in bad.stderr
+
+
+def test_hifigan_vocoder_exports_with_parity(tmp_path):
+    options = ExportOptions(vocoder="hifigan-v3")
+    export_repository(tmp_path, options, ServingOptions(warmup_frames=0), ("vocoder",))
+    export = build_exports(options, ("vocoder",))[0]
+    (mel,) = export.examples(windows=2, frames=16, seed=3)
+    session = ort.InferenceSession(str(tmp_path / "vocoder" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    (wav,) = session.run(None, {"mel": mel.numpy()})
+    assert rel_err(wav, torch_outputs(export, (mel,))[0]) < REL_TOL
+
+
+@pytest.mark.gpu
+def test_tensorrt_plans_build_and_match_onnx(tmp_path):
+    """GPU only: FP16 TensorRT plans for every model deserialize with the spec's tensor names."""
+    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    from s2s.export.tensorrt import TensorRTProfile
+
+    profile = TensorRTProfile(max_windows=2, opt_frames=16, max_frames=32)
+    manifest = export_repository(
+        tmp_path, ExportOptions(), ServingOptions(format="tensorrt", warmup_frames=0), None, profile
+    )
+    for name in MODEL_NAMES:
+        assert (tmp_path / name / "1" / "model.plan").stat().st_size > 0
+        assert manifest["models"][name]["format"] == "tensorrt"
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        engine = runtime.deserialize_cuda_engine((tmp_path / name / "1" / "model.plan").read_bytes())
+        names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
+        export = build_exports(ExportOptions(), (name,))[0]
+        assert names == {t.name for t in export.inputs + export.outputs}
+
+
+def test_doctor_chains_the_served_networks(exported, tmp_path):
+    """The main job's check: one window through tsn_rgb, tsn_flow, generator and vocoder, as served."""
+    import soundfile
+
+    repo, _, _ = exported
+    wav = tmp_path / "chain.wav"
+    cmd = [sys.executable, "-m", "s2s", "doctor", "--model-repository", str(repo), "--frames", "6", "--wav", str(wav)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert f"mel (1, 80, {REGNET.mel_frames(6)})" in result.stdout
+    audio, rate = soundfile.read(str(wav))
+    assert rate == REGNET.sample_rate and audio.shape == (REGNET.samples(6),)
+    assert np.abs(audio).max() <= 1.0
