@@ -20,11 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[embedded,models,dev]"
 	touch $@
 
-# The main job, as far as the pipeline exists: check the serving stack, export the networks (seeded
-# weights unless checkpoints are given), serve the repository and chain one window through it.
+# The main job: export the networks into model_repository/ (seeded weights unless checkpoints are
+# given), start the embedded Triton on it, and turn a generated sample video into a video with sound.
 demo: setup
 	$(BIN)/s2s export --model-repository model_repository
-	$(BIN)/s2s doctor --model-repository model_repository --wav outputs/demo.wav
+	$(BIN)/s2s demo --model-repository model_repository --output-dir outputs
 
 test: setup lint
 	$(BIN)/python -m pytest

@@ -16,8 +16,16 @@ from s2s import __version__
 from s2s.export.layout import MANIFEST, MODEL_NAMES
 from s2s.export.specs import ExportOptions, ModelExport, build_exports
 from s2s.export.tensorrt import TensorRTProfile, build_plan
-from s2s.export.triton_config import ServingOptions, model_config
+from s2s.export.triton_config import (
+    PYTHON_MODELS,
+    PipelineOptions,
+    ServingOptions,
+    model_config,
+    pipeline_configs,
+    python_model_source,
+)
 from s2s.models.checkpoints import file_sha256
+from s2s.models.regnet import regnet_config
 from s2s.runtime.ort_backend import WARNING_METADATA_KEY
 
 log = logging.getLogger(__name__)
@@ -59,11 +67,18 @@ def export_repository(
     serving: ServingOptions | None = None,
     names: tuple[str, ...] | None = None,
     trt_profile: TensorRTProfile | None = None,
+    pipeline: PipelineOptions | None = None,
 ) -> dict:
-    """Export the requested models into ``repository`` (artifacts + configs) and update the manifest."""
+    """Export the requested models into ``repository`` (artifacts + configs) and update the manifest.
+
+    Unless ``pipeline`` is None *and* ``names`` is a subset, the Python steps (preprocess, postprocess)
+    and the ``s2s`` ensemble are written too, so the repository serves the whole chain.
+    """
     repository = Path(repository)
     options, serving = options or ExportOptions(), serving or ServingOptions()
-    exports = build_exports(options, names or MODEL_NAMES)
+    if pipeline is None and names is None:
+        pipeline = PipelineOptions()
+    exports = build_exports(options, MODEL_NAMES if names is None else names)
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
     for export in exports:
@@ -88,6 +103,14 @@ def export_repository(
         }
         log.info("exported %s (%d parameters) in %.1f s -> %s", export.name, export.parameters,
                  time.monotonic() - start, artifact)  # fmt: skip
+    if pipeline is not None:
+        z_dim = _generator_z_dim(manifest, options)
+        for name, text in pipeline_configs(z_dim, serving, pipeline).items():
+            (repository / name / "1").mkdir(parents=True, exist_ok=True)  # ensembles need a version folder too
+            (repository / name / "config.pbtxt").write_text(text)
+            if name in PYTHON_MODELS:
+                (repository / name / "1" / "model.py").write_text(python_model_source(name))
+        manifest["pipeline"] = {**asdict(pipeline), "z_dim": z_dim}
     manifest.update(
         {
             "s2s_version": __version__,
@@ -98,3 +121,11 @@ def export_repository(
     )
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def _generator_z_dim(manifest: dict, options: ExportOptions) -> int:
+    """The exported generator's noise width (the preprocess step draws z of that width)."""
+    entry = manifest["models"].get("generator")
+    if entry and "z_dim" in entry:
+        return int(entry["z_dim"])
+    return regnet_config(options.generator_config).random_z_dim

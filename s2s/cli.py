@@ -7,6 +7,7 @@ s2s doctor   check the serving stack end to end on a throw-away model
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -196,7 +197,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def add_export(sub: argparse._SubParsersAction) -> None:
     from s2s.export.layout import MODEL_NAMES, VOCODERS
     from s2s.export.tensorrt import TensorRTProfile
-    from s2s.export.triton_config import ServingOptions
+    from s2s.export.triton_config import PipelineOptions, ServingOptions
 
     serving, trt = ServingOptions(), TensorRTProfile()
     p = sub.add_parser(
@@ -242,6 +243,59 @@ def add_export(sub: argparse._SubParsersAction) -> None:
         default=serving.warmup_frames,
         help="frames of a warm-up request at model load, 0 for none (default: %(default)s)",
     )
+    pipe = PipelineOptions()
+    p.add_argument(
+        "--flow-method",
+        choices=["dis", "tvl1"],
+        default=pipe.flow_method,
+        help="optical flow: dis (fast, CPU default) or tvl1 (RegNet's reference) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--window-frames",
+        type=int,
+        default=pipe.window_frames,
+        help="frames per window, 215 = 10 s at 21.5 fps (default: %(default)s)",
+    )
+    p.add_argument(
+        "--preprocess-instances",
+        type=int,
+        default=pipe.preprocess_instances,
+        help="preprocess instances = videos decoded at once (default: %(default)s)",
+    )
+    p.add_argument(
+        "--opencv-threads",
+        type=int,
+        default=pipe.opencv_threads,
+        help="OpenCV threads per preprocess instance (default: %(default)s)",
+    )
+    p.add_argument(
+        "--noise-seed",
+        type=int,
+        default=pipe.seed,
+        help="seed mixed with each video's hash for its noise z (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-duration",
+        type=float,
+        default=pipe.limits.max_duration_s,
+        help="longest video accepted, seconds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-bytes",
+        type=int,
+        default=pipe.limits.max_bytes,
+        help="largest video file accepted (default: %(default)s)",
+    )
+    p.add_argument("--max-width", type=int, default=pipe.limits.max_width, help="widest frame (default: %(default)s)")
+    p.add_argument(
+        "--max-height", type=int, default=pipe.limits.max_height, help="tallest frame (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=pipe.limits.max_pixels,
+        help="most pixels per frame, width x height (default: %(default)s = 4K UHD)",
+    )
     p.add_argument(
         "--trt-accelerator",
         action="store_true",
@@ -268,8 +322,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from s2s.export.onnx_export import export_repository
     from s2s.export.specs import ExportOptions
     from s2s.export.tensorrt import TensorRTProfile
-    from s2s.export.triton_config import ServingOptions
+    from s2s.export.triton_config import PipelineOptions, ServingOptions
     from s2s.models.checkpoints import CheckpointError
+    from s2s.video import VideoLimits
 
     names = tuple(n.strip() for n in args.models.split(",") if n.strip())
     options = ExportOptions(
@@ -286,8 +341,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         min_frames=args.trt_min_frames, opt_frames=args.trt_opt_frames, max_frames=args.trt_max_frames,
         workspace_gib=args.trt_workspace_gib,
     )  # fmt: skip
+    limits = VideoLimits(
+        max_bytes=args.max_bytes, max_duration_s=args.max_duration, max_width=args.max_width,
+        max_height=args.max_height, max_pixels=args.max_pixels,
+    )  # fmt: skip
+    pipeline = PipelineOptions(
+        flow_method=args.flow_method, window_frames=args.window_frames,
+        preprocess_instances=args.preprocess_instances, opencv_threads=args.opencv_threads,
+        seed=args.noise_seed, limits=limits,
+    )  # fmt: skip
     try:
-        manifest = export_repository(args.model_repository, options, serving, names, profile)
+        manifest = export_repository(args.model_repository, options, serving, names, profile, pipeline)
     except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
         log.error("export failed: %s", exc)
         return 1
@@ -296,6 +360,104 @@ def cmd_export(args: argparse.Namespace) -> int:
         weights = "NOISE (seeded random weights)" if entry["noise_weights"] else entry["source"]["checkpoint"]
         print(f"{name:10s} {entry['file']:28s} {entry['bytes'] / 1e6:8.1f} MB  weights: {weights}")
     print(f"manifest: {args.model_repository / 'manifest.json'}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ generate
+def add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="turn a silent video into a video with sound, through a running Triton",
+        description="Send the video file to the `s2s` ensemble (gRPC by default), receive the waveform, and write "
+        "a copy of the video with it as the only audio track (video stream copied, not re-encoded).",
+    )
+    p.add_argument("input", type=Path, help="video file (mp4, webm, avi, mov, mkv, ...)")
+    p.add_argument("-o", "--output", type=Path, help="video with sound (.mp4, .mov, .mkv or .webm)")
+    p.add_argument("--wav", type=Path, help="also write the waveform as a WAV file")
+    p.add_argument("--url", help="Triton address (default: localhost:8001 for gRPC, localhost:8000 for HTTP)")
+    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="(default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the result (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_generate)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from s2s.client.generate import generate_file
+    from s2s.client.triton import ClientError
+
+    if args.output is None and args.wav is None:
+        log.error("nothing to write: give -o OUT.mp4 and/or --wav OUT.wav")
+        return 2
+    if not args.input.is_file():
+        log.error("no such file: %s", args.input)
+        return 2
+    try:
+        result = generate_file(
+            args.input, args.output, wav=args.wav, url=args.url, protocol=args.protocol,
+            timeout_s=args.timeout, show_progress=not args.quiet,
+        )  # fmt: skip
+    except ClientError as exc:
+        log.error("generation failed: %s", exc)
+        return 1
+    if result.muxed is not None:
+        how = "video copied" if result.muxed.video_copied else "video re-encoded"
+        print(f"video with sound: {result.muxed.path} ({how})")
+    if result.wav is not None:
+        print(f"waveform: {result.wav}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- demo
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the main job: a generated sample video through the embedded Triton, with sound",
+        description="Generate a sample video with visible motion, start the embedded Triton on the exported "
+        "model repository, send the video through the `s2s` ensemble over gRPC and write the video with sound.",
+    )
+    p.add_argument("--model-repository", type=Path, default=DEFAULT_REPOSITORY, help="(default: %(default)s)")
+    p.add_argument("--output-dir", type=Path, default=Path("outputs"), help="(default: %(default)s)")
+    p.add_argument("--duration", type=float, default=6.0, help="sample video length, seconds (default: %(default)s)")
+    p.add_argument("--verbose", action="store_true", help="show the server log")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from s2s.client.generate import generate_file
+    from s2s.client.triton import ClientError
+    from s2s.runtime.selfcheck import free_ports
+    from s2s.runtime.server import ServerOptions, ServerStartError, TritonServer
+    from s2s.samples import make_video
+
+    repo = args.model_repository
+    if not (repo / "s2s" / "config.pbtxt").is_file() or not (repo / "manifest.json").is_file():
+        log.error("%s is not an exported repository: run `s2s export --model-repository %s` first", repo, repo)
+        return 1
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    sample = args.output_dir / "sample.mp4"
+    make_video(sample, duration_s=args.duration, fps=30.0, width=480, height=360)
+    print(f"sample video (silent, {args.duration:g} s): {sample}")
+    http_port, grpc_port, metrics_port = free_ports(3)
+    options = ServerOptions(
+        repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, address="127.0.0.1",
+        shm_default_byte_size=64 * 1024 * 1024, log_level="warning", exit_timeout_s=10,
+    )  # fmt: skip
+    print(f"starting the embedded Triton on {repo} (models load and warm up) ...", flush=True)
+    try:
+        with TritonServer(options, echo=sys.stderr if args.verbose else None):
+            print(f"Triton ready: gRPC {options.grpc_url}, HTTP {options.http_url}", flush=True)
+            output = args.output_dir / "sample_with_sound.mp4"
+            result = generate_file(sample, output, wav=args.output_dir / "sample_with_sound.wav", url=options.grpc_url)
+    except (ServerStartError, ClientError) as exc:
+        log.error("%s", exc)
+        return 1
+    print(f"video with sound: {result.muxed.path}")
+    print(f"waveform:         {result.wav}")
+    manifest = json.loads((repo / "manifest.json").read_text())
+    if any(entry.get("noise_weights") for entry in manifest["models"].values()):
+        print(
+            "note: the networks have seeded random weights (no checkpoints given to `s2s export`): the sound is noise"
+        )
     return 0
 
 
@@ -316,6 +478,18 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--repeats", type=int, default=3, help="timed runs per model and runtime (default: %(default)s)")
     n.add_argument("--threads", type=int, help="threads for both runtimes (default: all cores)")
     n.set_defaults(func=cmd_bench_networks)
+    e = kinds.add_parser(
+        "pipeline",
+        help="end-to-end seconds per 10 s clip: the ensemble in Triton vs the same chain in-process",
+        description="For each flow method, a generated 10 s clip through the `s2s` ensemble in the embedded Triton "
+        "and through the same ONNX files in-process (ONNX Runtime), side by side; medians as JSON and Markdown.",
+    )
+    e.add_argument("--model-repository", type=Path, default=DEFAULT_REPOSITORY, help="exported (default: %(default)s)")
+    e.add_argument("--output", type=Path, default=Path("runs/bench-pipeline"), help="folder (default: %(default)s)")
+    e.add_argument("--flow-methods", default="dis,tvl1", help="comma-separated (default: %(default)s)")
+    e.add_argument("--repeats", type=int, default=3, help="timed runs with dis (default: %(default)s)")
+    e.add_argument("--tvl1-repeats", type=int, default=1, help="timed runs with tvl1 (over a minute each on CPU)")
+    e.set_defaults(func=cmd_bench_pipeline)
 
 
 def cmd_bench_networks(args: argparse.Namespace) -> int:
@@ -323,6 +497,13 @@ def cmd_bench_networks(args: argparse.Namespace) -> int:
 
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     return bench_main(args.output, models, args.repeats, args.threads)
+
+
+def cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from s2s.bench.pipeline import main as bench_main
+
+    methods = tuple(m.strip() for m in args.flow_methods.split(",") if m.strip())
+    return bench_main(args.model_repository, args.output, methods, {"dis": args.repeats, "tvl1": args.tvl1_repeats})
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -334,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve(sub)
     add_doctor(sub)
     add_export(sub)
+    add_generate(sub)
+    add_demo(sub)
     add_bench(sub)
     return parser
 

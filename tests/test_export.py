@@ -19,8 +19,9 @@ from s2s.constants import REGNET
 from s2s.export.layout import MODEL_NAMES
 from s2s.export.onnx_export import OPSET, export_repository
 from s2s.export.specs import ExportOptions, build_exports
-from s2s.export.triton_config import ServingOptions, model_config
+from s2s.export.triton_config import PipelineOptions, ServingOptions, model_config, pipeline_configs
 from s2s.models.melgan import build_melgan, melgan_checkpoint_state
+from s2s.video import VideoLimits
 from tests.conftest import Serve
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def exported(tmp_path_factory):
     """All four models (reference generator, MelGAN) exported once, without warm-up."""
     repo = tmp_path_factory.mktemp("model_repository")
     options = ExportOptions(seed=0)
-    manifest = export_repository(repo, options, ServingOptions(warmup_frames=0, max_windows=4))
+    manifest = export_repository(repo, options, ServingOptions(warmup_frames=0))
     return repo, {e.name: e for e in build_exports(options)}, manifest
 
 
@@ -133,6 +134,14 @@ def test_committed_configs_are_what_export_writes():
     for export in build_exports(ExportOptions()):
         committed = (REPO_ROOT / "model_repository" / export.name / "config.pbtxt").read_text()
         assert committed == model_config(export, ServingOptions()), f"regenerate with `s2s export` ({export.name})"
+    for name, text in pipeline_configs(512, ServingOptions(), PipelineOptions()).items():
+        committed = (REPO_ROOT / "model_repository" / name / "config.pbtxt").read_text()
+        assert committed == text, f"regenerate with `s2s export` ({name})"
+
+
+def test_pipeline_limits_must_fit_the_batch():
+    with pytest.raises(ValueError, match="needs 7 windows"):
+        pipeline_configs(512, ServingOptions(max_windows=6), PipelineOptions(limits=VideoLimits(max_duration_s=61)))
 
 
 def test_configs_carry_warmup_and_trt_accelerator():

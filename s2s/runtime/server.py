@@ -124,7 +124,12 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 #: Error lines a CPU-only machine always prints; they explain nothing.
-_NOISE = ("CudaDriverHelper has not been initialized", "Failed to initialize NVML", "DCGM unable to start")
+_NOISE = (
+    "CudaDriverHelper has not been initialized",
+    "Failed to initialize NVML",
+    "DCGM unable to start",
+    "unable to create stream for",
+)
 
 
 def error_lines(log_text: str, limit: int = 20) -> str:

@@ -1,0 +1,137 @@
+"""End-to-end seconds per 10 s clip: the ``s2s`` ensemble in the embedded Triton vs the same chain in-process.
+
+For each flow method, one run: a generated 10 s clip goes through the ensemble (gRPC, after one
+warm-up request) ``repeats`` times, then through the in-process reference built on the *same ONNX
+files* in ONNX Runtime, with the same preprocess code - so the ratio is what serving through Triton
+costs (tensor copies through shared memory, the ensemble's scheduling, Python-backend stubs) on this
+machine. The in-process runs also give the stage split (preprocess / networks / postprocess).
+
+The repository's networks are reused as they are; the pipeline configs for each flow method are
+written into a temporary repository whose network folders link to the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import onnxruntime
+
+from s2s.bench.networks import cpu_name
+from s2s.bench.reference import ReferencePipeline
+from s2s.client.triton import S2SClient
+from s2s.constants import REGNET
+from s2s.export.layout import MANIFEST, MODEL_NAMES
+from s2s.export.triton_config import (
+    PYTHON_MODELS,
+    PipelineOptions,
+    ServingOptions,
+    pipeline_configs,
+    python_model_source,
+)
+from s2s.pipeline import postprocess
+from s2s.runtime.selfcheck import free_ports
+from s2s.runtime.server import ServerOptions, TritonServer
+from s2s.samples import make_video
+
+
+def _repository_for(source: Path, target: Path, pipeline: PipelineOptions, z_dim: int) -> Path:
+    for name in MODEL_NAMES:
+        (target / name).symlink_to(source.resolve() / name, target_is_directory=True)
+    for name, text in pipeline_configs(z_dim, ServingOptions(), pipeline).items():
+        (target / name / "1").mkdir(parents=True, exist_ok=True)
+        (target / name / "config.pbtxt").write_text(text)
+        if name in PYTHON_MODELS:
+            (target / name / "1" / "model.py").write_text(python_model_source(name))
+    return target
+
+
+def _median(times: list[float]) -> float:
+    return statistics.median(times)
+
+
+def run(repository: Path, methods: tuple[str, ...], repeats: dict[str, int], duration_s: float = 10.0) -> dict:
+    manifest = json.loads((repository / MANIFEST).read_text())
+    z_dim = int(manifest["models"]["generator"]["z_dim"])
+    clip = make_video(duration_s=duration_s, fps=30.0, width=640, height=360, seed=1)
+    results = []
+    for method in methods:
+        n = repeats.get(method, 1)
+        # one request at a time: one preprocess instance with every core for OpenCV, on both sides
+        threads = os.cpu_count() or 1
+        pipeline = PipelineOptions(flow_method=method, preprocess_instances=1, opencv_threads=threads)
+        cv2.setNumThreads(threads)
+        with tempfile.TemporaryDirectory(prefix="s2s-bench-repo-") as tmp:
+            repo = _repository_for(repository, Path(tmp), pipeline, z_dim)
+            http, grpc, metrics = free_ports(3)
+            options = ServerOptions(
+                repo, http_port=http, grpc_port=grpc, metrics_port=metrics, address="127.0.0.1",
+                shm_default_byte_size=64 * 1024 * 1024, log_level="error", exit_timeout_s=10,
+            )  # fmt: skip
+            with TritonServer(options), S2SClient(options.grpc_url, timeout_s=3600) as client:
+                client.generate(clip)  # warm-up
+                served = [client.generate(clip).seconds for _ in range(n)]
+        reference = ReferencePipeline.onnxruntime(repository, flow_method=method)
+        reference(clip)  # warm-up
+        stages: dict[str, list[float]] = {"preprocess": [], "networks": [], "postprocess": [], "total": []}
+        for _ in range(n):
+            t0 = time.perf_counter()
+            windows = reference.preprocess(clip)
+            t1 = time.perf_counter()
+            waveforms, mels = reference.run_networks(windows)
+            t2 = time.perf_counter()
+            postprocess(waveforms, mels, windows.duration_s)
+            t3 = time.perf_counter()
+            for key, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
+                stages[key].append(value)
+        results.append(
+            {
+                "flow_method": method,
+                "repeats": n,
+                "ensemble_s": _median(served),
+                "in_process_s": _median(stages["total"]),
+                "in_process_stages_s": {k: _median(v) for k, v in stages.items() if k != "total"},
+                "ensemble_runs_s": served,
+            }
+        )
+    return {
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count()},
+        "versions": {"onnxruntime": onnxruntime.__version__},
+        "clip": {"duration_s": duration_s, "source": "generated 640x360 30 fps H.264", "windows": 1},
+        "weights": "seeded" if any(m.get("noise_weights") for m in manifest["models"].values()) else "checkpoints",
+        "results": results,
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"End to end, one {result['clip']['duration_s']:g} s clip ({result['clip']['source']}), "
+        f"{result['machine']['cpu']}, {result['machine']['cores']} cores; median of the runs shown.",
+        "",
+        "| flow | runs | ensemble in Triton (s) | in-process, same ONNX (s) | Triton / in-process | "
+        "preprocess (s) | networks (s) | postprocess (s) | x real time (ensemble) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["results"]:
+        st = r["in_process_stages_s"]
+        lines.append(
+            f"| {r['flow_method']} | {r['repeats']} | {r['ensemble_s']:.2f} | {r['in_process_s']:.2f} | "
+            f"{r['ensemble_s'] / r['in_process_s']:.3f} | {st['preprocess']:.2f} | {st['networks']:.2f} | "
+            f"{st['postprocess']:.3f} | {result['clip']['duration_s'] / r['ensemble_s']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(repository: Path, output: Path, methods: tuple[str, ...], repeats: dict[str, int]) -> int:
+    result = run(repository, methods, repeats, duration_s=REGNET.window_s)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    (output / "pipeline.md").write_text(table)
+    print(table)  # noqa: T201 (a report is this command's output)
+    return 0

@@ -1,0 +1,74 @@
+"""`s2s generate IN -o OUT.mp4`: a video file through the served ensemble, the sound muxed back in."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from s2s.client.mux import MuxResult, mux_audio, write_wav
+from s2s.client.triton import ClientError, Generated, S2SClient
+from s2s.constants import REGNET
+
+
+@dataclass
+class GenerateResult:
+    generated: Generated
+    muxed: MuxResult | None
+    wav: Path | None
+
+
+def probe_duration(video: bytes) -> float | None:
+    """Duration of the first video stream according to the container, or None."""
+    import io
+
+    import av
+
+    try:
+        with av.open(io.BytesIO(video)) as container:
+            stream = container.streams.video[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+            return container.duration / 1e6 if container.duration else None
+    except (av.error.FFmpegError, IndexError):
+        return None  # the server will say what is wrong with it
+
+
+def generate_file(
+    source: Path,
+    output: Path | None,
+    *,
+    wav: Path | None = None,
+    url: str | None = None,
+    protocol: str = "grpc",
+    timeout_s: float = 900.0,
+    show_progress: bool = True,
+) -> GenerateResult:
+    """Send ``source`` to Triton, write ``output`` (video with sound) and/or ``wav``."""
+    video = Path(source).read_bytes()
+    duration = probe_duration(video)
+    windows = None
+
+    interactive = sys.stderr.isatty()
+
+    def progress(elapsed: float) -> None:
+        what = f"{duration:.1f} s of video, {windows} window(s)" if duration else "video"
+        if interactive:  # one line, rewritten every second
+            sys.stderr.write(f"\r  generating sound for {what}: {elapsed:5.0f} s elapsed")
+        elif round(elapsed) % 10 == 0:  # logs: a line every 10 s
+            sys.stderr.write(f"  generating sound for {what}: {elapsed:5.0f} s elapsed\n")
+        sys.stderr.flush()
+
+    with S2SClient(url, protocol, timeout_s=timeout_s) as client:
+        if not client.ready():
+            raise ClientError(f"Triton at {client.url} ({protocol}) is not ready or has no model 's2s'")
+        if duration:
+            windows = math.ceil(duration * REGNET.fps / client.window_frames() - 1e-9)
+        generated = client.generate(video, progress if show_progress else None)
+    if show_progress:
+        prefix = "\r" if interactive else ""
+        sys.stderr.write(f"{prefix}  generated {generated.duration_s:.2f} s of sound in {generated.seconds:.1f} s\n")
+    muxed = mux_audio(video, generated.waveform, output) if output is not None else None
+    wav_path = write_wav(wav, generated.waveform) if wav is not None else None
+    return GenerateResult(generated, muxed, wav_path)

@@ -1,0 +1,114 @@
+"""Put a generated waveform into a copy of the video with PyAV.
+
+The video stream is copied packet by packet (not re-encoded); existing audio streams are dropped and
+replaced by one AAC stream of the waveform. Where the output container cannot hold the input's video
+codec as it is (e.g. MJPEG into mp4), the video is re-encoded to H.264 instead, and the result says so.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from s2s.constants import REGNET
+
+log = logging.getLogger(__name__)
+
+#: output container by file suffix
+FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+
+
+@dataclass
+class MuxResult:
+    path: Path
+    video_copied: bool  #: False where the video had to be re-encoded
+    audio_samples: int
+
+
+def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int = REGNET.sample_rate) -> Path:
+    """16-bit PCM mono WAV."""
+    path = Path(path)
+    pcm = (np.clip(waveform, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(sample_rate)
+        handle.writeframes(pcm.tobytes())
+    return path
+
+
+def mux_audio(
+    video: bytes, waveform: np.ndarray, output: str | Path, sample_rate: int = REGNET.sample_rate
+) -> MuxResult:
+    """Write ``output``: the video of ``video`` (bytes of the input file) with ``waveform`` as its only audio."""
+    output = Path(output)
+    fmt = FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"unsupported output type {output.suffix!r}; use one of {sorted(FORMATS)}")
+    audio_codec = "libopus" if fmt == "webm" else "aac"
+    try:
+        _mux(video, waveform, output, fmt, audio_codec, sample_rate, copy_video=True)
+        return MuxResult(output, True, waveform.size)
+    except Exception as exc:  # FFmpeg refuses this codec in this container: re-encode the video
+        log.warning("cannot copy the video stream into %s (%s); re-encoding it", fmt, exc)
+        output.unlink(missing_ok=True)
+    _mux(video, waveform, output, fmt, audio_codec, sample_rate, copy_video=False)
+    return MuxResult(output, False, waveform.size)
+
+
+def _mux(
+    video: bytes, waveform: np.ndarray, output: Path, fmt: str, audio_codec: str, sample_rate: int, copy_video: bool
+) -> None:
+    import av
+
+    with av.open(io.BytesIO(video), mode="r") as src, av.open(str(output), mode="w", format=fmt) as dst:
+        in_video = src.streams.video[0]
+        if copy_video:
+            out_video = dst.add_stream_from_template(in_video)
+        else:
+            codec = "libvpx-vp9" if fmt == "webm" else "libx264"
+            out_video = dst.add_stream(codec, rate=in_video.average_rate or 25)
+            out_video.width, out_video.height, out_video.pix_fmt = (
+                in_video.codec_context.width, in_video.codec_context.height, "yuv420p",
+            )  # fmt: skip
+        rate = 48000 if audio_codec == "libopus" else sample_rate
+        out_audio = dst.add_stream(audio_codec, rate=rate)
+        out_audio.layout = "mono"
+        if copy_video:
+            for packet in src.demux(in_video):
+                if packet.dts is None:  # the demuxer's end-of-stream marker
+                    continue
+                packet.stream = out_video
+                dst.mux(packet)
+        else:
+            for frame in src.decode(in_video):
+                frame.pts = None
+                for packet in out_video.encode(frame.reformat(format="yuv420p")):
+                    dst.mux(packet)
+            for packet in out_video.encode():
+                dst.mux(packet)
+        _encode_audio(dst, out_audio, waveform, sample_rate, rate)
+
+
+def _encode_audio(dst, stream, waveform: np.ndarray, source_rate: int, rate: int) -> None:
+    import av
+
+    samples = np.clip(waveform, -1.0, 1.0).astype(np.float32)
+    if rate != source_rate:
+        import soxr
+
+        samples = soxr.resample(samples, source_rate, rate).astype(np.float32)
+    chunk = 1024
+    for start in range(0, samples.size, chunk):
+        frame = av.AudioFrame.from_ndarray(samples[None, start : start + chunk], format="flt", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = start
+        for packet in stream.encode(frame):
+            dst.mux(packet)
+    for packet in stream.encode():
+        dst.mux(packet)

@@ -1,0 +1,127 @@
+"""Send a video to the ``s2s`` ensemble over gRPC (default) or HTTP with tritonclient."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from s2s.constants import REGNET
+
+DEFAULT_MODEL = "s2s"
+PROTOCOLS = ("grpc", "http")
+
+
+class ClientError(RuntimeError):
+    """The server could not be reached or refused the request; the message is the server's."""
+
+
+@dataclass
+class Generated:
+    waveform: np.ndarray  #: float32 (samples,), REGNET.sample_rate Hz, the video's duration
+    mel: np.ndarray  #: float32 (80, frames) in [0, 1]
+    seconds: float  #: wall time of the request
+
+    @property
+    def duration_s(self) -> float:
+        return self.waveform.size / REGNET.sample_rate
+
+
+def default_url(protocol: str) -> str:
+    return "localhost:8001" if protocol == "grpc" else "localhost:8000"
+
+
+class S2SClient:
+    """A thin client for the ensemble; one instance per thread for HTTP (tritonclient's HTTP is gevent-based)."""
+
+    def __init__(
+        self, url: str | None = None, protocol: str = "grpc", model: str = DEFAULT_MODEL, timeout_s: float = 900.0
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        self.protocol, self.model, self.timeout_s = protocol, model, timeout_s
+        self.url = url or default_url(protocol)
+        if protocol == "grpc":
+            import tritonclient.grpc as module
+        else:
+            import tritonclient.http as module
+        self._module = module
+        kwargs = {} if protocol == "grpc" else {"connection_timeout": 30.0, "network_timeout": timeout_s}
+        self._client = module.InferenceServerClient(self.url, **kwargs)
+        self._config_kwargs = {"as_json": True} if protocol == "grpc" else {}
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> S2SClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ready(self) -> bool:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return bool(self._client.is_server_ready() and self._client.is_model_ready(self.model))
+        except (InferenceServerException, OSError, ConnectionError):
+            return False
+
+    def window_frames(self) -> int:
+        """Frames per window of the served preprocess step (the recipe's 215 if it cannot be read)."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            config = self._client.get_model_config("preprocess", **self._config_kwargs)
+            config = config["config"] if self.protocol == "grpc" else config
+            return int(config["parameters"]["window_frames"]["string_value"])
+        except (InferenceServerException, KeyError, TypeError, ValueError):
+            return REGNET.frames_per_window
+
+    def generate(self, video: bytes, progress: Callable[[float], None] | None = None) -> Generated:
+        """Run the ensemble on an encoded video; ``progress(elapsed_s)`` is called about once a second."""
+        from tritonclient.utils import InferenceServerException
+
+        if not video:
+            raise ClientError("empty video: nothing to send")
+        data = np.frombuffer(video, dtype=np.uint8)
+        tensor = self._module.InferInput("video", [data.size], "UINT8")
+        tensor.set_data_from_numpy(data)
+        outputs = [self._module.InferRequestedOutput("waveform"), self._module.InferRequestedOutput("mel")]
+        done = threading.Event()
+        start = time.monotonic()
+        ticker = None
+        if progress is not None:
+
+            def tick() -> None:
+                while not done.wait(1.0):
+                    progress(time.monotonic() - start)
+
+            ticker = threading.Thread(target=tick, daemon=True)
+            ticker.start()
+        try:
+            if self.protocol == "grpc":
+                result = self._client.infer(self.model, [tensor], outputs=outputs, client_timeout=self.timeout_s)
+            else:
+                result = self._client.infer(self.model, [tensor], outputs=outputs)
+        except InferenceServerException as exc:
+            raise ClientError(server_message(exc)) from None
+        except (OSError, ConnectionError) as exc:
+            raise ClientError(f"cannot reach Triton at {self.url} ({self.protocol}): {exc}") from None
+        finally:
+            done.set()
+            if ticker is not None:
+                ticker.join(timeout=2)
+        return Generated(result.as_numpy("waveform"), result.as_numpy("mel"), time.monotonic() - start)
+
+
+def server_message(exc: Exception) -> str:
+    """The useful part of a tritonclient exception (its message, without the class noise)."""
+    message = getattr(exc, "message", None)
+    text = message() if callable(message) else str(exc)
+    status = getattr(exc, "status", None)
+    code = status() if callable(status) else None
+    return f"{text} [{code}]" if code else text

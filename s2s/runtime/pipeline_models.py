@@ -1,0 +1,147 @@
+"""The Python-backend models of the ensemble: ``preprocess`` (the flow extractor) and ``postprocess``.
+
+Each request gets exactly one response, in order; a video that cannot be used gets its own
+INVALID_ARG error naming the problem while the other requests of the same call are served.
+Configuration comes from the model config's ``parameters`` (written by ``s2s export``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+try:  # only importable inside a Triton Python-backend stub
+    import triton_python_backend_utils as pb_utils
+except ImportError:  # pragma: no cover - exercised outside the server
+    pb_utils = None
+
+from s2s.constants import REGNET
+from s2s.flow import FLOW_METHODS
+from s2s.pipeline import postprocess, preprocess
+from s2s.video import VideoError, VideoLimits
+
+#: parameter name -> (converter, default) of the preprocess model
+PREPROCESS_PARAMETERS: dict[str, tuple[Any, Any]] = {
+    "flow_method": (str, "dis"),
+    "window_frames": (int, REGNET.frames_per_window),
+    "z_dim": (int, 512),
+    "seed": (int, 0),
+    "opencv_threads": (int, 1),
+    "max_bytes": (int, VideoLimits.max_bytes),
+    "max_duration_s": (float, VideoLimits.max_duration_s),
+    "max_width": (int, VideoLimits.max_width),
+    "max_height": (int, VideoLimits.max_height),
+    "max_pixels": (int, VideoLimits.max_pixels),
+}
+
+
+def read_parameters(config: dict, table: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
+    raw = {k: (v or {}).get("string_value", "") for k, v in (config.get("parameters") or {}).items()}
+    unknown = sorted(set(raw) - set(table))
+    if unknown:
+        raise ValueError(f"{config.get('name')}: unknown parameters {unknown}; known: {sorted(table)}")
+    values = {}
+    for key, (convert, default) in table.items():
+        try:
+            values[key] = convert(raw[key]) if key in raw else default
+        except ValueError:
+            raise ValueError(
+                f"{config.get('name')}: parameter {key}={raw[key]!r} is not a valid {convert.__name__}"
+            ) from None
+    return values
+
+
+def _error(message: str, code_name: str = "INVALID_ARG") -> Any:
+    code = getattr(pb_utils.TritonError, code_name, None)
+    error = pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+
+class PreprocessModel:
+    """video uint8 [N] -> rgb [W, T, 3, 224, 224], flow [W, T, 2, 224, 224], z [W, z_dim], duration [1]."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        import cv2
+
+        config = json.loads(args["model_config"])
+        self.params = read_parameters(config, PREPROCESS_PARAMETERS)
+        if self.params["flow_method"] not in FLOW_METHODS:
+            raise ValueError(f"flow_method {self.params['flow_method']!r} is not one of {FLOW_METHODS}")
+        cv2.setNumThreads(self.params["opencv_threads"])
+        self.limits = VideoLimits(
+            max_bytes=self.params["max_bytes"], max_duration_s=self.params["max_duration_s"],
+            max_width=self.params["max_width"], max_height=self.params["max_height"],
+            max_pixels=self.params["max_pixels"],
+        )  # fmt: skip
+        self.logger = pb_utils.Logger
+        self.logger.log_info(f"preprocess: {json.dumps(self.params)}")
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        responses = []
+        for request in requests:
+            video = pb_utils.get_input_tensor_by_name(request, "video").as_numpy()
+            start = time.perf_counter()
+            try:
+                if video.dtype != np.uint8 or video.ndim != 1:
+                    raise VideoError(f"video must be uint8 [bytes], got {video.dtype} {list(video.shape)}")
+                windows = preprocess(
+                    video.tobytes(), window_frames=self.params["window_frames"],
+                    flow_method=self.params["flow_method"], z_dim=self.params["z_dim"], seed=self.params["seed"],
+                    limits=self.limits,
+                )  # fmt: skip
+            except VideoError as exc:
+                responses.append(_error(f"preprocess: {exc}"))
+                continue
+            except Exception as exc:  # a bug, not the user's input: say so, keep serving
+                self.logger.log_error(f"preprocess failed: {type(exc).__name__}: {exc}")
+                responses.append(_error(f"preprocess: internal error: {type(exc).__name__}: {exc}", "INTERNAL"))
+                continue
+            self.logger.log_verbose(
+                f"preprocess: {video.size} bytes -> {windows.num_windows} windows of {windows.num_frames} frames "
+                f"in {time.perf_counter() - start:.2f} s"
+            )
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("rgb", windows.rgb),
+                        pb_utils.Tensor("flow", windows.flow),
+                        pb_utils.Tensor("z", windows.z),
+                        pb_utils.Tensor("duration", np.array([windows.duration_s], dtype=np.float32)),
+                    ]
+                )
+            )
+        return responses
+
+    def finalize(self) -> None:
+        pass
+
+
+class PostprocessModel:
+    """waveform [W, S], mel [W, 80, F], duration [1] -> waveform [N] (trimmed, aligned), mel [80, M]."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        read_parameters(json.loads(args["model_config"]), {})
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        responses = []
+        for request in requests:
+            try:
+                waveforms = pb_utils.get_input_tensor_by_name(request, "waveform").as_numpy()
+                mels = pb_utils.get_input_tensor_by_name(request, "mel").as_numpy()
+                duration = float(pb_utils.get_input_tensor_by_name(request, "duration").as_numpy().reshape(-1)[0])
+                waveform, mel = postprocess(waveforms, mels, duration)
+            except ValueError as exc:
+                responses.append(_error(f"postprocess: {exc}"))
+                continue
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor("waveform", waveform), pb_utils.Tensor("mel", mel)]
+                )
+            )
+        return responses
+
+    def finalize(self) -> None:
+        pass

@@ -1,0 +1,162 @@
+"""Decode an encoded video in memory and resample it to the recipe's frame rate.
+
+PyAV decodes from a byte buffer (no temporary files, no ffmpeg process); any container/codec FFmpeg
+reads works (mp4/H.264, webm/VP9, avi/MJPEG, mov, ...). Frames are resampled to 21.5 fps by their
+timestamps, so variable-frame-rate phone videos come out evenly spaced; the display rotation of
+phone videos is applied. Each kept frame is scaled by swscale straight to the flow size
+(340 x 256, BGR), the size RegNet computes optical flow and TSN inputs from.
+
+Inputs that cannot be used raise :class:`VideoError` with a message meant for the user.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from s2s.constants import REGNET, Recipe
+
+
+class VideoError(ValueError):
+    """The input is not a usable video: the message says why (and with which value)."""
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """What the service accepts; anything outside gets a :class:`VideoError`."""
+
+    max_bytes: int = 256 * 1024 * 1024
+    max_duration_s: float = 60.0
+    max_width: int = 3840
+    max_height: int = 3840
+    max_pixels: int = 3840 * 2160
+
+
+@dataclass
+class DecodedVideo:
+    frames: np.ndarray  #: uint8 (N, flow_height, flow_width, 3), BGR, at the recipe's fps
+    duration_s: float  #: duration of the video stream
+    source_size: tuple[int, int]  #: (width, height) as stored, before rotation
+    source_fps: float | None
+    rotation: int  #: display rotation applied, degrees
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+
+def probe_bytes(data: bytes | memoryview | np.ndarray) -> bytes:
+    if isinstance(data, np.ndarray):
+        data = data.tobytes()
+    return bytes(data)
+
+
+def decode_video(
+    data: bytes | memoryview | np.ndarray, limits: VideoLimits = VideoLimits(), recipe: Recipe = REGNET
+) -> DecodedVideo:
+    """Decode ``data`` (an encoded video file) into frames at ``recipe.fps``."""
+    import av
+
+    data = probe_bytes(data)
+    if not data:
+        raise VideoError("empty input: the request carried no video bytes")
+    if len(data) > limits.max_bytes:
+        raise VideoError(f"input too large: {len(data)} bytes (limit {limits.max_bytes})")
+    try:
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"cannot read the input as a video file: {_reason(exc)}") from None
+    with container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise VideoError(f"no video stream in the input (streams found: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        width, height = stream.codec_context.width, stream.codec_context.height
+        _check_size(width, height, limits)
+        declared = _declared_duration(container, stream)
+        if declared is not None and declared > limits.max_duration_s + 1e-3:
+            raise VideoError(f"video too long: {declared:.2f} s (limit {limits.max_duration_s:g} s)")
+        rate = float(stream.average_rate) if stream.average_rate else None
+        frames, last_time, rotation = _resample(container, stream, limits, recipe, rate)
+    if not frames:
+        raise VideoError("the video stream has no decodable frames")
+    frame_period = 1.0 / rate if rate else 1.0 / recipe.fps
+    duration = declared if declared is not None else last_time + frame_period
+    duration = max(duration, last_time + 1e-6)
+    expected = max(1, math.ceil(duration * recipe.fps - 1e-6))
+    while len(frames) < expected:  # the last frame holds until the end of the stream
+        frames.append(frames[-1])
+    return DecodedVideo(np.stack(frames[:expected]), duration, (width, height), rate, rotation)
+
+
+def _reason(exc: Exception) -> str:
+    """FFmpeg's own words for an error, without the errno and file-name decoration."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _check_size(width: int, height: int, limits: VideoLimits) -> None:
+    if width <= 0 or height <= 0:
+        raise VideoError(f"the video stream has no frame size ({width}x{height})")
+    if width > limits.max_width or height > limits.max_height or width * height > limits.max_pixels:
+        raise VideoError(
+            f"resolution too large: {width}x{height} (limits {limits.max_width}x{limits.max_height}, "
+            f"{limits.max_pixels} pixels)"
+        )
+
+
+def _declared_duration(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+def _resample(container, stream, limits: VideoLimits, recipe: Recipe, rate: float | None):
+    """Keep, for each target time k / fps, the latest frame shown at or before it."""
+    import av
+
+    fps = recipe.fps
+    start = None
+    frames: list[np.ndarray] = []
+    previous: np.ndarray | None = None
+    last_time, rotation, index = 0.0, 0, 0
+    try:
+        for frame in container.decode(stream):
+            t = frame.time if frame.time is not None else index / (rate or fps)
+            index += 1
+            start = t if start is None else start
+            t -= start
+            if t > limits.max_duration_s + 1e-3:
+                raise VideoError(f"video too long: frames beyond {limits.max_duration_s:g} s (limit)")
+            _check_size(frame.width, frame.height, limits)
+            rotation = round(frame.rotation or 0) % 360
+            image = _to_bgr(frame, rotation, recipe)
+            while previous is not None and len(frames) / fps < t - 1e-9:
+                frames.append(previous)
+            if previous is None:
+                while len(frames) / fps < t - 1e-9:  # stream starts late: show its first frame
+                    frames.append(image)
+            previous, last_time = image, t
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"corrupt video data after {len(frames)} frames: {_reason(exc)}") from None
+    if previous is not None:
+        frames.append(previous)
+    return frames, last_time, rotation
+
+
+def _to_bgr(frame, rotation: int, recipe: Recipe) -> np.ndarray:
+    """Scale (swscale) to the flow size in BGR, applying the display rotation."""
+    w, h = recipe.flow_width, recipe.flow_height
+    if rotation in (90, 270):
+        image = frame.reformat(width=h, height=w, format="bgr24").to_ndarray()
+    else:
+        image = frame.reformat(width=w, height=h, format="bgr24").to_ndarray()
+    if rotation:
+        # FFmpeg's display rotation is counter-clockwise; np.rot90 with k > 0 turns counter-clockwise.
+        image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
+    return image

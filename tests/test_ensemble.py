@@ -1,0 +1,168 @@
+"""The `s2s` ensemble in the real server: video bytes in, waveform out, over HTTP and gRPC; the client CLI."""
+
+from __future__ import annotations
+
+import math
+import queue
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from s2s.bench.reference import ReferencePipeline
+from s2s.client.generate import probe_duration
+from s2s.client.triton import ClientError, S2SClient
+from s2s.constants import REGNET
+from s2s.export.onnx_export import export_repository
+from s2s.export.specs import ExportOptions
+from s2s.export.triton_config import PipelineOptions, ServingOptions
+from s2s.samples import make_audio_only, make_video, make_zero_frame_video
+from s2s.video import VideoLimits
+from tests.conftest import Serve
+
+#: short windows keep the test fast: 20 frames = 0.93 s
+WINDOW = 20
+LIMITS = VideoLimits(max_duration_s=5.0, max_width=640, max_height=480, max_pixels=640 * 480)
+OPTIONS = ExportOptions(generator_config="small", seed=0)
+#: waveform tolerance, ensemble vs in-process PyTorch (samples are in [-1, 1])
+WAVE_ATOL = 2e-3
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    export_repository(
+        repo, OPTIONS, ServingOptions(warmup_frames=0, max_windows=8), None, None,
+        PipelineOptions(window_frames=WINDOW, limits=LIMITS, preprocess_instances=2),
+    )  # fmt: skip
+    serve = Serve(repo, tmp_path_factory.mktemp("serve"), ["--shm-size", "32M"]).start().wait_ready(timeout_s=300)
+    yield serve
+    serve.stop()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return ReferencePipeline.pytorch(OPTIONS, window_frames=WINDOW, limits=LIMITS)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_ensemble_matches_the_in_process_reference(server, reference, protocol):
+    video = make_video(duration_s=2.5, seed=3)
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    with S2SClient(url, protocol) as client:
+        assert client.ready() and client.window_frames() == WINDOW
+        result = client.generate(video)
+    want_wave, want_mel = reference(video)
+    assert result.waveform.dtype == np.float32 and result.waveform.shape == want_wave.shape
+    np.testing.assert_allclose(result.waveform, want_wave, atol=WAVE_ATOL)
+    np.testing.assert_allclose(result.mel, want_mel, atol=1e-4)
+    assert np.abs(result.waveform).max() > 0, "silence: something upstream produced nothing"
+
+
+@pytest.mark.parametrize(
+    "duration", [0.5, WINDOW / REGNET.fps, 3.3], ids=["shorter-than-a-window", "one-window", "several-windows"]
+)
+def test_output_duration_equals_input_duration(server, duration):
+    video = make_video(duration_s=duration, fps=REGNET.fps)
+    true_duration = probe_duration(video)  # whole frames: 11 frames at 21.5 fps for "0.5 s"
+    assert abs(true_duration - duration) < 1 / REGNET.fps
+    with S2SClient(server.grpc_url) as client:
+        result = client.generate(video)
+    assert result.waveform.size == round(true_duration * REGNET.sample_rate)
+    assert result.mel.shape[0] == REGNET.n_mels
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["webm", "avi", "mov", "mkv", "vfr", "rotated"],
+)
+def test_containers_codecs_and_phone_videos(server, kind):
+    if kind == "vfr":
+        video = make_video(duration_s=1.5, variable_frame_rate=True)
+    elif kind == "rotated":
+        video = make_video(duration_s=1.5, rotation=-90)
+    else:
+        video = make_video(duration_s=1.5, container=kind)
+    with S2SClient(server.grpc_url) as client:
+        result = client.generate(video)
+    assert abs(result.waveform.size / REGNET.sample_rate - 1.5) < 0.1
+
+
+BAD_INPUTS = {
+    "random-bytes": (np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes(), "cannot read"),
+    "truncated": (make_video(duration_s=1.0)[:1500], "cannot read"),
+    "audio-only": (make_audio_only(), "no video stream"),
+    "zero-frames": (make_zero_frame_video(), "no decodable frames"),
+    "oversized": (make_video(duration_s=0.3, width=800, height=600), "resolution too large: 800x600"),
+    "too-long": (make_video(duration_s=6.0, fps=10.0, width=96, height=64), "video too long"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
+def test_bad_input_gets_a_clear_error_and_the_server_stays_healthy(server, kind):
+    data, message = BAD_INPUTS[kind]
+    with S2SClient(server.grpc_url) as client:
+        with pytest.raises(ClientError) as info:
+            client.generate(data)
+        assert message in str(info.value) and "INVALID_ARG" in str(info.value)
+        assert client.ready()
+        assert client.generate(make_video(duration_s=0.4, fps=20.0)).waveform.size == round(0.4 * REGNET.sample_rate)
+
+
+def test_empty_input_is_refused(server):
+    with S2SClient(server.grpc_url) as client, pytest.raises(ClientError, match="empty video"):
+        client.generate(b"")
+    with grpcclient.InferenceServerClient(server.grpc_url) as grpc:  # the server side of it, too
+        tensor = grpcclient.InferInput("video", [0], "UINT8")
+        tensor.set_data_from_numpy(np.zeros(0, dtype=np.uint8))
+        with pytest.raises(Exception, match="empty input"):
+            grpc.infer("s2s", [tensor])
+        assert grpc.is_server_ready()
+
+
+def test_concurrent_requests_all_succeed(server):
+    videos = [make_video(duration_s=1.0 + 0.25 * i, fps=20.0, seed=i) for i in range(4)]
+    results: queue.Queue = queue.Queue()
+    with grpcclient.InferenceServerClient(server.grpc_url) as grpc:
+        for i, video in enumerate(videos):
+            tensor = grpcclient.InferInput("video", [len(video)], "UINT8")
+            tensor.set_data_from_numpy(np.frombuffer(video, dtype=np.uint8))
+            grpc.async_infer("s2s", [tensor], callback=lambda result, error, i=i: results.put((i, result, error)))
+        outcomes = [results.get(timeout=300) for _ in videos]
+    for i, result, error in outcomes:
+        assert error is None, error
+        assert result.as_numpy("waveform").size == round((1.0 + 0.25 * i) * REGNET.sample_rate)
+
+
+def test_generate_cli_muxes_the_sound_into_a_copy_of_the_video(server, tmp_path):
+    source = tmp_path / "with_old_audio.webm"
+    make_video(source, duration_s=1.6, container="webm", audio=True)
+    output, wav = tmp_path / "out.mp4", tmp_path / "out.wav"
+    cmd = [sys.executable, "-m", "s2s", "generate", str(source), "-o", str(output), "--wav", str(wav),
+           "--url", server.grpc_url, "--quiet"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "video copied" in result.stdout
+    with av.open(str(output)) as muxed, av.open(str(source)) as original:
+        assert [s.type for s in muxed.streams] == ["video", "audio"]
+        assert muxed.streams.video[0].codec_context.name == original.streams.video[0].codec_context.name == "vp9"
+        audio = muxed.streams.audio[0]
+        assert audio.codec_context.name == "aac" and audio.sample_rate == REGNET.sample_rate
+        assert math.isclose(float(audio.duration * audio.time_base), 1.6, abs_tol=0.1)
+        assert sum(p.size for p in muxed.demux(muxed.streams.video[0])) == sum(
+            p.size for p in original.demux(original.streams.video[0])
+        ), "video packets must be copied, not re-encoded"
+    assert wav.stat().st_size > 44 + 2 * round(1.5 * REGNET.sample_rate)
+
+
+def test_generate_cli_reports_server_errors(server, tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a video")
+    cmd = [sys.executable, "-m", "s2s", "generate", str(bad), "-o", str(tmp_path / "x.mp4"), "--url", server.grpc_url]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "generation failed" in result.stderr and "cannot read the input as a video file" in result.stderr
+    assert not (tmp_path / "x.mp4").exists()

@@ -1,0 +1,139 @@
+"""The pipeline without a server: decoding, resampling, flow, windows, joining the windows' audio."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from s2s.constants import REGNET
+from s2s.flow import flow_pairs, make_flow, network_inputs, quantize_flow
+from s2s.pipeline import postprocess, window_indices, window_noise
+from s2s.samples import CONTAINERS, make_audio_only, make_video, make_zero_frame_video, render_frame
+from s2s.video import VideoError, VideoLimits, decode_video
+
+
+# ------------------------------------------------------------------------------------------- decode
+@pytest.mark.parametrize("container", sorted(CONTAINERS))
+def test_decodes_every_container_at_the_recipe_rate(container):
+    video = decode_video(make_video(duration_s=2.0, fps=25.0, container=container))
+    assert video.num_frames == math.ceil(2.0 * REGNET.fps)  # 43 frames at 21.5 fps
+    assert video.frames.shape[1:] == (REGNET.flow_height, REGNET.flow_width, 3)
+    assert video.frames.dtype == np.uint8
+    assert abs(video.duration_s - 2.0) < 0.06
+
+
+def test_resampling_picks_frames_by_timestamp():
+    """30 fps source: target frame k shows the source frame at or before k / 21.5 s."""
+    video = decode_video(make_video(duration_s=1.0, fps=30.0, width=340, height=256))
+    for k in (0, 5, 13, 20):
+        source = math.floor(k / REGNET.fps * 30.0 + 1e-9)
+        expected = render_frame(source / 30.0, 340, 256)
+        error = np.abs(video.frames[k].astype(int) - expected.astype(int)).mean()
+        others = np.abs(video.frames[k].astype(int) - render_frame((source + 3) / 30.0, 340, 256).astype(int)).mean()
+        assert error < others, f"frame {k}: wrong source frame chosen"
+
+
+def test_variable_frame_rate_is_resampled_evenly():
+    video = decode_video(make_video(duration_s=2.0, fps=24.0, variable_frame_rate=True))
+    assert video.num_frames == math.ceil(video.duration_s * REGNET.fps - 1e-6)
+    assert 1.9 < video.duration_s < 2.2
+
+
+def test_rotated_phone_video_is_turned_upright():
+    plain = decode_video(make_video(duration_s=0.5, width=320, height=240))
+    rotated = decode_video(make_video(duration_s=0.5, width=320, height=240, rotation=-90))
+    assert rotated.rotation == 270 and plain.rotation == 0
+    # the upright picture is the stored one turned 90 degrees clockwise, then squashed to 340x256
+    upright = cv2.resize(np.rot90(render_frame(0.0, 320, 240), k=-1), (REGNET.flow_width, REGNET.flow_height))
+    assert np.abs(rotated.frames[0].astype(int) - upright.astype(int)).mean() < 12
+    assert np.abs(plain.frames[0].astype(int) - upright.astype(int)).mean() > 20
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty input"),
+        (np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(), "cannot read the input"),
+        (make_audio_only(), "no video stream in the input (streams found: audio)"),
+        (make_zero_frame_video(), "no decodable frames"),
+        (make_video(duration_s=1.0)[:1500], "cannot read the input"),
+    ],
+    ids=["empty", "random-bytes", "audio-only", "zero-frames", "truncated"],
+)
+def test_unusable_input_is_a_clear_video_error(data, message):
+    with pytest.raises(VideoError) as info:
+        decode_video(data)
+    assert message in str(info.value)
+
+
+def test_limits_name_the_value():
+    with pytest.raises(VideoError, match=r"resolution too large: 320x240"):
+        decode_video(make_video(duration_s=0.5), VideoLimits(max_width=300))
+    with pytest.raises(VideoError, match=r"video too long: 3\.00 s \(limit 2 s\)"):
+        decode_video(make_video(duration_s=3.0), VideoLimits(max_duration_s=2.0))
+    with pytest.raises(VideoError, match=r"input too large"):
+        decode_video(make_video(duration_s=0.5), VideoLimits(max_bytes=100))
+
+
+# --------------------------------------------------------------------------------------------- flow
+def test_quantization_matches_regnet():
+    flow = np.array([[[0.0, -20.0], [20.0, 35.0]]], dtype=np.float32)
+    q = quantize_flow(flow)
+    assert q.tolist() == [[[128, 0], [255, 255]]]
+
+
+@pytest.mark.parametrize("method", ["dis", "tvl1"])
+def test_flow_sees_a_known_shift(method):
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (64, 80), dtype=np.uint8), (5, 5), 1.5)
+    shifted = np.roll(texture, 3, axis=1)  # content moves 3 px to the right
+    flow = make_flow(method).calc(texture, shifted, None)
+    inner = flow[8:-8, 8:-8]
+    assert abs(np.median(inner[..., 0]) - 3.0) < 0.5 and abs(np.median(inner[..., 1])) < 0.5
+
+
+def test_network_inputs_shapes_and_last_flow_repeats():
+    frames = decode_video(make_video(duration_s=0.5)).frames
+    rgb, flow = network_inputs(frames, "dis")
+    n = frames.shape[0]
+    assert rgb.shape == (n, 3, 224, 224) and flow.shape == (n, 2, 224, 224)
+    assert rgb.dtype == flow.dtype == np.uint8
+    np.testing.assert_array_equal(flow[-1], flow[-2])
+    assert len(list(flow_pairs(frames[:1]))) == 1
+
+
+# ------------------------------------------------------------------------------------------ windows
+def test_windows_loop_the_last_partial_window():
+    index = window_indices(5, 4)
+    assert index.tolist() == [[0, 1, 2, 3], [4, 4, 4, 4]]
+    assert window_indices(3, 7).tolist() == [[0, 1, 2, 0, 1, 2, 0]]
+    assert window_indices(8, 4).shape == (2, 4)
+
+
+def test_noise_is_reproducible_per_video():
+    a = window_noise(b"video-a", 2, 16)
+    np.testing.assert_array_equal(a, window_noise(b"video-a", 2, 16))
+    assert not np.allclose(a, window_noise(b"video-b", 2, 16))
+    assert not np.allclose(a, window_noise(b"video-a", 2, 16, seed=1))
+    assert not np.allclose(a[0], a[1])
+
+
+@pytest.mark.parametrize("duration", [0.4, 10.0, 23.7])
+def test_postprocess_trims_to_the_video_and_keeps_windows_in_place(duration):
+    t = REGNET.frames_per_window
+    windows = math.ceil(duration * REGNET.fps / t)
+    mel_frames = REGNET.mel_frames(t)
+    # each window: a click at its start, so we can see where it lands
+    waves = np.zeros((windows, REGNET.samples(t)), dtype=np.float32)
+    waves[:, 100] = 1.0
+    mels = np.random.default_rng(0).random((windows, 80, mel_frames)).astype(np.float32)
+    waveform, mel = postprocess(waves, mels, duration)
+    assert waveform.shape == (round(duration * REGNET.sample_rate),)
+    assert mel.shape == (80, math.ceil(duration * mel_frames / (t / REGNET.fps) - 1e-6))
+    for w in range(windows):
+        click = w * round(t / REGNET.fps * REGNET.sample_rate) + 100  # window w starts at exactly 10 w seconds
+        if click < waveform.size:
+            assert abs(int(np.argmax(np.abs(waveform[click - 50 : click + 50]))) - 50) <= 2
