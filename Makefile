@@ -1,10 +1,12 @@
 # Two commands on a fresh machine:  `make demo` (the main job) and `make test` (the test suite).
-# Each installs what it needs into a local virtualenv (.venv) first; nothing else on the machine changes.
+# Each installs what it needs first: a local virtualenv (.venv) and the Debian packages listed below.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.s2s-installed
+# Debian packages: libb64-0d for perf_analyzer (benchmarks and their tests)
+DEB_PACKAGES := libb64-0d
 
 .PHONY: setup demo test lint format clean
 
@@ -12,12 +14,18 @@ setup: $(STAMP)
 
 # Re-run when the dependency list changes. torch is installed first with an exact pin:
 # `pip install torch==2.13.0` takes the local CPU build; anything looser drags in GBs of CUDA wheels.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "s2s needs Python >= 3.10"'
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing Debian packages: $$missing"; \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[embedded,models,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[embedded,models,bench,dev]"
 	touch $@
 
 # The main job: export the networks into model_repository/ (seeded weights unless checkpoints are

@@ -490,6 +490,51 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--repeats", type=int, default=3, help="timed runs with dis (default: %(default)s)")
     e.add_argument("--tvl1-repeats", type=int, default=1, help="timed runs with tvl1 (over a minute each on CPU)")
     e.set_defaults(func=cmd_bench_pipeline)
+    from s2s.bench.harness import SCENARIOS, HarnessOptions
+
+    d = HarnessOptions()
+    h = kinds.add_parser(
+        "perf",
+        help="perf_analyzer on the ensemble and every model, with a report",
+        description="Drive NVIDIA perf_analyzer against the embedded Triton (started on a temporary repository "
+        "linking the exported models, with the instance counts and flow method given here) or a running server "
+        "(--url). Scenarios: online (latency at fixed concurrencies), offline (max throughput), rate (latency at "
+        "fixed request rates), models (each composing model alone). The same clip also runs in-process as a "
+        "reference. Writes results.json/.csv, report.md and PNG plots under --output/<UTC time>/.",
+    )
+    h.add_argument("--model-repository", type=Path, default=DEFAULT_REPOSITORY, help="exported (default: %(default)s)")
+    h.add_argument("--output", type=Path, default=d.output, help="runs land in <output>/<time> (default: %(default)s)")
+    h.add_argument(
+        "--scenarios", default=",".join(d.scenarios), help=f"of {','.join(SCENARIOS)} (default: %(default)s)"
+    )
+    h.add_argument(
+        "--clip-seconds", type=float, default=d.clip_seconds, help="generated clip length (default: %(default)s)"
+    )
+    h.add_argument("--concurrency", default="1,2", help="online concurrencies (default: %(default)s)")
+    h.add_argument("--offline-concurrency", default="4", help="offline concurrencies (default: %(default)s)")
+    h.add_argument("--request-rates", default="", help="rate scenario, requests/s, e.g. 0.02,0.05")
+    h.add_argument("--model-concurrency", default="1", help="models scenario concurrencies (default: %(default)s)")
+    h.add_argument("--models", default=",".join(d.models), help="models scenario subset (default: %(default)s)")
+    h.add_argument("--flow-method", choices=["dis", "tvl1"], default=d.flow_method, help="(default: %(default)s)")
+    h.add_argument("--preprocess-instances", type=int, default=d.preprocess_instances, help="(default: %(default)s)")
+    h.add_argument("--instances", type=int, default=d.instances, help="instances per network (default: %(default)s)")
+    h.add_argument("--url", help="gRPC address of a running server instead of starting one (e.g. host:8001)")
+    h.add_argument("--http-url", help="its HTTP address, for statistics (default: the gRPC one with port 8000)")
+    h.add_argument("--reference-runs", type=int, default=d.reference_runs, help="in-process runs, 0 to skip")
+    h.add_argument(
+        "--request-count",
+        type=int,
+        default=d.measurement.request_count,
+        help="requests per perf_analyzer measurement window (default: %(default)s)",
+    )
+    h.add_argument("--max-trials", type=int, default=d.measurement.max_trials, help="(default: %(default)s)")
+    h.add_argument(
+        "--stability",
+        type=float,
+        default=d.measurement.stability_percent,
+        help="stability threshold, percent (default: %(default)s)",
+    )
+    h.set_defaults(func=cmd_bench_perf)
 
 
 def cmd_bench_networks(args: argparse.Namespace) -> int:
@@ -504,6 +549,32 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
 
     methods = tuple(m.strip() for m in args.flow_methods.split(",") if m.strip())
     return bench_main(args.model_repository, args.output, methods, {"dis": args.repeats, "tvl1": args.tvl1_repeats})
+
+
+def cmd_bench_perf(args: argparse.Namespace) -> int:
+    from s2s.bench.harness import HarnessOptions, parse_list, run
+    from s2s.bench.perf import Measurement, PerfError
+
+    options = HarnessOptions(
+        repository=args.model_repository, output=args.output, scenarios=parse_list(args.scenarios, str),
+        clip_seconds=args.clip_seconds, concurrency=parse_list(args.concurrency),
+        offline_concurrency=parse_list(args.offline_concurrency), request_rates=parse_list(args.request_rates, float),
+        model_concurrency=parse_list(args.model_concurrency), models=parse_list(args.models, str),
+        url=args.url, http_url=args.http_url, flow_method=args.flow_method,
+        preprocess_instances=args.preprocess_instances, instances=args.instances,
+        reference_runs=args.reference_runs,
+        measurement=Measurement(
+            request_count=args.request_count, stability_percent=args.stability, max_trials=args.max_trials
+        ),
+    )  # fmt: skip
+    try:
+        out = run(options)
+    except (PerfError, ValueError, FileNotFoundError) as exc:
+        log.error("benchmark failed: %s", exc)
+        return 1
+    print((out / "report.md").read_text())
+    print(f"results: {out}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- main

@@ -1,0 +1,416 @@
+"""The benchmark harness behind ``s2s bench perf``: scenarios, the in-process reference, reports and plots.
+
+Scenarios (each named, each reproducible from the flags recorded in ``results.json``):
+
+    online   the ``s2s`` ensemble with a generated clip at fixed concurrencies (latency percentiles)
+    offline  the ensemble at high concurrency (maximum throughput)
+    rate     the ensemble at fixed request rates (latency under a given load: the SLO view)
+    models   every composing model alone, with one window's realistic tensors
+
+The harness starts the embedded Triton on a temporary repository whose network folders link to the
+exported ones, with the instance counts and flow method asked for (so it can answer "how many
+preprocess instances?"), or measures a server that is already running (``--url``). In the same
+invocation the same clip goes through the in-process reference (same ONNX files, ONNX Runtime, no
+Triton), so the report shows Triton's overhead and gains as ratios measured side by side.
+
+Output, one folder per run: results.json (everything, with the machine), results.csv (one row per
+measurement), report.md, and PNG plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from s2s import __version__
+from s2s.bench.networks import cpu_name
+from s2s.bench.perf import Measurement, PerfError, PerfResult, check_perf_analyzer, profile
+from s2s.constants import REGNET
+from s2s.export.layout import MANIFEST, MODEL_NAMES
+from s2s.export.triton_config import (
+    ENSEMBLE,
+    PYTHON_MODELS,
+    PipelineOptions,
+    ServingOptions,
+    pipeline_configs,
+    python_model_source,
+)
+from s2s.video import VideoLimits
+
+log = logging.getLogger(__name__)
+
+SCENARIOS = ("online", "offline", "rate", "models")
+
+
+@dataclass
+class HarnessOptions:
+    repository: Path = Path("model_repository")
+    output: Path = Path("runs/bench")
+    scenarios: tuple[str, ...] = ("online", "models")
+    clip_seconds: float = REGNET.window_s
+    concurrency: tuple[int, ...] = (1, 2)
+    offline_concurrency: tuple[int, ...] = (4,)
+    request_rates: tuple[float, ...] = ()
+    model_concurrency: tuple[int, ...] = (1,)
+    models: tuple[str, ...] = ("preprocess", *MODEL_NAMES)
+    #: None: measure a server the harness starts; else the gRPC and HTTP addresses of a running one
+    url: str | None = None
+    http_url: str | None = None
+    flow_method: str = "dis"
+    preprocess_instances: int = 2
+    instances: int = 1
+    reference_runs: int = 2
+    measurement: Measurement = field(default_factory=Measurement)
+
+
+# --------------------------------------------------------------------------------------- machine
+def machine() -> dict:
+    gpus = []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+        gpus = [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    import numpy
+    import onnxruntime
+    import tritonclient
+
+    return {
+        "cpu": cpu_name(), "cores": os.cpu_count(), "gpus": gpus or ["none"], "os": platform.platform(),
+        "python": platform.python_version(), "s2s": __version__, "onnxruntime": onnxruntime.__version__,
+        "tritonclient": getattr(tritonclient, "__version__", "2.51.0"), "numpy": numpy.__version__,
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ repository
+def _with_instances(config: str, count: int) -> str:
+    return re.sub(r"instance_group \[ \{ count: \d+", f"instance_group [ {{ count: {count}", config)
+
+
+def prepare_repository(options: HarnessOptions, target: Path) -> dict:
+    """A repository for this run: the exported networks (linked) with the requested serving settings."""
+    source = options.repository.resolve()
+    manifest = json.loads((source / MANIFEST).read_text())
+    pipeline_meta = manifest.get("pipeline", {})
+    for name in MODEL_NAMES:
+        (target / name).mkdir()
+        (target / name / "1").symlink_to(source / name / "1", target_is_directory=True)
+        config = (source / name / "config.pbtxt").read_text()
+        (target / name / "config.pbtxt").write_text(_with_instances(config, options.instances))
+    window_frames = int(pipeline_meta.get("window_frames", REGNET.frames_per_window))
+    exported = PipelineOptions(
+        **{k: v for k, v in pipeline_meta.items() if k in PipelineOptions.__dataclass_fields__ and k != "limits"},
+        limits=VideoLimits(**pipeline_meta["limits"]) if "limits" in pipeline_meta else VideoLimits(),
+    )
+    pipeline = replace(exported, flow_method=options.flow_method, preprocess_instances=options.preprocess_instances)
+    serving = ServingOptions(
+        max_windows=int(manifest.get("serving", {}).get("max_windows", ServingOptions.max_windows))
+    )
+    z_dim = int(manifest["models"]["generator"]["z_dim"])
+    for name, text in pipeline_configs(z_dim, serving, pipeline).items():
+        (target / name / "1").mkdir(parents=True, exist_ok=True)
+        (target / name / "config.pbtxt").write_text(text)
+        if name in PYTHON_MODELS:
+            (target / name / "1" / "model.py").write_text(python_model_source(name))
+    return {"window_frames": window_frames, "z_dim": z_dim, "manifest": manifest}
+
+
+def model_shapes(name: str, window_frames: int, z_dim: int, clip_bytes: int) -> dict[str, list[int]]:
+    """One window's tensors for each model (the batch dimension is perf_analyzer's -b 1)."""
+    size, t = REGNET.image_size, window_frames
+    return {
+        "preprocess": {"video": [clip_bytes]},
+        "tsn_rgb": {"frames": [t, 3, size, size]},
+        "tsn_flow": {"frames": [t, 2, size, size]},
+        "generator": {"rgb_features": [t, REGNET.feature_dim], "flow_features": [t, REGNET.feature_dim], "z": [z_dim]},
+        "vocoder": {"mel": [REGNET.n_mels, REGNET.mel_frames(t)]},
+    }[name]
+
+
+# ------------------------------------------------------------------------------------------- run
+def run(options: HarnessOptions) -> Path:
+    unknown = set(options.scenarios) - set(SCENARIOS)
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {sorted(unknown)}; known: {list(SCENARIOS)}")
+    version = check_perf_analyzer()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = options.output / stamp
+    try:
+        return _run(options, version, out)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # no half-written run folders
+        raise
+
+
+def _run(options: HarnessOptions, version: str, out: Path) -> Path:
+    raw = out / "perf_analyzer"
+    raw.mkdir(parents=True, exist_ok=True)
+    from s2s.samples import make_video
+
+    clip = make_video(duration_s=options.clip_seconds, fps=30.0, width=640, height=360, seed=1)
+    (raw / "input").mkdir()
+    (raw / "input" / "video").write_bytes(clip)  # perf_analyzer input-data dir: one raw file per input
+    results: list[PerfResult] = []
+    with ExitStack() as stack:
+        if options.url is None:
+            grpc_url, http_url, info = _start_server(options, stack)
+        else:
+            grpc_url, http_url = options.url, options.http_url or options.url.replace(":8001", ":8000")
+            info = _remote_info(http_url)
+        _check_models(http_url, [ENSEMBLE] if set(options.scenarios) - {"models"} else list(options.models))
+        ensemble_shape = {"video": [len(clip)]}
+        video_data = raw / "input"
+
+        def measure(scenario: str, model: str, **kwargs) -> None:
+            log.info("perf_analyzer: %s %s %s", scenario, model, {k: v for k, v in kwargs.items() if k != "shapes"})
+            kw = dict(grpc_url=grpc_url, http_url=http_url, workdir=raw, measurement=options.measurement)
+            results.append(profile(model, **kw, **kwargs))
+            results[-1].scenario = scenario
+            log.info("  -> %.4g infer/s, p50 %.0f ms", results[-1].throughput, results[-1].p50_ms)
+
+        for scenario in options.scenarios:
+            if scenario == "online":
+                for c in options.concurrency:
+                    measure(scenario, ENSEMBLE, concurrency=c, shapes=ensemble_shape, input_data=video_data)
+            elif scenario == "offline":
+                for c in options.offline_concurrency:
+                    measure(scenario, ENSEMBLE, concurrency=c, shapes=ensemble_shape, input_data=video_data)
+            elif scenario == "rate":
+                for r in options.request_rates:
+                    measure(scenario, ENSEMBLE, request_rate=r, shapes=ensemble_shape, input_data=video_data)
+            elif scenario == "models":
+                for name in options.models:
+                    shapes = model_shapes(name, info["window_frames"], info["z_dim"], len(clip))
+                    data = video_data if name == "preprocess" else "random"
+                    for c in options.model_concurrency:
+                        measure(scenario, name, concurrency=c, shapes=shapes, input_data=data)
+    reference = _reference(options, clip, info)
+    result = {
+        "machine": machine(),
+        "perf_analyzer": version,
+        "server": info.get("server", {}),
+        "options": _jsonable(asdict(options)),
+        "clip": {"seconds": options.clip_seconds, "bytes": len(clip), "source": "generated 640x360 30 fps H.264"},
+        "window_frames": info["window_frames"],
+        "weights": info.get("weights", "unknown"),
+        "measurements": [r.as_dict() for r in results],
+        "reference": reference,
+    }
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_csv(out / "results.csv", result["measurements"])
+    (out / "report.md").write_text(report(result))
+    plots(result, out)
+    log.info("results in %s", out)
+    return out
+
+
+def _start_server(options: HarnessOptions, stack: ExitStack) -> tuple[str, str, dict]:
+    from s2s.runtime.selfcheck import free_ports
+    from s2s.runtime.server import ServerOptions, TritonServer
+
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="s2s-bench-repo-")))
+    info = prepare_repository(options, tmp)
+    http, grpc, metrics = free_ports(3)
+    server_options = ServerOptions(
+        tmp, http_port=http, grpc_port=grpc, metrics_port=metrics, address="127.0.0.1",
+        shm_default_byte_size=64 * 1024 * 1024, log_level="error", exit_timeout_s=10,
+    )  # fmt: skip
+    stack.enter_context(TritonServer(server_options))
+    info.update(_remote_info(server_options.http_url))
+    models = info.pop("manifest")["models"]
+    info["weights"] = "seeded random" if any(m.get("noise_weights") for m in models.values()) else "checkpoints"
+    return server_options.grpc_url, server_options.http_url, info
+
+
+def _remote_info(http_url: str) -> dict:
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        with httpclient.InferenceServerClient(http_url) as client:
+            meta = client.get_server_metadata()
+            info: dict = {"server": {"name": meta.get("name"), "version": meta.get("version")}}
+            try:
+                params = client.get_model_config("preprocess").get("parameters", {})
+                info["window_frames"] = int(params["window_frames"]["string_value"])
+                info["z_dim"] = int(params["z_dim"]["string_value"])
+            except (InferenceServerException, KeyError):
+                info.setdefault("window_frames", REGNET.frames_per_window)
+                info.setdefault("z_dim", 512)
+            return info
+    except (InferenceServerException, OSError, ConnectionError) as exc:
+        raise PerfError(f"cannot reach Triton at {http_url}: {exc}") from None
+
+
+def _check_models(http_url: str, names: list[str]) -> None:
+    import tritonclient.http as httpclient
+
+    with httpclient.InferenceServerClient(http_url) as client:
+        missing = [n for n in names if not client.is_model_ready(n)]
+    if missing:
+        raise PerfError(f"model(s) not ready on the server at {http_url}: {missing}")
+
+
+def _reference(options: HarnessOptions, clip: bytes, info: dict) -> dict:
+    """The same clip in-process: same preprocess code, same ONNX files in ONNX Runtime, no Triton."""
+    if options.reference_runs <= 0 or options.url is not None:
+        return {}
+    from s2s.bench.reference import ReferencePipeline
+
+    pipeline = ReferencePipeline.onnxruntime(
+        options.repository, window_frames=info["window_frames"], flow_method=options.flow_method
+    )
+    pipeline(clip)  # warm-up
+    times = []
+    for _ in range(options.reference_runs):
+        start = time.perf_counter()
+        pipeline(clip)
+        times.append(time.perf_counter() - start)
+    latency = statistics.median(times)
+    return {"runs": times, "latency_ms": latency * 1000, "throughput": 1.0 / latency}
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+# ---------------------------------------------------------------------------------------- output
+CSV_FIELDS = (
+    "scenario", "model", "load", "level", "throughput", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "avg_ms",
+    "client_send_ms", "network_ms", "server_queue_ms", "server_compute_input_ms", "server_compute_infer_ms",
+    "server_compute_output_ms", "client_recv_ms",
+)  # fmt: skip
+
+
+def write_csv(path: Path, measurements: list[dict]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(measurements)
+
+
+def report(result: dict) -> str:
+    m = result["machine"]
+    lines = [
+        "# s2s benchmark",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, GPU: {', '.join(m['gpus'])}; {m['os']}",
+        f"- Triton {result['server'].get('version', '?')}, {result['perf_analyzer']}, onnxruntime {m['onnxruntime']}, "
+        f"s2s {m['s2s']}; weights: {result['weights']}",
+        f"- Clip: {result['clip']['seconds']:g} s, {result['clip']['source']}, {result['clip']['bytes']} bytes; "
+        f"windows of {result['window_frames']} frames",
+        f"- Options: {json.dumps({k: v for k, v in result['options'].items() if k != 'measurement'})}",
+        "",
+        "| scenario | model | load | throughput (infer/s) | p50 (ms) | p90 (ms) | p95 (ms) | p99 (ms) |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["measurements"]:
+        load = f"c={r['level']:g}" if r["load"] == "concurrency" else f"{r['level']:g} req/s"
+        lines.append(
+            f"| {r['scenario']} | {r['model']} | {load} | {r['throughput']:.4g} | {r['p50_ms']:.0f} | "
+            f"{r['p90_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} |"
+        )
+    ensemble = [r for r in result["measurements"] if r["model"] == ENSEMBLE]
+    if ensemble:
+        lines += ["", "Server-side split per composing model (ensemble runs; ms per request):", ""]
+        lines += ["| load | model | requests | avg batch | queue | compute input | compute infer | compute output |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for r in ensemble:
+            for name, s in r["models"].items():
+                if name == ENSEMBLE:
+                    continue
+                lines.append(
+                    f"| c={r['level']:g} | {name} | {s['requests']:.0f} | {s['avg_batch']:.2f} | {s['queue_ms']:.1f} | "
+                    f"{s['compute_input_ms']:.1f} | {s['compute_infer_ms']:.1f} | {s['compute_output_ms']:.1f} |"
+                )
+    ref = result.get("reference") or {}
+    online = [r for r in ensemble if r["load"] == "concurrency"]
+    if ref and online:
+        c1 = min(online, key=lambda r: r["level"])
+        best = max(online, key=lambda r: r["throughput"])
+        lines += [
+            "",
+            "Against the in-process reference (same clip, same ONNX files, no Triton), measured in this run:",
+            "",
+            f"- in-process latency {ref['latency_ms']:.0f} ms (median of {len(ref['runs'])}); ensemble p50 at "
+            f"c={c1['level']:g}: {c1['p50_ms']:.0f} ms -> Triton/in-process = {c1['p50_ms'] / ref['latency_ms']:.3f}",
+            f"- in-process throughput {ref['throughput']:.4g} clips/s; best ensemble throughput "
+            f"{best['throughput']:.4g} infer/s at c={best['level']:g} -> "
+            f"gain x{best['throughput'] / ref['throughput']:.2f}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def plots(result: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    ensemble = sorted(
+        (r for r in result["measurements"] if r["model"] == ENSEMBLE and r["load"] == "concurrency"),
+        key=lambda r: r["level"],
+    )
+    if ensemble:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([r["level"] for r in ensemble], [r["throughput"] for r in ensemble], "o-", label="ensemble")
+        if result.get("reference"):
+            ax.axhline(result["reference"]["throughput"], color="gray", ls="--", label="in-process reference")
+        ax.set(xlabel="concurrency", ylabel="clips per second", title="s2s ensemble throughput")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "throughput.png", dpi=120)
+        plt.close(fig)
+        written.append(out / "throughput.png")
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for key in ("p50_ms", "p90_ms", "p95_ms", "p99_ms"):
+            ax.plot([r["level"] for r in ensemble], [r[key] / 1000 for r in ensemble], "o-", label=key[:3])
+        ax.set(xlabel="concurrency", ylabel="latency (s)", title="s2s ensemble latency percentiles")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "latency.png", dpi=120)
+        plt.close(fig)
+        written.append(out / "latency.png")
+
+        split = ensemble[0]["models"]
+        names = [n for n in split if n != ENSEMBLE]
+        if names:
+            fig, ax = plt.subplots(figsize=(7, 4))
+            bottom = [0.0] * len(names)
+            for key in ("queue_ms", "compute_input_ms", "compute_infer_ms", "compute_output_ms"):
+                values = [split[n][key] / 1000 for n in names]
+                ax.bar(names, values, bottom=bottom, label=key.removesuffix("_ms").replace("_", " "))
+                bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+            ax.set(ylabel="seconds per request", title=f"stage breakdown, c={ensemble[0]['level']:g}")
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(out / "stages.png", dpi=120)
+            plt.close(fig)
+            written.append(out / "stages.png")
+    return written
+
+
+def parse_list(text: str, kind=int) -> tuple:
+    return tuple(kind(v) for v in text.split(",") if v.strip()) if text else ()

@@ -1,0 +1,95 @@
+"""The benchmark harness on a tiny run against the real embedded server (no timing assertions)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from s2s.bench.harness import HarnessOptions, run
+from s2s.bench.perf import Measurement, PerfError, check_perf_analyzer
+from s2s.export.onnx_export import export_repository
+from s2s.export.specs import ExportOptions
+from s2s.export.triton_config import PipelineOptions, ServingOptions
+from s2s.runtime.selfcheck import free_ports, write_affine_model
+from s2s.video import VideoLimits
+from tests.conftest import Serve
+
+QUICK = Measurement(request_count=2, stability_percent=100.0, max_trials=3, timeout_s=600)
+
+
+@pytest.fixture(scope="module")
+def small_repository(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("bench-repo")
+    export_repository(
+        repo, ExportOptions(generator_config="small"), ServingOptions(warmup_frames=0), None, None,
+        PipelineOptions(window_frames=20, limits=VideoLimits(max_duration_s=5.0)),
+    )  # fmt: skip
+    return repo
+
+
+def test_tiny_run_writes_every_output(small_repository, tmp_path):
+    options = HarnessOptions(
+        repository=small_repository, output=tmp_path / "runs", scenarios=("online", "models"), clip_seconds=1.0,
+        concurrency=(1,), models=("vocoder",), model_concurrency=(1,), reference_runs=1, measurement=QUICK,
+    )  # fmt: skip
+    out = run(options)
+    for name in ("results.json", "results.csv", "report.md", "throughput.png", "latency.png", "stages.png"):
+        assert (out / name).stat().st_size > 0, name
+    result = json.loads((out / "results.json").read_text())
+    assert result["machine"]["cores"] >= 1 and result["server"]["version"] == "2.51.0"
+    by_model = {m["model"]: m for m in result["measurements"]}
+    assert set(by_model) == {"s2s", "vocoder"}
+    ensemble = by_model["s2s"]
+    assert ensemble["scenario"] == "online" and ensemble["load"] == "concurrency" and ensemble["level"] == 1
+    assert ensemble["throughput"] > 0 and 0 < ensemble["p50_ms"] <= ensemble["p99_ms"]
+    # the server-side split covers every composing model of the ensemble
+    assert set(ensemble["models"]) >= {"preprocess", "tsn_rgb", "tsn_flow", "generator", "vocoder", "postprocess"}
+    assert all(s["requests"] >= 1 for s in ensemble["models"].values())
+    # the parsed numbers are perf_analyzer's own: compare with its raw CSV
+    with open(out / "perf_analyzer" / "s2s-concurrency-1.csv") as handle:
+        raw = next(csv.DictReader(handle))
+    assert ensemble["throughput"] == pytest.approx(float(raw["Inferences/Second"]))
+    assert ensemble["p99_ms"] == pytest.approx(float(raw["p99 latency"]) / 1000)
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["model"] for r in rows] == ["s2s", "vocoder"]
+    assert result["reference"]["latency_ms"] > 0
+    report = (out / "report.md").read_text()
+    assert "Triton/in-process" in report and "| online | s2s | c=1 |" in report
+
+
+def test_server_down_is_a_clear_error(small_repository, tmp_path):
+    (port,) = free_ports(1)
+    options = HarnessOptions(
+        repository=small_repository, output=tmp_path / "runs", url=f"127.0.0.1:{port}",
+        http_url=f"127.0.0.1:{port}", measurement=QUICK,
+    )  # fmt: skip
+    with pytest.raises(PerfError, match=f"cannot reach Triton at 127.0.0.1:{port}"):
+        run(options)
+    assert not list((tmp_path / "runs").glob("*")), "a failed run leaves no folder behind"
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    write_affine_model(tmp_path / "repo")
+    serve = Serve(tmp_path / "repo", tmp_path).start().wait_ready()
+    try:
+        options = HarnessOptions(
+            repository=tmp_path / "repo", output=tmp_path / "runs", url=serve.grpc_url, http_url=serve.http_url,
+            scenarios=("online",), measurement=QUICK,
+        )  # fmt: skip
+        with pytest.raises(PerfError, match=r"model\(s\) not ready on the server .*\['s2s'\]"):
+            run(options)
+    finally:
+        serve.stop()
+
+
+def test_missing_cuda_runtime_is_named(monkeypatch):
+    import s2s.bench.perf as perf
+
+    monkeypatch.setattr(perf, "perf_environment", lambda: {"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": ""})
+    with pytest.raises(PerfError, match=r"libcudart\.so\.12"):
+        check_perf_analyzer()
+    monkeypatch.undo()
+    assert check_perf_analyzer().startswith("Perf Analyzer Version 2.51")
