@@ -35,6 +35,8 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from s2s import __version__
 from s2s.bench.networks import cpu_name
 from s2s.bench.perf import Measurement, PerfError, PerfResult, check_perf_analyzer, profile
@@ -165,7 +167,10 @@ def _run(options: HarnessOptions, version: str, out: Path) -> Path:
 
     clip = make_video(duration_s=options.clip_seconds, fps=30.0, width=640, height=360, seed=1)
     (raw / "input").mkdir()
-    (raw / "input" / "video").write_bytes(clip)  # perf_analyzer input-data dir: one raw file per input
+    # perf_analyzer's input-data folder: one raw file per input, optional ones too (0, 0: the whole video)
+    (raw / "input" / "video").write_bytes(clip)
+    for name in ("window_start", "window_count"):
+        (raw / "input" / name).write_bytes(np.zeros(1, dtype=np.int32).tobytes())
     results: list[PerfResult] = []
     with ExitStack() as stack:
         if options.url is None:

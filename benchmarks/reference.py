@@ -92,4 +92,4 @@ class ReferencePipeline:
     def __call__(self, video: bytes) -> tuple[np.ndarray, np.ndarray]:
         windows = self.preprocess(video)
         waveforms, mels = self.run_networks(windows)
-        return postprocess(waveforms, mels, windows.duration_s)
+        return postprocess(waveforms, mels, windows.spans, windows.samples, windows.mel_frames)

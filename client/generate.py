@@ -44,8 +44,13 @@ def generate_file(
     protocol: str = "grpc",
     timeout_s: float = 900.0,
     show_progress: bool = True,
+    chunk_windows: int = 0,
 ) -> GenerateResult:
-    """Send ``source`` to Triton, write ``output`` (video with sound) and/or ``wav``."""
+    """Send ``source`` to Triton, write ``output`` (video with sound) and/or ``wav``.
+
+    ``chunk_windows`` > 0 sends that many windows per request and reports progress per window;
+    0 sends the whole video at once (fastest) with an elapsed-time line.
+    """
     video = Path(source).read_bytes()
     duration = probe_duration(video)
     windows = None
@@ -65,7 +70,16 @@ def generate_file(
             raise ClientError(f"Triton at {client.url} ({protocol}) is not ready or has no model 's2s'")
         if duration:
             windows = math.ceil(duration * REGNET.fps / client.window_frames() - 1e-9)
-        generated = client.generate(video, progress if show_progress else None)
+        if chunk_windows > 0:
+
+            def on_window(done: int, total: int) -> None:
+                if show_progress:
+                    sys.stderr.write(f"  window {done}/{total} done\n")
+                    sys.stderr.flush()
+
+            generated = client.generate_by_windows(video, chunk_windows, on_window)
+        else:
+            generated = client.generate(video, progress if show_progress else None)
     if show_progress:
         prefix = "\r" if interactive else ""
         sys.stderr.write(f"{prefix}  generated {generated.duration_s:.2f} s of sound in {generated.seconds:.1f} s\n")

@@ -23,7 +23,8 @@ class ClientError(RuntimeError):
 class Generated:
     waveform: np.ndarray  #: float32 (samples,), REGNET.sample_rate Hz, the video's duration
     mel: np.ndarray  #: float32 (80, frames) in [0, 1]
-    seconds: float  #: wall time of the request
+    seconds: float  #: wall time of the request(s)
+    windows: int = 0  #: windows of the whole video
 
     @property
     def duration_s(self) -> float:
@@ -81,8 +82,17 @@ class S2SClient:
         except (InferenceServerException, KeyError, TypeError, ValueError):
             return REGNET.frames_per_window
 
-    def generate(self, video: bytes, progress: Callable[[float], None] | None = None) -> Generated:
-        """Run the ensemble on an encoded video; ``progress(elapsed_s)`` is called about once a second."""
+    def generate(
+        self,
+        video: bytes,
+        progress: Callable[[float], None] | None = None,
+        window_start: int | None = None,
+        window_count: int | None = None,
+    ) -> Generated:
+        """Run the ensemble on an encoded video; ``progress(elapsed_s)`` is called about once a second.
+
+        ``window_start`` / ``window_count`` ask for a range of the video's windows only.
+        """
         from tritonclient.utils import InferenceServerException
 
         if not video:
@@ -90,7 +100,14 @@ class S2SClient:
         data = np.frombuffer(video, dtype=np.uint8)
         tensor = self._module.InferInput("video", [data.size], "UINT8")
         tensor.set_data_from_numpy(data)
-        outputs = [self._module.InferRequestedOutput("waveform"), self._module.InferRequestedOutput("mel")]
+        inputs = [tensor]
+        for name, value in (("window_start", window_start), ("window_count", window_count)):
+            if value is not None:
+                extra = self._module.InferInput(name, [1], "INT32")
+                extra.set_data_from_numpy(np.array([value], dtype=np.int32))
+                inputs.append(extra)
+        names = ("waveform", "mel", "windows")
+        outputs = [self._module.InferRequestedOutput(name) for name in names]
         done = threading.Event()
         start = time.monotonic()
         ticker = None
@@ -104,9 +121,9 @@ class S2SClient:
             ticker.start()
         try:
             if self.protocol == "grpc":
-                result = self._client.infer(self.model, [tensor], outputs=outputs, client_timeout=self.timeout_s)
+                result = self._client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
             else:
-                result = self._client.infer(self.model, [tensor], outputs=outputs)
+                result = self._client.infer(self.model, inputs, outputs=outputs)
         except InferenceServerException as exc:
             raise ClientError(server_message(exc)) from None
         except (OSError, ConnectionError) as exc:
@@ -115,7 +132,35 @@ class S2SClient:
             done.set()
             if ticker is not None:
                 ticker.join(timeout=2)
-        return Generated(result.as_numpy("waveform"), result.as_numpy("mel"), time.monotonic() - start)
+        windows = int(result.as_numpy("windows").reshape(-1)[0])
+        return Generated(result.as_numpy("waveform"), result.as_numpy("mel"), time.monotonic() - start, windows)
+
+    def generate_by_windows(
+        self, video: bytes, chunk: int = 1, on_window: Callable[[int, int], None] | None = None
+    ) -> Generated:
+        """The whole video, ``chunk`` windows per request; ``on_window(done, total)`` after each request.
+
+        The pieces join into exactly what one request for the whole video returns.
+        """
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        start, pieces = time.monotonic(), []
+        first = self.generate(video, window_start=0, window_count=chunk)
+        pieces.append(first)
+        total = first.windows
+        done = min(chunk, total)
+        if on_window is not None:
+            on_window(done, total)
+        while done < total:
+            piece = self.generate(video, window_start=done, window_count=chunk)
+            pieces.append(piece)
+            done = min(done + chunk, total)
+            if on_window is not None:
+                on_window(done, total)
+        return Generated(
+            np.concatenate([p.waveform for p in pieces]), np.concatenate([p.mel for p in pieces], axis=1),
+            time.monotonic() - start, total,
+        )  # fmt: skip
 
 
 def server_message(exc: Exception) -> str:

@@ -378,6 +378,13 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="(default: %(default)s)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the result (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument(
+        "--windows-per-request",
+        type=int,
+        default=0,
+        help="send N windows (10 s each) per request and show progress per window; 0: the whole video "
+        "in one request (default)",
+    )
     p.set_defaults(func=cmd_generate)
 
 
@@ -394,7 +401,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         result = generate_file(
             args.input, args.output, wav=args.wav, url=args.url, protocol=args.protocol,
-            timeout_s=args.timeout, show_progress=not args.quiet,
+            timeout_s=args.timeout, show_progress=not args.quiet, chunk_windows=args.windows_per_request,
         )  # fmt: skip
     except ClientError as exc:
         log.error("generation failed: %s", exc)

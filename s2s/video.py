@@ -42,6 +42,8 @@ class DecodedVideo:
     source_size: tuple[int, int]  #: (width, height) as stored, before rotation
     source_fps: float | None
     rotation: int  #: display rotation applied, degrees
+    #: frames of the whole video at the recipe's fps (``frames`` may hold fewer: see ``max_frames``)
+    total_frames: int = 0
 
     @property
     def num_frames(self) -> int:
@@ -55,9 +57,16 @@ def probe_bytes(data: bytes | memoryview | np.ndarray) -> bytes:
 
 
 def decode_video(
-    data: bytes | memoryview | np.ndarray, limits: VideoLimits = VideoLimits(), recipe: Recipe = REGNET
+    data: bytes | memoryview | np.ndarray,
+    limits: VideoLimits = VideoLimits(),
+    recipe: Recipe = REGNET,
+    max_frames: int | None = None,
 ) -> DecodedVideo:
-    """Decode ``data`` (an encoded video file) into frames at ``recipe.fps``."""
+    """Decode ``data`` (an encoded video file) into frames at ``recipe.fps``.
+
+    ``max_frames``: stop once that many frames are kept (where the container declares its duration,
+    ``total_frames`` is still the whole video's count) - for work on the start of a video only.
+    """
     import av
 
     data = probe_bytes(data)
@@ -81,16 +90,18 @@ def decode_video(
         if declared is not None and declared > limits.max_duration_s + 1e-3:
             raise VideoError(f"video too long: {declared:.2f} s (limit {limits.max_duration_s:g} s)")
         rate = float(stream.average_rate) if stream.average_rate else None
-        frames, last_time, rotation = _resample(container, stream, limits, recipe, rate)
+        stop = max_frames if declared is not None else None
+        frames, last_time, rotation = _resample(container, stream, limits, recipe, rate, stop)
     if not frames:
         raise VideoError("the video stream has no decodable frames")
     frame_period = 1.0 / rate if rate else 1.0 / recipe.fps
     duration = declared if declared is not None else last_time + frame_period
     duration = max(duration, last_time + 1e-6)
     expected = max(1, math.ceil(duration * recipe.fps - 1e-6))
-    while len(frames) < expected:  # the last frame holds until the end of the stream
+    keep = expected if max_frames is None else min(expected, max_frames)
+    while len(frames) < keep:  # the last frame holds until the end of the stream
         frames.append(frames[-1])
-    return DecodedVideo(np.stack(frames[:expected]), duration, (width, height), rate, rotation)
+    return DecodedVideo(np.stack(frames[:keep]), duration, (width, height), rate, rotation, expected)
 
 
 def _reason(exc: Exception) -> str:
@@ -116,7 +127,7 @@ def _declared_duration(container, stream) -> float | None:
     return None
 
 
-def _resample(container, stream, limits: VideoLimits, recipe: Recipe, rate: float | None):
+def _resample(container, stream, limits: VideoLimits, recipe: Recipe, rate: float | None, stop: int | None = None):
     """Keep, for each target time k / fps, the latest frame shown at or before it."""
     import av
 
@@ -142,6 +153,8 @@ def _resample(container, stream, limits: VideoLimits, recipe: Recipe, rate: floa
                 while len(frames) / fps < t - 1e-9:  # stream starts late: show its first frame
                     frames.append(image)
             previous, last_time = image, t
+            if stop is not None and len(frames) >= stop:
+                break
     except av.error.FFmpegError as exc:
         raise VideoError(f"corrupt video data after {len(frames)} frames: {_reason(exc)}") from None
     if previous is not None:

@@ -166,3 +166,16 @@ def test_generate_cli_reports_server_errors(server, tmp_path):
     assert result.returncode == 1
     assert "generation failed" in result.stderr and "cannot read the input as a video file" in result.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_window_by_window_equals_the_whole_video(server):
+    video = make_video(duration_s=2.2, fps=20.0, seed=5)
+    seen = []
+    with S2SClient(server.grpc_url) as client:
+        whole = client.generate(video)
+        pieces = client.generate_by_windows(video, chunk=1, on_window=lambda done, total: seen.append((done, total)))
+        with pytest.raises(ClientError, match="window_start 9 is past"):
+            client.generate(video, window_start=9, window_count=1)
+    assert whole.windows == pieces.windows == len(seen) and seen[-1] == (whole.windows, whole.windows)
+    np.testing.assert_allclose(pieces.waveform, whole.waveform, atol=1e-4)
+    np.testing.assert_allclose(pieces.mel, whole.mel, atol=1e-5)

@@ -123,17 +123,49 @@ def test_noise_is_reproducible_per_video():
 
 @pytest.mark.parametrize("duration", [0.4, 10.0, 23.7])
 def test_postprocess_trims_to_the_video_and_keeps_windows_in_place(duration):
+    """The layout preprocess computes puts window k at exactly 10 k seconds and ends at the video's end."""
+    from s2s.pipeline import preprocess
+
     t = REGNET.frames_per_window
-    windows = math.ceil(duration * REGNET.fps / t)
+    windows = preprocess(make_video(duration_s=duration, fps=10.0, width=64, height=48), z_dim=4)
+    true_duration = windows.duration_s
+    assert windows.num_windows == math.ceil(windows.num_frames / t)
+    assert windows.samples == round(true_duration * REGNET.sample_rate)
+    assert windows.spans.sum() >= windows.samples and all(windows.spans == REGNET.sample_rate * 10)
     mel_frames = REGNET.mel_frames(t)
-    # each window: a click at its start, so we can see where it lands
-    waves = np.zeros((windows, REGNET.samples(t)), dtype=np.float32)
+    # each window: a click near its start, so we can see where it lands
+    waves = np.zeros((windows.num_windows, REGNET.samples(t)), dtype=np.float32)
     waves[:, 100] = 1.0
-    mels = np.random.default_rng(0).random((windows, 80, mel_frames)).astype(np.float32)
-    waveform, mel = postprocess(waves, mels, duration)
-    assert waveform.shape == (round(duration * REGNET.sample_rate),)
-    assert mel.shape == (80, math.ceil(duration * mel_frames / (t / REGNET.fps) - 1e-6))
-    for w in range(windows):
-        click = w * round(t / REGNET.fps * REGNET.sample_rate) + 100  # window w starts at exactly 10 w seconds
+    mels = np.random.default_rng(0).random((windows.num_windows, 80, mel_frames)).astype(np.float32)
+    waveform, mel = postprocess(waves, mels, windows.spans, windows.samples, windows.mel_frames)
+    assert waveform.shape == (windows.samples,)
+    assert mel.shape == (80, math.ceil(true_duration * mel_frames / REGNET.window_s - 1e-6))
+    for w in range(windows.num_windows):
+        click = w * REGNET.sample_rate * 10 + 100  # stretched by 220500/220160: still within a sample or two
         if click < waveform.size:
             assert abs(int(np.argmax(np.abs(waveform[click - 50 : click + 50]))) - 50) <= 2
+
+
+def test_postprocess_refuses_inconsistent_shapes():
+    with pytest.raises(ValueError, match="expected waveforms"):
+        postprocess(np.zeros((2, 100)), np.zeros((2, 80, 4)), np.array([10]), 10, 4)
+
+
+def test_window_ranges_join_into_the_whole_video():
+    """Window-by-window preprocessing gives the same frames, flow at the seams and noise as one pass."""
+    from s2s.pipeline import preprocess
+
+    video = make_video(duration_s=2.4, fps=25.0)
+    whole = preprocess(video, window_frames=20, z_dim=8)
+    assert whole.total_windows == whole.num_windows == math.ceil(whole.num_frames / 20)
+    pieces = [preprocess(video, window_frames=20, z_dim=8, window_start=k, window_count=1) for k in range(3)]
+    for name in ("rgb", "flow", "z"):
+        np.testing.assert_array_equal(np.concatenate([getattr(p, name) for p in pieces]), getattr(whole, name))
+    assert sum(p.duration_s for p in pieces) == pytest.approx(whole.duration_s)
+    assert sum(p.samples for p in pieces) == whole.samples
+    assert sum(p.mel_frames for p in pieces) == whole.mel_frames
+    np.testing.assert_array_equal(np.concatenate([p.spans for p in pieces]), whole.spans)
+    tail = preprocess(video, window_frames=20, z_dim=8, window_start=1)  # count 0: to the end
+    np.testing.assert_array_equal(tail.flow, whole.flow[1:])
+    with pytest.raises(VideoError, match="window_start 3 is past the video's 3 window"):
+        preprocess(video, window_frames=20, z_dim=8, window_start=3, window_count=1)

@@ -60,8 +60,21 @@ def _error(message: str, code_name: str = "INVALID_ARG") -> Any:
     return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
 
+def _optional_int(request: Any, name: str) -> int:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return 0
+    value = tensor.as_numpy().reshape(-1)
+    if value.size != 1:
+        raise VideoError(f"{name} must hold one integer, got shape {list(tensor.as_numpy().shape)}")
+    return int(value[0])
+
+
 class PreprocessModel:
-    """video uint8 [N] -> rgb [W, T, 3, 224, 224], flow [W, T, 2, 224, 224], z [W, z_dim], duration [1]."""
+    """video uint8 [N] (+ optional window_start, window_count int32 [1]) ->
+    rgb [W, T, 3, 224, 224], flow [W, T, 2, 224, 224], z [W, z_dim], and the output layout for postprocess:
+    spans [W] (samples each window covers), samples [1], mel_frames [1]; windows [1] (of the whole video).
+    """
 
     def initialize(self, args: dict[str, str]) -> None:
         import cv2
@@ -90,7 +103,8 @@ class PreprocessModel:
                 windows = preprocess(
                     video.tobytes(), window_frames=self.params["window_frames"],
                     flow_method=self.params["flow_method"], z_dim=self.params["z_dim"], seed=self.params["seed"],
-                    limits=self.limits,
+                    limits=self.limits, window_start=_optional_int(request, "window_start"),
+                    window_count=_optional_int(request, "window_count"),
                 )  # fmt: skip
             except VideoError as exc:
                 responses.append(_error(f"preprocess: {exc}"))
@@ -109,7 +123,10 @@ class PreprocessModel:
                         pb_utils.Tensor("rgb", windows.rgb),
                         pb_utils.Tensor("flow", windows.flow),
                         pb_utils.Tensor("z", windows.z),
-                        pb_utils.Tensor("duration", np.array([windows.duration_s], dtype=np.float32)),
+                        pb_utils.Tensor("spans", windows.spans),
+                        pb_utils.Tensor("samples", np.array([windows.samples], dtype=np.int32)),
+                        pb_utils.Tensor("mel_frames", np.array([windows.mel_frames], dtype=np.int32)),
+                        pb_utils.Tensor("windows", np.array([windows.total_windows], dtype=np.int32)),
                     ]
                 )
             )
@@ -120,7 +137,7 @@ class PreprocessModel:
 
 
 class PostprocessModel:
-    """waveform [W, S], mel [W, 80, F], duration [1] -> waveform [N] (trimmed, aligned), mel [80, M]."""
+    """waveform [W, S], mel [W, 80, F], spans [W], samples [1], mel_frames [1] -> waveform [samples], mel [80, M]."""
 
     def initialize(self, args: dict[str, str]) -> None:
         read_parameters(json.loads(args["model_config"]), {})
@@ -131,8 +148,10 @@ class PostprocessModel:
             try:
                 waveforms = pb_utils.get_input_tensor_by_name(request, "waveform").as_numpy()
                 mels = pb_utils.get_input_tensor_by_name(request, "mel").as_numpy()
-                duration = float(pb_utils.get_input_tensor_by_name(request, "duration").as_numpy().reshape(-1)[0])
-                waveform, mel = postprocess(waveforms, mels, duration)
+                spans = pb_utils.get_input_tensor_by_name(request, "spans").as_numpy()
+                samples = int(pb_utils.get_input_tensor_by_name(request, "samples").as_numpy().reshape(-1)[0])
+                frames = int(pb_utils.get_input_tensor_by_name(request, "mel_frames").as_numpy().reshape(-1)[0])
+                waveform, mel = postprocess(waveforms, mels, spans, samples, frames)
             except ValueError as exc:
                 responses.append(_error(f"postprocess: {exc}"))
                 continue
