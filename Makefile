@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.s2s-installed
-# Debian packages: libb64-0d for perf_analyzer (benchmarks and their tests)
-DEB_PACKAGES := libb64-0d
+# Debian packages: libb64-0d for perf_analyzer (benchmarks and their tests); chromium and its driver
+# for the web page's browser test
+DEB_PACKAGES := libb64-0d chromium chromium-driver
 
 .PHONY: setup demo test lint format clean
 
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[embedded,models,bench,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[embedded,models,bench,gateway,dev]"
 	touch $@
 
 # The main job: export the networks into model_repository/ (seeded weights unless checkpoints are

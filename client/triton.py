@@ -95,19 +95,7 @@ class S2SClient:
         """
         from tritonclient.utils import InferenceServerException
 
-        if not video:
-            raise ClientError("empty video: nothing to send")
-        data = np.frombuffer(video, dtype=np.uint8)
-        tensor = self._module.InferInput("video", [data.size], "UINT8")
-        tensor.set_data_from_numpy(data)
-        inputs = [tensor]
-        for name, value in (("window_start", window_start), ("window_count", window_count)):
-            if value is not None:
-                extra = self._module.InferInput(name, [1], "INT32")
-                extra.set_data_from_numpy(np.array([value], dtype=np.int32))
-                inputs.append(extra)
-        names = ("waveform", "mel", "windows")
-        outputs = [self._module.InferRequestedOutput(name) for name in names]
+        inputs, outputs = request_tensors(self._module, video, window_start, window_count)
         done = threading.Event()
         start = time.monotonic()
         ticker = None
@@ -132,8 +120,7 @@ class S2SClient:
             done.set()
             if ticker is not None:
                 ticker.join(timeout=2)
-        windows = int(result.as_numpy("windows").reshape(-1)[0])
-        return Generated(result.as_numpy("waveform"), result.as_numpy("mel"), time.monotonic() - start, windows)
+        return generated(result, time.monotonic() - start)
 
     def generate_by_windows(
         self, video: bytes, chunk: int = 1, on_window: Callable[[int, int], None] | None = None
@@ -157,10 +144,36 @@ class S2SClient:
             done = min(done + chunk, total)
             if on_window is not None:
                 on_window(done, total)
-        return Generated(
-            np.concatenate([p.waveform for p in pieces]), np.concatenate([p.mel for p in pieces], axis=1),
-            time.monotonic() - start, total,
-        )  # fmt: skip
+        return join(pieces, time.monotonic() - start)
+
+
+def request_tensors(module, video: bytes, window_start: int | None, window_count: int | None) -> tuple[list, list]:
+    """Inputs and requested outputs of one ensemble request (``module``: tritonclient.grpc, .http or .grpc.aio)."""
+    if not video:
+        raise ClientError("empty video: nothing to send")
+    data = np.frombuffer(video, dtype=np.uint8)
+    tensor = module.InferInput("video", [data.size], "UINT8")
+    tensor.set_data_from_numpy(data)
+    inputs = [tensor]
+    for name, value in (("window_start", window_start), ("window_count", window_count)):
+        if value is not None:
+            extra = module.InferInput(name, [1], "INT32")
+            extra.set_data_from_numpy(np.array([value], dtype=np.int32))
+            inputs.append(extra)
+    return inputs, [module.InferRequestedOutput(name) for name in ("waveform", "mel", "windows")]
+
+
+def generated(result, seconds: float) -> Generated:
+    windows = int(result.as_numpy("windows").reshape(-1)[0])
+    return Generated(result.as_numpy("waveform"), result.as_numpy("mel"), seconds, windows)
+
+
+def join(pieces: list[Generated], seconds: float) -> Generated:
+    """Window ranges of one video, in order -> the whole video's result."""
+    return Generated(
+        np.concatenate([p.waveform for p in pieces]), np.concatenate([p.mel for p in pieces], axis=1),
+        seconds, pieces[0].windows,
+    )  # fmt: skip
 
 
 def server_message(exc: Exception) -> str:

@@ -414,6 +414,52 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- gateway
+def add_gateway(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "gateway",
+        help="run the HTTP gateway and web page in front of Triton",
+        description="FastAPI service: upload a video (POST /v1/jobs), follow its progress, download the video with "
+        "sound; a web page at /, OpenAPI docs at /docs, Prometheus metrics at /metrics. Talks to Triton over gRPC.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
+    p.add_argument("--port", type=int, default=8080, help="(default: %(default)s)")
+    p.add_argument(
+        "--triton-url", default=None, help="Triton gRPC address (default: $S2S_TRITON_URL or localhost:8001)"
+    )
+    p.add_argument(
+        "--data-dir", type=Path, default=None, help="jobs and results (default: $S2S_GATEWAY_DATA or ./gateway-data)"
+    )
+    p.add_argument("--max-upload", type=parse_size, default="256M", help="largest upload (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="jobs processed at once (default: %(default)s)")
+    p.add_argument(
+        "--max-queued", type=int, default=8, help="jobs waiting beyond those; more get 429 (default: %(default)s)"
+    )
+    p.add_argument(
+        "--windows-per-request", type=int, default=1, help="windows per Triton request (default: %(default)s)"
+    )
+    p.add_argument("--result-ttl", type=float, default=24.0, help="hours results are kept (default: %(default)s)")
+    p.set_defaults(func=cmd_gateway)
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from s2s.gateway.app import GatewaySettings, create_app
+
+    settings = GatewaySettings(
+        max_upload_bytes=args.max_upload, workers=args.workers, max_queued=args.max_queued,
+        windows_per_request=args.windows_per_request, result_ttl_s=args.result_ttl * 3600,
+    )  # fmt: skip
+    if args.triton_url:
+        settings.triton_url = args.triton_url
+    if args.data_dir:
+        settings.data_dir = args.data_dir
+    print(f"s2s gateway on http://{args.host}:{args.port} (Triton {settings.triton_url}, data {settings.data_dir})")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- demo
 def add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -594,6 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor(sub)
     add_export(sub)
     add_generate(sub)
+    add_gateway(sub)
     add_demo(sub)
     add_bench(sub)
     return parser

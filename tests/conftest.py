@@ -164,3 +164,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+#: A repository that runs fast on CPU: the small RegNet configuration and 20-frame (0.93 s) windows.
+SMALL_WINDOW = 20
+
+
+def export_small_repository(path: Path, max_duration_s: float = 5.0, **limits) -> Path:
+    """Export every model and the pipeline into ``path`` with short windows and no warm-up."""
+    from s2s.export.onnx_export import export_repository
+    from s2s.export.specs import ExportOptions
+    from s2s.export.triton_config import PipelineOptions, ServingOptions
+    from s2s.video import VideoLimits
+
+    pipeline = PipelineOptions(window_frames=SMALL_WINDOW, limits=VideoLimits(max_duration_s=max_duration_s, **limits))
+    export_repository(
+        path, ExportOptions(generator_config="small"), ServingOptions(warmup_frames=0), None, None, pipeline
+    )
+    return path

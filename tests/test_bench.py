@@ -9,12 +9,8 @@ import pytest
 
 from s2s.bench.harness import HarnessOptions, run
 from s2s.bench.perf import Measurement, PerfError, check_perf_analyzer
-from s2s.export.onnx_export import export_repository
-from s2s.export.specs import ExportOptions
-from s2s.export.triton_config import PipelineOptions, ServingOptions
 from s2s.runtime.selfcheck import free_ports, write_affine_model
-from s2s.video import VideoLimits
-from tests.conftest import Serve
+from tests.conftest import Serve, export_small_repository
 
 QUICK = Measurement(request_count=2, stability_percent=100.0, max_trials=3, timeout_s=600)
 
@@ -22,10 +18,7 @@ QUICK = Measurement(request_count=2, stability_percent=100.0, max_trials=3, time
 @pytest.fixture(scope="module")
 def small_repository(tmp_path_factory):
     repo = tmp_path_factory.mktemp("bench-repo")
-    export_repository(
-        repo, ExportOptions(generator_config="small"), ServingOptions(warmup_frames=0), None, None,
-        PipelineOptions(window_frames=20, limits=VideoLimits(max_duration_s=5.0)),
-    )  # fmt: skip
+    export_small_repository(repo)
     return repo
 
 

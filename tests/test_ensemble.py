@@ -16,15 +16,13 @@ from s2s.bench.reference import ReferencePipeline
 from s2s.client.generate import probe_duration
 from s2s.client.triton import ClientError, S2SClient
 from s2s.constants import REGNET
-from s2s.export.onnx_export import export_repository
 from s2s.export.specs import ExportOptions
-from s2s.export.triton_config import PipelineOptions, ServingOptions
 from s2s.samples import make_audio_only, make_video, make_zero_frame_video
 from s2s.video import VideoLimits
-from tests.conftest import Serve
+from tests.conftest import SMALL_WINDOW, Serve, export_small_repository
 
 #: short windows keep the test fast: 20 frames = 0.93 s
-WINDOW = 20
+WINDOW = SMALL_WINDOW
 LIMITS = VideoLimits(max_duration_s=5.0, max_width=640, max_height=480, max_pixels=640 * 480)
 OPTIONS = ExportOptions(generator_config="small", seed=0)
 #: waveform tolerance, ensemble vs in-process PyTorch (samples are in [-1, 1])
@@ -34,10 +32,8 @@ WAVE_ATOL = 2e-3
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
-    export_repository(
-        repo, OPTIONS, ServingOptions(warmup_frames=0, max_windows=8), None, None,
-        PipelineOptions(window_frames=WINDOW, limits=LIMITS, preprocess_instances=2),
-    )  # fmt: skip
+    export_small_repository(repo, max_duration_s=LIMITS.max_duration_s, max_width=LIMITS.max_width,
+                            max_height=LIMITS.max_height, max_pixels=LIMITS.max_pixels)  # fmt: skip
     serve = Serve(repo, tmp_path_factory.mktemp("serve"), ["--shm-size", "32M"]).start().wait_ready(timeout_s=300)
     yield serve
     serve.stop()

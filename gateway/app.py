@@ -1,0 +1,340 @@
+"""The s2s gateway: a FastAPI service and web page in front of Triton. It never loads a model itself.
+
+Upload a silent video (``POST /v1/jobs``), follow its progress (``GET /v1/jobs/{id}`` or the
+server-sent events at ``/v1/jobs/{id}/events``), download the video with sound (``/video``) or the
+sound alone (``/audio``). ``POST /v1/generate`` does it in one call for small files. Jobs live in a
+directory the gateway owns, so finished results survive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from s2s import __version__
+from s2s.gateway.jobs import Job, JobStore
+from s2s.gateway.metrics import GatewayMetrics
+from s2s.gateway.runner import (
+    JobRunner,
+    QueueFullError,
+    RunnerSettings,
+    TritonGateway,
+    TritonRejectedError,
+    TritonUnavailableError,
+)
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+#: content types accepted for uploads (browsers report these for the containers PyAV reads)
+VIDEO_TYPES = (
+    "video/mp4", "video/webm", "video/quicktime", "video/x-msvideo", "video/avi", "video/x-matroska",
+    "video/mpeg", "video/ogg", "video/3gpp", "application/octet-stream",
+)  # fmt: skip
+
+
+@dataclass
+class GatewaySettings:
+    """Settings with their environment variables (flags of `s2s gateway` override them)."""
+
+    triton_url: str = field(default_factory=lambda: os.environ.get("S2S_TRITON_URL", "localhost:8001"))
+    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("S2S_GATEWAY_DATA", "gateway-data")))
+    max_upload_bytes: int = 256 * 1024 * 1024
+    sync_max_bytes: int = 32 * 1024 * 1024
+    allowed_types: tuple[str, ...] = VIDEO_TYPES
+    workers: int = 2  #: jobs sent to Triton at once
+    max_queued: int = 8  #: jobs waiting beyond those; more get 429
+    windows_per_request: int = 1
+    result_ttl_s: float = 24 * 3600.0
+    expiry_interval_s: float = 300.0
+    triton_timeout_s: float = 900.0
+    retry_after_s: int = 10
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="machine-readable reason, e.g. too_large, invalid_video, triton_unavailable")
+    message: str = Field(description="what was wrong, in words")
+    retryable: bool = False
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class JobView(BaseModel):
+    id: str
+    status: str = Field(description="queued, running, done, failed or cancelled")
+    progress: float = Field(description="windows done / windows total, 0..1")
+    windows_done: int
+    windows_total: int | None = Field(description="10 s windows of the video (known after the first one)")
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    filename: str = Field(description="the uploaded file's name, for display")
+    size_bytes: int
+    duration_s: float | None = Field(description="seconds of sound produced (= the video's duration)")
+    processing_s: float | None
+    video_copied: bool | None = Field(description="video stream copied as is (false: re-encoded)")
+    error: ErrorBody | None
+    links: dict[str, str]
+
+
+def _error(status: int, code: str, message: str, retryable: bool = False, retry_after: int | None = None):
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    body = {"error": {"code": code, "message": message, "retryable": retryable}}
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+class GatewayError(Exception):
+    def __init__(self, status: int, code: str, message: str, retryable: bool = False, retry_after: int | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.retryable, self.retry_after = (
+            status, code, message, retryable, retry_after,
+        )  # fmt: skip
+
+
+def view(job: Job) -> dict:
+    data = job.public()
+    error = data.pop("error")
+    data["error"] = {k: error[k] for k in ("code", "message", "retryable")} if error else None
+    base = f"/v1/jobs/{job.id}"
+    data["links"] = {"self": base, "events": f"{base}/events"}
+    if job.status == "done":
+        data["links"].update(video=f"{base}/video", audio=f"{base}/audio")
+    return {k: data[k] for k in JobView.model_fields}
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    store = JobStore(settings.data_dir)
+    metrics = GatewayMetrics()
+    runner_settings = RunnerSettings(
+        triton_url=settings.triton_url, workers=settings.workers, max_queued=settings.max_queued,
+        windows_per_request=settings.windows_per_request, timeout_s=settings.triton_timeout_s,
+    )  # fmt: skip
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        interrupted = store.recover()
+        if interrupted:
+            log.warning("%d unfinished job(s) from before the restart marked failed (retryable)", len(interrupted))
+        store.expire(settings.result_ttl_s)
+        triton = TritonGateway(runner_settings)
+        runner = JobRunner(store, triton, metrics, runner_settings)
+        runner.start()
+        app.state.triton, app.state.runner = triton, runner
+
+        async def expire_forever() -> None:
+            while True:
+                await asyncio.sleep(settings.expiry_interval_s)
+                store.expire(settings.result_ttl_s)
+
+        expiry = asyncio.create_task(expire_forever())
+        try:
+            yield
+        finally:
+            expiry.cancel()
+            await runner.stop()
+            await triton.close()
+
+    app = FastAPI(
+        title="s2s gateway",
+        version=__version__,
+        description="Turn a silent video into a video with sound that follows the picture. The models (TSN "
+        "BN-Inception RGB and flow encoders, the RegNet spectrogram generator, a MelGAN/HiFi-GAN vocoder) run "
+        "in NVIDIA Triton Inference Server as the `s2s` ensemble; this gateway only uploads, tracks and muxes.",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.store, app.state.metrics = settings, store, metrics
+    responses = {code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 415, 422, 429, 503)}
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(_request: Request, exc: GatewayError):
+        return _error(exc.status, exc.code, exc.message, exc.retryable, exc.retry_after)
+
+    @app.exception_handler(StarletteHTTPException)  # also the router's own 404/405
+    async def http_error(_request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError):
+        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return _error(400, "bad_request", f"invalid request: {fields}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception):
+        log.error("unhandled error", exc_info=exc)
+        return _error(500, "internal", f"internal error: {type(exc).__name__}")
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.requests.labels(request.method, getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        return response
+
+    def load(job_id: str) -> Job:
+        try:
+            return store.load(job_id)
+        except KeyError:
+            raise GatewayError(404, "not_found", f"no job {job_id!r} (unknown, deleted or expired)") from None
+
+    async def ensure_triton_ready() -> None:
+        if not await app.state.triton.ready():
+            raise GatewayError(
+                503, "triton_unavailable", "the inference server is not ready; try again shortly",
+                retryable=True, retry_after=settings.retry_after_s,
+            )  # fmt: skip
+
+    async def read_upload(upload: UploadFile, limit: int) -> bytes:
+        kind = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
+        if kind not in settings.allowed_types:
+            raise GatewayError(415, "unsupported_type", f"content type {kind!r} is not a video type we accept")
+        chunks, size = [], 0
+        while chunk := await upload.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise GatewayError(413, "too_large", f"upload larger than the limit of {limit} bytes")
+            chunks.append(chunk)
+        if size == 0:
+            raise GatewayError(400, "empty_upload", "the uploaded file is empty")
+        metrics.bytes_in.inc(size)
+        return b"".join(chunks)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the gateway process answers")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: Triton and the s2s ensemble are ready",
+             responses={503: {"model": ErrorResponse}})  # fmt: skip
+    async def readyz() -> dict:
+        await ensure_triton_ready()
+        return {"status": "ready", "triton": settings.triton_url}
+
+    @app.post("/v1/jobs", status_code=202, response_model=JobView, tags=["jobs"], responses=responses,
+              summary="Upload a video; returns a job to follow")  # fmt: skip
+    async def create_job(file: UploadFile = File(description="the video file (mp4, webm, mov, avi, mkv)")):
+        await ensure_triton_ready()
+        if not app.state.runner.has_room():
+            raise GatewayError(429, "busy", "too many jobs waiting; try again later", True, settings.retry_after_s)
+        data = await read_upload(file, settings.max_upload_bytes)
+        job = Job(id=store.new_id(), filename=(file.filename or "")[:200], content_type=file.content_type or "",
+                  size_bytes=len(data))  # fmt: skip
+        store.create(job, data)
+        try:
+            app.state.runner.submit(job)
+        except QueueFullError as exc:
+            store.delete(job.id)
+            raise GatewayError(429, "busy", str(exc), True, settings.retry_after_s) from None
+        return view(job)
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobView, tags=["jobs"], responses=responses,
+             summary="A job's status and progress")  # fmt: skip
+    async def get_job(job_id: str):
+        return view(load(job_id))
+
+    @app.get("/v1/jobs/{job_id}/events", tags=["jobs"], summary="Server-sent events: the job's status until it ends")
+    async def job_events(job_id: str, request: Request):
+        load(job_id)
+
+        async def stream():
+            last = None
+            while not await request.is_disconnected():
+                try:
+                    job = store.load(job_id)
+                except KeyError:
+                    yield "event: gone\ndata: {}\n\n"
+                    return
+                payload = json.dumps(view(job))
+                if payload != last:
+                    yield f"data: {payload}\n\n"
+                    last = payload
+                if job.finished:
+                    return
+                await asyncio.sleep(0.5)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    def result(job_id: str, name: str, media_type: str, download: str) -> FileResponse:
+        job = load(job_id)
+        if job.status != "done":
+            raise GatewayError(409, "not_ready", f"job {job_id} is {job.status}, it has no result")
+        path = store.path(job_id, name)
+        metrics.bytes_out.inc(path.stat().st_size)
+        return FileResponse(path, media_type=media_type, filename=download)
+
+    @app.get("/v1/jobs/{job_id}/video", tags=["results"], responses=responses,
+             summary="The video with its new sound (mp4)")  # fmt: skip
+    async def job_video(job_id: str):
+        return result(job_id, "video.mp4", "video/mp4", f"s2s-{job_id}.mp4")
+
+    @app.get("/v1/jobs/{job_id}/audio", tags=["results"], responses=responses,
+             summary="The sound alone (16-bit WAV, 22050 Hz)")  # fmt: skip
+    async def job_audio(job_id: str):
+        return result(job_id, "audio.wav", "audio/wav", f"s2s-{job_id}.wav")
+
+    @app.delete("/v1/jobs/{job_id}", status_code=204, tags=["jobs"], responses=responses,
+                summary="Delete a job and its results (cancels it if it is still running)")  # fmt: skip
+    async def delete_job(job_id: str):
+        job = load(job_id)
+        if job.status in ("queued", "running"):
+            app.state.runner.cancel(job_id)
+            if job.status == "queued":
+                store.delete(job_id)
+        else:
+            store.delete(job_id)
+        return Response(status_code=204)
+
+    @app.post("/v1/generate", tags=["jobs"], responses={**responses, 200: {"content": {"video/mp4": {}}}},
+              response_class=Response, summary="One call for small files: upload, wait, get the mp4 back")  # fmt: skip
+    async def generate(file: UploadFile = File(description="a small video file")):
+        await ensure_triton_ready()
+        data = await read_upload(file, settings.sync_max_bytes)
+        from s2s.client.mux import mux_audio
+
+        began = time.monotonic()
+        try:
+            out = await app.state.triton.infer(data, 0, 0)
+        except TritonRejectedError as exc:
+            metrics.triton_errors.labels("invalid_input").inc()
+            raise GatewayError(422, "invalid_video", str(exc)) from None
+        except TritonUnavailableError as exc:
+            metrics.triton_errors.labels("unavailable").inc()
+            raise GatewayError(503, "triton_unavailable", str(exc), True, settings.retry_after_s) from None
+        target = settings.data_dir / f"sync-{store.new_id()}.mp4"
+        try:
+            await asyncio.to_thread(mux_audio, data, out.waveform, target)
+            body = target.read_bytes()
+        finally:
+            target.unlink(missing_ok=True)
+        metrics.bytes_out.inc(len(body))
+        metrics.job_seconds.observe(time.monotonic() - began)
+        return Response(body, media_type="video/mp4", headers={"X-S2S-Duration": f"{out.duration_s:.3f}"})
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    async def prometheus_metrics():
+        metrics.queue_depth.set(app.state.runner.queue.qsize())
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    return app

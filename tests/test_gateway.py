@@ -1,0 +1,280 @@
+"""The gateway as a real process over real HTTP, in front of the real embedded Triton; the page in Chromium."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+
+from s2s.client.generate import probe_duration
+from s2s.constants import REGNET
+from s2s.runtime.selfcheck import free_ports
+from s2s.samples import make_video
+from tests.conftest import Serve, export_small_repository
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+class Gateway:
+    """`s2s gateway` as a child process on a free port."""
+
+    def __init__(self, triton_url: str, data_dir: Path, *extra: str) -> None:
+        (self.port,) = free_ports(1)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir.parent / f"gateway-{self.port}.log"
+        cmd = [sys.executable, "-m", "s2s", "gateway", "--port", str(self.port), "--triton-url", triton_url,
+               "--data-dir", str(data_dir), *extra]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.http = httpx.Client(base_url=self.url, timeout=60)
+
+    def stop(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+    def upload(self, data: bytes, name: str = "clip.mp4", kind: str = "video/mp4") -> httpx.Response:
+        return self.http.post("/v1/jobs", files={"file": (name, data, kind)})
+
+    def wait(self, job_id: str, timeout_s: float = 180) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = self.http.get(f"/v1/jobs/{job_id}").json()
+            if state["status"] in ("done", "failed", "cancelled"):
+                return state
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} not finished after {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("gw-repo")
+    export_small_repository(repo)
+    serve = Serve(repo, tmp_path_factory.mktemp("gw-serve")).start().wait_ready(timeout_s=300)
+    yield serve
+    serve.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(triton, tmp_path_factory):
+    gw = Gateway(triton.grpc_url, tmp_path_factory.mktemp("gw") / "data", "--max-upload", "2M")
+    yield gw
+    gw.stop()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``, in Prometheus text format."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_upload_poll_download(gateway):
+    video = make_video(duration_s=2.0, fps=20.0, seed=2)
+    response = gateway.upload(video)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["status"] == "queued" and len(job["id"]) == 22
+    done = gateway.wait(job["id"])
+    assert done["status"] == "done", done
+    assert done["windows_total"] == done["windows_done"] == 3 and done["progress"] == 1.0
+    mp4 = gateway.http.get(done["links"]["video"])
+    assert mp4.status_code == 200 and mp4.headers["content-type"] == "video/mp4"
+    with av.open(io.BytesIO(mp4.content)) as container:
+        audio = container.streams.audio[0]
+        assert [s.type for s in container.streams] == ["video", "audio"]
+        assert abs(float(audio.duration * audio.time_base) - probe_duration(video)) < 0.1
+    wav = gateway.http.get(done["links"]["audio"])
+    with wave.open(io.BytesIO(wav.content)) as handle:
+        assert handle.getframerate() == REGNET.sample_rate
+        assert handle.getnframes() == round(probe_duration(video) * REGNET.sample_rate)
+
+
+def test_progress_stream_ends_with_the_result(gateway):
+    job = gateway.upload(make_video(duration_s=1.5, fps=20.0, seed=4)).json()
+    events = []
+    with gateway.http.stream("GET", f"/v1/jobs/{job['id']}/events", timeout=180) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    assert events[-1]["status"] == "done"
+    assert [e["windows_done"] for e in events] == sorted(e["windows_done"] for e in events)
+
+
+@pytest.mark.parametrize(
+    ("data", "kind", "status", "code"),
+    [
+        (b"", "video/mp4", 400, "empty_upload"),
+        (b"hello", "text/plain", 415, "unsupported_type"),
+        (np.zeros(3 * 1024 * 1024, dtype=np.uint8).tobytes(), "video/mp4", 413, "too_large"),
+    ],
+    ids=["empty", "not-a-video-type", "too-large"],
+)
+def test_bad_uploads_get_clear_json_errors(gateway, data, kind, status, code):
+    response = gateway.upload(data, kind=kind)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code and response.json()["error"]["message"]
+
+
+def test_what_preprocess_rejects_is_422_with_its_message(gateway):
+    garbage = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    job = gateway.upload(garbage).json()
+    state = gateway.wait(job["id"])
+    assert state["status"] == "failed" and state["error"]["code"] == "invalid_video"
+    assert "cannot read the input as a video file" in state["error"]["message"]
+    assert gateway.http.get(f"/v1/jobs/{job['id']}/video").status_code == 409
+    sync = gateway.http.post("/v1/generate", files={"file": ("x.mp4", garbage, "video/mp4")})
+    assert sync.status_code == 422 and "cannot read the input" in sync.json()["error"]["message"]
+    assert gateway.http.get("/readyz").status_code == 200  # still healthy
+
+
+def test_synchronous_generate_returns_the_mp4(gateway):
+    video = make_video(duration_s=1.0, fps=20.0)
+    response = gateway.http.post("/v1/generate", files={"file": ("a.webm", video, "video/webm")})
+    assert response.status_code == 200 and response.headers["content-type"] == "video/mp4"
+    with av.open(io.BytesIO(response.content)) as container:
+        assert {s.type for s in container.streams} == {"video", "audio"}
+
+
+def test_unknown_ids_and_paths_are_404(gateway):
+    for job_id in ("AAAAAAAAAAAAAAAAAAAAAA", "..%2F..%2Fetc%2Fpasswd", "x" * 100):
+        response = gateway.http.get(f"/v1/jobs/{job_id}")
+        assert response.status_code == 404 and response.json()["error"]["code"] in ("not_found", "http_error")
+
+
+def test_delete_removes_the_job(gateway):
+    job = gateway.upload(make_video(duration_s=0.5, fps=20.0)).json()
+    gateway.wait(job["id"])
+    assert gateway.http.delete(f"/v1/jobs/{job['id']}").status_code == 204
+    assert gateway.http.get(f"/v1/jobs/{job['id']}").status_code == 404
+
+
+def test_metrics_change_after_requests(gateway):
+    before = gateway.http.get("/metrics").text
+    job = gateway.upload(make_video(duration_s=0.5, fps=20.0)).json()
+    gateway.wait(job["id"])
+    gateway.http.get(f"/v1/jobs/{job['id']}/video")
+    after = gateway.http.get("/metrics").text
+    assert (
+        metric(after, "s2s_gateway_requests_total", route="/v1/jobs", status="202")
+        == metric(before, "s2s_gateway_requests_total", route="/v1/jobs", status="202") + 1
+    )
+    assert metric(after, "s2s_gateway_bytes_received_total") > metric(before, "s2s_gateway_bytes_received_total")
+    assert metric(after, "s2s_gateway_bytes_sent_total") > metric(before, "s2s_gateway_bytes_sent_total")
+    assert metric(after, "s2s_gateway_jobs_total", outcome="done") >= 1
+    assert "s2s_gateway_job_duration_seconds_bucket" in after and "s2s_gateway_queue_depth" in after
+
+
+def test_openapi_docs_describe_the_service(gateway):
+    assert gateway.http.get("/docs").status_code == 200
+    spec = gateway.http.get("/openapi.json").json()
+    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/video", "/v1/generate"} <= set(spec["paths"])
+    assert "RegNet" in spec["info"]["description"]
+
+
+def test_triton_down_is_503_with_retry_hint(tmp_path):
+    (dead,) = free_ports(1)
+    gw = Gateway(f"127.0.0.1:{dead}", tmp_path / "data")
+    try:
+        response = gw.upload(make_video(duration_s=0.3))
+        assert response.status_code == 503 and response.headers["retry-after"]
+        assert response.json()["error"]["retryable"] is True
+        assert gw.http.get("/readyz").status_code == 503
+        assert gw.http.get("/healthz").status_code == 200  # liveness is its own
+    finally:
+        gw.stop()
+
+
+def test_concurrency_limit_gives_429(triton, tmp_path):
+    gw = Gateway(triton.grpc_url, tmp_path / "data", "--workers", "1", "--max-queued", "1")
+    try:
+        videos = [make_video(duration_s=3.0, fps=20.0, seed=i) for i in range(4)]
+        responses = [gw.upload(v) for v in videos]  # one running + one waiting at most
+        codes = [r.status_code for r in responses]
+        assert codes[0] == 202 and 429 in codes, codes
+        refused = responses[codes.index(429)]
+        assert refused.headers["retry-after"] and refused.json()["error"]["code"] == "busy"
+        for r in responses:
+            if r.status_code == 202:
+                assert gw.wait(r.json()["id"])["status"] == "done"  # what was accepted is not lost
+    finally:
+        gw.stop()
+
+
+def test_restart_keeps_finished_jobs_and_reports_unfinished(triton, tmp_path):
+    data = tmp_path / "data"
+    gw = Gateway(triton.grpc_url, data)
+    job = gw.upload(make_video(duration_s=0.8, fps=20.0)).json()
+    assert gw.wait(job["id"])["status"] == "done"
+    gw.stop()
+    # a job a crashed gateway left running
+    stale = data / "jobs" / "BBBBBBBBBBBBBBBBBBBBBB"
+    stale.mkdir()
+    (stale / "input").write_bytes(b"x")
+    (stale / "job.json").write_text(json.dumps({"id": stale.name, "status": "running", "windows_done": 1}))
+    again = Gateway(triton.grpc_url, data)
+    try:
+        assert again.http.get(f"/v1/jobs/{job['id']}").json()["status"] == "done"
+        assert again.http.get(f"/v1/jobs/{job['id']}/video").status_code == 200
+        lost = again.http.get(f"/v1/jobs/{stale.name}").json()
+        assert lost["status"] == "failed" and lost["error"]["retryable"] is True
+        assert "restarted" in lost["error"]["message"]
+    finally:
+        again.stop()
+
+
+def test_page_in_headless_chromium(gateway, tmp_path):
+    """Choose a file on the page, watch both progress bars finish, check the player and the download links."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver_path, "Debian's chromium and chromium-driver are needed (make setup installs them)"
+    video = tmp_path / "silent.mp4"
+    make_video(video, duration_s=1.5, fps=20.0)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,1100"):  # fmt: skip
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        browser.get(gateway.url + "/")
+        assert "Silence to sound" in browser.title or "s2s" in browser.title
+        browser.find_element(By.ID, "file").send_keys(str(video))
+        browser.find_element(By.ID, "start").click()
+        WebDriverWait(browser, 180).until(ec.visibility_of_element_located((By.ID, "result")))
+        assert browser.find_element(By.ID, "upload").get_attribute("value") == "1"
+        assert float(browser.find_element(By.ID, "process").get_attribute("value")) == 1.0
+        src = browser.find_element(By.ID, "player").get_attribute("src")
+        assert src.endswith("/video") and httpx.get(src).status_code == 200
+        audio_link = browser.find_element(By.ID, "download-audio").get_attribute("href")
+        assert audio_link.endswith("/audio") and httpx.get(audio_link).headers["content-type"] == "audio/wav"
+        assert not browser.find_element(By.ID, "error").is_displayed()
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert browser.save_screenshot(str(ARTIFACTS / "gateway-page.png"))
+    finally:
+        browser.quit()
