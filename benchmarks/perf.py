@@ -26,6 +26,10 @@ class PerfError(RuntimeError):
     """perf_analyzer could not run or measure; the message says what to do."""
 
 
+class PerfUnstableError(PerfError):
+    """perf_analyzer ran but its measurement windows did not agree within the stability threshold."""
+
+
 @dataclass(frozen=True)
 class Measurement:
     """How perf_analyzer measures (its flags; defaults suit seconds-long requests on a CPU)."""
@@ -62,6 +66,8 @@ class PerfResult:
     #: per served model, from the server's statistics around this run
     models: dict[str, dict[str, float]] = field(default_factory=dict)
     scenario: str = ""
+    #: False where perf_analyzer only reached a result with a relaxed stability threshold
+    stable: bool = True
 
     def as_dict(self) -> dict:
         """Plain JSON values (a metric perf_analyzer did not report is None, not NaN)."""
@@ -238,8 +244,10 @@ def profile(
         raise PerfError(f"perf_analyzer on {model} ({load} {level:g}) ran past {measurement.timeout_s:g} s") from None
     (workdir / f"{model}-{load}-{level:g}.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0 or not csv_path.exists():
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-8:])
-        raise PerfError(f"perf_analyzer failed on {model} ({load} {level:g}), exit {result.returncode}:\n{tail}")
+        output = result.stdout + result.stderr
+        tail = "\n".join(output.strip().splitlines()[-8:])
+        kind = PerfUnstableError if "Failed to obtain stable measurement" in output else PerfError
+        raise kind(f"perf_analyzer failed on {model} ({load} {level:g}), exit {result.returncode}:\n{tail}")
     (parsed,) = parse_csv(csv_path, model, load)
     parsed.models = statistics_delta(before, server_statistics(http_url))
     return parsed
