@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  echo "installing Debian packages: $$missing"; \
+	  echo "installing Debian packages:" $$missing; \
 	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	$(PYTHON) -m venv $(VENV)
