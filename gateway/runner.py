@@ -153,6 +153,8 @@ class JobRunner:
             job.status, job.duration_s, job.video_copied = "done", result.duration_s, muxed.video_copied
             outcome = "done"
         except asyncio.CancelledError:
+            if job_id not in self.cancelled:
+                raise  # the gateway is shutting down: its next start reports the job as interrupted, retryable
             job.status, job.error, outcome = "cancelled", JobError("cancelled", "deleted by the user"), "cancelled"
         except TritonRejectedError as exc:
             job.status, outcome = "failed", "invalid_video"
