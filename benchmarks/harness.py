@@ -42,14 +42,7 @@ from s2s.bench.networks import cpu_name
 from s2s.bench.perf import Measurement, PerfError, PerfResult, PerfUnstableError, check_perf_analyzer, profile
 from s2s.constants import REGNET
 from s2s.export.layout import MANIFEST, MODEL_NAMES
-from s2s.export.triton_config import (
-    ENSEMBLE,
-    PYTHON_MODELS,
-    PipelineOptions,
-    ServingOptions,
-    pipeline_configs,
-    python_model_source,
-)
+from s2s.export.triton_config import ENSEMBLE, PipelineOptions, ServingOptions, write_pipeline
 from s2s.video import VideoLimits
 
 log = logging.getLogger(__name__)
@@ -125,11 +118,7 @@ def prepare_repository(options: HarnessOptions, target: Path) -> dict:
         max_windows=int(manifest.get("serving", {}).get("max_windows", ServingOptions.max_windows))
     )
     z_dim = int(manifest["models"]["generator"]["z_dim"])
-    for name, text in pipeline_configs(z_dim, serving, pipeline).items():
-        (target / name / "1").mkdir(parents=True, exist_ok=True)
-        (target / name / "config.pbtxt").write_text(text)
-        if name in PYTHON_MODELS:
-            (target / name / "1" / "model.py").write_text(python_model_source(name))
+    write_pipeline(target, z_dim, serving, pipeline)
     return {"window_frames": window_frames, "z_dim": z_dim, "manifest": manifest}
 
 
@@ -244,16 +233,13 @@ def _run(options: HarnessOptions, version: str, out: Path) -> Path:
 
 
 def _start_server(options: HarnessOptions, stack: ExitStack) -> tuple[str, str, dict]:
-    from s2s.runtime.selfcheck import free_ports
     from s2s.runtime.server import ServerOptions, TritonServer
 
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="s2s-bench-repo-")))
     info = prepare_repository(options, tmp)
-    http, grpc, metrics = free_ports(3)
-    server_options = ServerOptions(
-        tmp, http_port=http, grpc_port=grpc, metrics_port=metrics, address="127.0.0.1",
-        shm_default_byte_size=64 * 1024 * 1024, log_level="error", exit_timeout_s=10,
-    )  # fmt: skip
+    server_options = ServerOptions.local(
+        tmp, shm_default_byte_size=64 * 1024 * 1024, log_level="error", exit_timeout_s=10
+    )
     stack.enter_context(TritonServer(server_options))
     info.update(_remote_info(server_options.http_url))
     models = info.pop("manifest")["models"]

@@ -27,15 +27,8 @@ from s2s.bench.reference import ReferencePipeline
 from s2s.client.triton import S2SClient
 from s2s.constants import REGNET
 from s2s.export.layout import MANIFEST, MODEL_NAMES
-from s2s.export.triton_config import (
-    PYTHON_MODELS,
-    PipelineOptions,
-    ServingOptions,
-    pipeline_configs,
-    python_model_source,
-)
+from s2s.export.triton_config import PipelineOptions, ServingOptions, write_pipeline
 from s2s.pipeline import postprocess
-from s2s.runtime.selfcheck import free_ports
 from s2s.runtime.server import ServerOptions, TritonServer
 from s2s.samples import make_video
 
@@ -43,11 +36,7 @@ from s2s.samples import make_video
 def _repository_for(source: Path, target: Path, pipeline: PipelineOptions, z_dim: int) -> Path:
     for name in MODEL_NAMES:
         (target / name).symlink_to(source.resolve() / name, target_is_directory=True)
-    for name, text in pipeline_configs(z_dim, ServingOptions(), pipeline).items():
-        (target / name / "1").mkdir(parents=True, exist_ok=True)
-        (target / name / "config.pbtxt").write_text(text)
-        if name in PYTHON_MODELS:
-            (target / name / "1" / "model.py").write_text(python_model_source(name))
+    write_pipeline(target, z_dim, ServingOptions(), pipeline)
     return target
 
 
@@ -68,11 +57,9 @@ def run(repository: Path, methods: tuple[str, ...], repeats: dict[str, int], dur
         cv2.setNumThreads(threads)
         with tempfile.TemporaryDirectory(prefix="s2s-bench-repo-") as tmp:
             repo = _repository_for(repository, Path(tmp), pipeline, z_dim)
-            http, grpc, metrics = free_ports(3)
-            options = ServerOptions(
-                repo, http_port=http, grpc_port=grpc, metrics_port=metrics, address="127.0.0.1",
-                shm_default_byte_size=64 * 1024 * 1024, log_level="error", exit_timeout_s=10,
-            )  # fmt: skip
+            options = ServerOptions.local(
+                repo, shm_default_byte_size=64 * 1024 * 1024, log_level="error", exit_timeout_s=10
+            )
             with TritonServer(options), S2SClient(options.grpc_url, timeout_s=3600) as client:
                 client.generate(clip)  # warm-up
                 served = [client.generate(clip).seconds for _ in range(n)]

@@ -10,6 +10,7 @@ from pathlib import Path
 from s2s.client.mux import MuxResult, mux_audio, write_wav
 from s2s.client.triton import ClientError, Generated, S2SClient
 from s2s.constants import REGNET
+from s2s.video import declared_duration
 
 
 @dataclass
@@ -27,10 +28,7 @@ def probe_duration(video: bytes) -> float | None:
 
     try:
         with av.open(io.BytesIO(video)) as container:
-            stream = container.streams.video[0]
-            if stream.duration is not None and stream.time_base is not None:
-                return float(stream.duration * stream.time_base)
-            return container.duration / 1e6 if container.duration else None
+            return declared_duration(container, container.streams.video[0])
     except (av.error.FFmpegError, IndexError):
         return None  # the server will say what is wrong with it
 

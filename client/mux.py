@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from s2s.constants import REGNET
+from s2s.video import encode_mono_audio
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +97,9 @@ def _mux(
 
 
 def _encode_audio(dst, stream, waveform: np.ndarray, source_rate: int, rate: int) -> None:
-    import av
-
     samples = np.clip(waveform, -1.0, 1.0).astype(np.float32)
     if rate != source_rate:
         import soxr
 
-        samples = soxr.resample(samples, source_rate, rate).astype(np.float32)
-    chunk = 1024
-    for start in range(0, samples.size, chunk):
-        frame = av.AudioFrame.from_ndarray(samples[None, start : start + chunk], format="flt", layout="mono")
-        frame.sample_rate = rate
-        frame.pts = start
-        for packet in stream.encode(frame):
-            dst.mux(packet)
-    for packet in stream.encode():
-        dst.mux(packet)
+        samples = soxr.resample(samples, source_rate, rate)
+    encode_mono_audio(dst, stream, samples)

@@ -16,14 +16,7 @@ from s2s import __version__
 from s2s.export.layout import MANIFEST, MODEL_NAMES
 from s2s.export.specs import ExportOptions, ModelExport, build_exports
 from s2s.export.tensorrt import TensorRTProfile, build_plan
-from s2s.export.triton_config import (
-    PYTHON_MODELS,
-    PipelineOptions,
-    ServingOptions,
-    model_config,
-    pipeline_configs,
-    python_model_source,
-)
+from s2s.export.triton_config import PipelineOptions, ServingOptions, model_config, write_pipeline
 from s2s.models.checkpoints import file_sha256
 from s2s.models.regnet import regnet_config
 from s2s.runtime.ort_backend import WARNING_METADATA_KEY
@@ -105,11 +98,7 @@ def export_repository(
                  time.monotonic() - start, artifact)  # fmt: skip
     if pipeline is not None:
         z_dim = _generator_z_dim(manifest, options)
-        for name, text in pipeline_configs(z_dim, serving, pipeline).items():
-            (repository / name / "1").mkdir(parents=True, exist_ok=True)  # ensembles need a version folder too
-            (repository / name / "config.pbtxt").write_text(text)
-            if name in PYTHON_MODELS:
-                (repository / name / "1" / "model.py").write_text(python_model_source(name))
+        write_pipeline(repository, z_dim, serving, pipeline)
         manifest["pipeline"] = {**asdict(pipeline), "z_dim": z_dim}
     manifest.update(
         {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -220,3 +221,12 @@ def pipeline_configs(z_dim: int, serving: ServingOptions, pipeline: PipelineOpti
         "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n"
     )
     return {"preprocess": preprocess, "postprocess": postprocess, ENSEMBLE: ensemble}
+
+
+def write_pipeline(repository: Path, z_dim: int, serving: ServingOptions, pipeline: PipelineOptions) -> None:
+    """Write preprocess, postprocess (configs + model.py) and the ensemble into ``repository``."""
+    for name, text in pipeline_configs(z_dim, serving, pipeline).items():
+        (repository / name / "1").mkdir(parents=True, exist_ok=True)  # ensembles need a version folder too
+        (repository / name / "config.pbtxt").write_text(text)
+        if name in PYTHON_MODELS:
+            (repository / name / "1" / "model.py").write_text(python_model_source(name))

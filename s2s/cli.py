@@ -478,7 +478,6 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from s2s.client.generate import generate_file
     from s2s.client.triton import ClientError
-    from s2s.runtime.selfcheck import free_ports
     from s2s.runtime.server import ServerOptions, ServerStartError, TritonServer
     from s2s.samples import make_video
 
@@ -490,11 +489,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sample = args.output_dir / "sample.mp4"
     make_video(sample, duration_s=args.duration, fps=30.0, width=480, height=360)
     print(f"sample video (silent, {args.duration:g} s): {sample}")
-    http_port, grpc_port, metrics_port = free_ports(3)
-    options = ServerOptions(
-        repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, address="127.0.0.1",
-        shm_default_byte_size=64 * 1024 * 1024, log_level="warning", exit_timeout_s=10,
-    )  # fmt: skip
+    options = ServerOptions.local(repo, shm_default_byte_size=64 * 1024 * 1024, log_level="warning", exit_timeout_s=10)
     print(f"starting the embedded Triton on {repo} (models load and warm up) ...", flush=True)
     try:
         with TritonServer(options, echo=sys.stderr if args.verbose else None):

@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from s2s.video import encode_mono_audio
+
 #: container -> (format name for PyAV, default video codec, pixel format)
 CONTAINERS: dict[str, tuple[str, str, str]] = {
     "mp4": ("mp4", "libx264", "yuv420p"),
@@ -105,20 +107,8 @@ def make_video(
 
 
 def _write_tone(out, stream, duration_s: float, frequency: float = 440.0) -> None:
-    import av
-
     rate = stream.rate
-    samples = (0.2 * np.sin(2 * np.pi * frequency * np.arange(int(duration_s * rate)) / rate)).astype(np.float32)
-    chunk = 1024
-    for start in range(0, samples.size, chunk):
-        part = samples[start : start + chunk]
-        frame = av.AudioFrame.from_ndarray(part[None, :], format="flt", layout="mono")
-        frame.sample_rate = rate
-        frame.pts = start
-        for packet in stream.encode(frame):
-            out.mux(packet)
-    for packet in stream.encode():
-        out.mux(packet)
+    encode_mono_audio(out, stream, 0.2 * np.sin(2 * np.pi * frequency * np.arange(int(duration_s * rate)) / rate))
 
 
 def make_audio_only(duration_s: float = 2.0, container: str = "mp4") -> bytes:

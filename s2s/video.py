@@ -86,7 +86,7 @@ def decode_video(
         stream.thread_type = "AUTO"
         width, height = stream.codec_context.width, stream.codec_context.height
         _check_size(width, height, limits)
-        declared = _declared_duration(container, stream)
+        declared = declared_duration(container, stream)
         if declared is not None and declared > limits.max_duration_s + 1e-3:
             raise VideoError(f"video too long: {declared:.2f} s (limit {limits.max_duration_s:g} s)")
         rate = float(stream.average_rate) if stream.average_rate else None
@@ -119,7 +119,8 @@ def _check_size(width: int, height: int, limits: VideoLimits) -> None:
         )
 
 
-def _declared_duration(container, stream) -> float | None:
+def declared_duration(container, stream) -> float | None:
+    """Duration of ``stream`` as the container declares it (seconds), or None."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -173,3 +174,18 @@ def _to_bgr(frame, rotation: int, recipe: Recipe) -> np.ndarray:
         # FFmpeg's display rotation is counter-clockwise; np.rot90 with k > 0 turns counter-clockwise.
         image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
     return image
+
+
+def encode_mono_audio(container, stream, samples: np.ndarray, chunk: int = 1024) -> None:
+    """Encode float samples in [-1, 1] (already at ``stream.rate``) into an open output container, flushed."""
+    import av
+
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
+    for start in range(0, samples.size, chunk):
+        frame = av.AudioFrame.from_ndarray(samples[None, start : start + chunk], format="flt", layout="mono")
+        frame.sample_rate = stream.rate
+        frame.pts = start
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)

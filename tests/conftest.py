@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from s2s.runtime.selfcheck import free_ports
+from s2s.runtime.server import free_ports
 
 
 def live_processes() -> list[tuple[int, int, str]]:

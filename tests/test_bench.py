@@ -9,7 +9,8 @@ import pytest
 
 from s2s.bench.harness import HarnessOptions, run
 from s2s.bench.perf import Measurement, PerfError, check_perf_analyzer
-from s2s.runtime.selfcheck import free_ports, write_affine_model
+from s2s.runtime.selfcheck import write_affine_model
+from s2s.runtime.server import free_ports
 from tests.conftest import Serve, export_small_repository
 
 QUICK = Measurement(request_count=2, stability_percent=100.0, max_trials=3, timeout_s=600)

@@ -8,7 +8,6 @@ batcher really batched them. ``s2s doctor`` runs it; the tests build their model
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,21 +26,6 @@ output [ {{ name: "y" data_type: TYPE_FP32 dims: [ {width} ] }} ]
 dynamic_batching {{ max_queue_delay_microseconds: {delay_us} }}
 instance_group [ {{ count: {instances} kind: KIND_AUTO }} ]
 """
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports free on localhost right now."""
-    sockets, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in sockets:
-            s.close()
-    return ports
 
 
 def write_affine_onnx(path: Path, width: int = 4, scale: float = 2.0, offset: float = 1.0) -> Path:
@@ -111,16 +95,7 @@ def run_selfcheck(concurrency: int = 8, echo=None) -> CheckResult:
     with tempfile.TemporaryDirectory(prefix="s2s-selfcheck-") as tmp:
         repo = Path(tmp) / "models"
         write_affine_model(repo)
-        http_port, grpc_port, metrics_port = free_ports(3)
-        options = ServerOptions(
-            repo,
-            http_port=http_port,
-            grpc_port=grpc_port,
-            metrics_port=metrics_port,
-            address="127.0.0.1",
-            log_level="warning",
-            exit_timeout_s=5,
-        )
+        options = ServerOptions.local(repo, log_level="warning", exit_timeout_s=5)
         with TritonServer(options, echo=echo):
             x = np.arange(8, dtype=np.float32).reshape(2, 4)
             expected = 2 * x + 1
@@ -183,11 +158,9 @@ def run_repository_chain(
 
     rng = np.random.default_rng(seed)
     size = REGNET.image_size
-    http_port, grpc_port, metrics_port = free_ports(3)
-    options = ServerOptions(
-        repository, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
-        address="127.0.0.1", log_level="warning", exit_timeout_s=5, shm_default_byte_size=64 * 1024 * 1024,
-    )  # fmt: skip
+    options = ServerOptions.local(
+        repository, log_level="warning", exit_timeout_s=5, shm_default_byte_size=64 * 1024 * 1024
+    )
     seconds: dict[str, float] = {}
 
     def infer(client, model: str, **tensors: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -67,6 +68,13 @@ class ServerOptions:
     #: None: detect. Without a GPU the pinned-memory pool and GPU metrics are switched off.
     gpu: bool | None = None
 
+    @classmethod
+    def local(cls, model_repository: Path, **overrides) -> ServerOptions:
+        """A server for this process's own use: loopback only, on three ports free right now."""
+        http_port, grpc_port, metrics_port = free_ports(3)
+        settings = dict(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, address="127.0.0.1")
+        return cls(Path(model_repository), **{**settings, **overrides})
+
     def command(self, binary: Path, backend_directory: Path) -> list[str]:
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log level {self.log_level!r} is not one of {LOG_LEVELS}")
@@ -107,6 +115,21 @@ class ServerOptions:
     @property
     def metrics_url(self) -> str:
         return f"http://{_client_host(self.address)}:{self.metrics_port}/metrics"
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on localhost right now."""
+    sockets, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in sockets:
+            s.close()
+    return ports
 
 
 def has_gpu() -> bool:
