@@ -15,7 +15,7 @@ import torch
 from s2s import __version__
 from s2s.export.layout import MANIFEST, MODEL_NAMES
 from s2s.export.specs import ExportOptions, ModelExport, build_exports
-from s2s.export.tensorrt import TensorRTProfile, build_plan
+from s2s.export.tensorrt import TensorRTProfile, build_plan, build_plan_cached
 from s2s.export.triton_config import PipelineOptions, ServingOptions, model_config, write_pipeline
 from s2s.models.checkpoints import file_sha256
 from s2s.models.regnet import regnet_config
@@ -61,11 +61,13 @@ def export_repository(
     names: tuple[str, ...] | None = None,
     trt_profile: TensorRTProfile | None = None,
     pipeline: PipelineOptions | None = None,
+    trt_cache: Path | None = None,
 ) -> dict:
     """Export the requested models into ``repository`` (artifacts + configs) and update the manifest.
 
     Unless ``pipeline`` is None *and* ``names`` is a subset, the Python steps (preprocess, postprocess)
-    and the ``s2s`` ensemble are written too, so the repository serves the whole chain.
+    and the ``s2s`` ensemble are written too, so the repository serves the whole chain. ``trt_cache``
+    (format tensorrt): a device's plan cache directory (see :func:`s2s.export.tensorrt.local_device_key`).
     """
     repository = Path(repository)
     options, serving = options or ExportOptions(), serving or ServingOptions()
@@ -79,7 +81,9 @@ def export_repository(
         version_dir = repository / export.name / "1"
         onnx_path = export_onnx(export, version_dir / "model.onnx")
         artifact = onnx_path
-        if serving.format == "tensorrt":
+        if serving.format == "tensorrt" and trt_cache is not None:
+            artifact, _ = build_plan_cached(onnx_path, version_dir / "model.plan", export, trt_profile, trt_cache)
+        elif serving.format == "tensorrt":
             artifact = build_plan(onnx_path, version_dir / "model.plan", export, trt_profile)
         (repository / export.name / "config.pbtxt").write_text(model_config(export, serving))
         manifest["models"][export.name] = {

@@ -8,8 +8,14 @@ one to 215 frames, optimised for one full window.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from dataclasses import dataclass
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,3 +87,79 @@ def build_plan(onnx_path: Path, plan_path: Path, export: ModelExport, profile: T
         raise RuntimeError(f"TensorRT failed to build an engine for {export.name}")
     plan_path.write_bytes(bytes(engine))
     return plan_path
+
+
+# ------------------------------------------------------------------------------------------ caching
+# An engine is only valid for the GPU model and TensorRT version that built it. The Helm chart keeps a
+# volume of engines so that a restarted pod loads them instead of spending minutes rebuilding them: the
+# volume holds one directory per (GPU, compute capability, TensorRT) and, in it, one plan per graph and
+# profile (ONNX Runtime's TensorRT accelerator keeps its own engine files in the same directory).
+
+
+def device_key(gpu_name: str, capability: tuple[int, int], tensorrt_version: str) -> str:
+    """Directory of the engines of one GPU model and TensorRT version, e.g. nvidia-h100-80gb-hbm3-sm90-trt10.5.0."""
+    slug = re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-")
+    return f"{slug}-sm{capability[0]}{capability[1]}-trt{tensorrt_version}"
+
+
+def local_device_key() -> str:
+    """:func:`device_key` of this machine's first GPU (NVML) and installed TensorRT."""
+    try:
+        import pynvml
+        import tensorrt
+    except ImportError as exc:
+        raise RuntimeError(
+            f"--trt-cache needs an NVIDIA GPU with TensorRT and nvidia-ml-py installed ({exc.name} is missing): "
+            "pip install '.[gpu]' on the GPU machine, or use the chart's export image"
+        ) from exc
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        raise RuntimeError(f"--trt-cache needs an NVIDIA GPU: NVML cannot start ({exc})") from exc
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        name = pynvml.nvmlDeviceGetName(handle)
+        capability = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+    finally:
+        pynvml.nvmlShutdown()
+    if isinstance(name, bytes):
+        name = name.decode()
+    return device_key(name, tuple(capability), tensorrt.__version__)
+
+
+def plan_cache_name(onnx_path: Path, export: ModelExport, profile: TensorRTProfile) -> str:
+    """File name of a plan in a device's cache directory: the model, its graph's and its profile's hash."""
+    digest = hashlib.sha256()
+    with open(onnx_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(json.dumps(asdict(profile), sort_keys=True).encode())
+    return f"{export.name}-{digest.hexdigest()[:24]}.plan"
+
+
+def build_plan_cached(
+    onnx_path: Path,
+    plan_path: Path,
+    export: ModelExport,
+    profile: TensorRTProfile | None,
+    cache_dir: Path,
+    build: Callable[..., Path] = build_plan,
+) -> tuple[Path, bool]:
+    """Copy the cached plan of this graph and profile into place, or build it and add it to the cache.
+
+    Returns ``(plan_path, True)`` on a cache hit. Writes to the cache are atomic (temporary file +
+    rename), so pods sharing one cache volume never read half a plan.
+    """
+    profile = profile or TensorRTProfile()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cached = cache_dir / plan_cache_name(onnx_path, export, profile)
+    if cached.is_file():
+        shutil.copyfile(cached, plan_path)
+        log.info("TensorRT plan of %s from the cache: %s", export.name, cached)
+        return plan_path, True
+    build(onnx_path, plan_path, export, profile)
+    partial = cached.with_name(f".{cached.name}.{os.getpid()}.partial")
+    shutil.copyfile(plan_path, partial)
+    os.replace(partial, cached)
+    log.info("TensorRT plan of %s built and cached: %s", export.name, cached)
+    return plan_path, False

@@ -31,6 +31,8 @@ class ServingOptions:
     trt_accelerator: bool = False
     #: "onnx" (backend onnxruntime) or "tensorrt" (platform tensorrt_plan)
     format: str = "onnx"
+    #: where the TensorRT accelerator keeps its engines (a persistent volume: no rebuild on restart)
+    trt_cache_path: str = ""
 
 
 def _dims(dims: tuple[int, ...]) -> str:
@@ -82,8 +84,10 @@ def model_config(export: ModelExport, options: ServingOptions = ServingOptions()
             '  parameters { key: "precision_mode" value: "FP16" }\n'
             '  parameters { key: "max_workspace_size_bytes" value: "4294967296" }\n'
             '  parameters { key: "trt_engine_cache_enable" value: "1" }\n'
-            "} ] } }\n"
-        )
+            + (f'  parameters {{ key: "trt_engine_cache_path" value: "{options.trt_cache_path}" }}\n'
+               if options.trt_cache_path else "")
+            + "} ] } }\n"
+        )  # fmt: skip
     if options.warmup_frames > 0:
         text += _warmup(export, options.warmup_frames)
     return text

@@ -7,6 +7,7 @@ s2s doctor   check the serving stack end to end on a throw-away model
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -310,6 +311,12 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     ):
         p.add_argument(flag, type=int, default=default, help=f"TensorRT profile: {text} (default: %(default)s)")
     p.add_argument(
+        "--trt-cache",
+        type=Path,
+        help="persistent cache of TensorRT engines: plans (--format tensorrt) and the accelerator's engines "
+        "(--trt-accelerator) go to DIR/<gpu>-sm<capability>-trt<version>/ and are reused when present (GPU)",
+    )
+    p.add_argument(
         "--trt-workspace-gib",
         type=float,
         default=trt.workspace_gib,
@@ -351,7 +358,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         seed=args.noise_seed, limits=limits,
     )  # fmt: skip
     try:
-        manifest = export_repository(args.model_repository, options, serving, names, profile, pipeline)
+        trt_cache = None
+        if args.trt_cache is not None and (args.trt_accelerator or args.format == "tensorrt"):
+            from s2s.export.tensorrt import local_device_key
+
+            trt_cache = args.trt_cache / local_device_key()
+            trt_cache.mkdir(parents=True, exist_ok=True)
+            log.info("TensorRT cache for this GPU: %s", trt_cache)
+            if args.trt_accelerator:
+                serving = dataclasses.replace(serving, trt_cache_path=str(trt_cache.resolve()))
+        elif args.trt_cache is not None:
+            log.warning("--trt-cache ignored: nothing uses TensorRT (add --trt-accelerator or --format tensorrt)")
+        manifest = export_repository(
+            args.model_repository, options, serving, names, profile, pipeline,
+            trt_cache if args.format == "tensorrt" else None,
+        )  # fmt: skip
     except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
         log.error("export failed: %s", exc)
         return 1

@@ -151,6 +151,49 @@ def test_configs_carry_warmup_and_trt_accelerator():
     assert 'name: "tensorrt"' in text and 'value: "FP16"' in text
     plan = model_config(export, ServingOptions(format="tensorrt"))
     assert 'platform: "tensorrt_plan"' in plan and "model.plan" in plan and "onnxruntime" not in plan
+    assert "trt_engine_cache_path" not in text
+    cached = model_config(export, ServingOptions(trt_accelerator=True, trt_cache_path="/trt-cache/h100-sm90-trt10.5.0"))
+    assert 'parameters { key: "trt_engine_cache_path" value: "/trt-cache/h100-sm90-trt10.5.0" }' in cached
+
+
+def test_tensorrt_plan_cache_builds_once_per_graph_profile_and_device(tmp_path):
+    """The cache logic with a stand-in for the GPU-only TensorRT build (its real run is the gpu test)."""
+    from s2s.export.tensorrt import TensorRTProfile, build_plan_cached, device_key
+
+    assert device_key("NVIDIA H100 80GB HBM3", (9, 0), "10.5.0") == "nvidia-h100-80gb-hbm3-sm90-trt10.5.0"
+    assert device_key("NVIDIA L4", (8, 9), "10.5.0") != device_key("NVIDIA L4", (8, 9), "10.6.0")
+    export = build_exports(ExportOptions(), ("vocoder",))[0]
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"graph one")
+    builds = []
+
+    def build(onnx_in, plan_out, export_, profile):
+        builds.append(profile)
+        plan_out.write_bytes(b"plan of " + onnx_in.read_bytes())
+        return plan_out
+
+    cache = tmp_path / "cache" / "some-gpu-sm90-trt10.5.0"
+    plan = tmp_path / "repo" / "model.plan"
+    plan.parent.mkdir()
+    assert build_plan_cached(onnx_path, plan, export, None, cache, build) == (plan, False)
+    plan.unlink()
+    assert build_plan_cached(onnx_path, plan, export, None, cache, build) == (plan, True)  # a restarted pod
+    assert plan.read_bytes() == b"plan of graph one" and len(builds) == 1
+    assert build_plan_cached(onnx_path, plan, export, TensorRTProfile(max_windows=2), cache, build)[1] is False
+    onnx_path.write_bytes(b"graph two")  # new weights: a new plan, not the stale one
+    assert build_plan_cached(onnx_path, plan, export, None, cache, build)[1] is False
+    assert plan.read_bytes() == b"plan of graph two" and len(builds) == 3
+    assert sorted(p.suffix for p in cache.iterdir()) == [".plan"] * 3  # no partial files left
+
+
+def test_trt_cache_without_a_gpu_is_a_clear_error(tmp_path, caplog):
+    from s2s.cli import main
+
+    code = main(["export", "--model-repository", str(tmp_path / "repo"), "--models", "vocoder",
+                 "--trt-accelerator", "--trt-cache", str(tmp_path / "cache")])  # fmt: skip
+    assert code == 1
+    assert "--trt-cache needs an NVIDIA GPU" in caplog.text
+    assert not (tmp_path / "repo").exists() and not (tmp_path / "cache").exists()
 
 
 def test_export_cli_with_checkpoint_and_errors(tmp_path):

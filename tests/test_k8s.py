@@ -1,0 +1,510 @@
+"""The Helm chart (k8s/helm/s2s): rendered and linted by Helm's own SDK, every manifest validated strictly
+against the Kubernetes API schemas, the key properties asserted, the values schema exercised, and the
+names it relies on checked against the real programs (s2s CLI flags, Triton's and the gateway's metrics)."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from pathlib import Path
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import numpy as np
+import pytest
+import tomllib
+import tritonclient.http as httpclient
+import yaml
+from prometheus_client import generate_latest
+
+import s2s
+from s2s.cli import build_parser
+from s2s.gateway.metrics import GatewayMetrics
+from s2s.runtime.selfcheck import write_affine_model
+from tests.conftest import Serve
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "k8s" / "helm" / "s2s"
+ADAPTER_VALUES = ROOT / "k8s" / "prometheus-adapter-values.yaml"
+DOCKERFILE = ROOT / "k8s" / "Dockerfile"
+RELEASE, NAMESPACE = "demo", "media"
+#: the oldest Kubernetes the chart declares (Chart.yaml kubeVersion) and a current one
+KUBE_VERSIONS = ("1.27.0", "1.37.0")
+#: custom resources the chart may render on purpose (Prometheus Operator); any other unknown kind fails
+CRDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
+MONITORING = {"scrape": {"enabled": True}, "prometheusRule": {"enabled": True}}
+
+#: value sets covering each model-repository source, autoscaling and monitoring on/off, gateway options
+VALUE_SETS = {
+    "default": {},
+    "pvc": {"modelRepository": {"source": "pvc", "pvc": {"claimName": "s2s-models", "subPath": "v1"}}},
+    "s3": {
+        "modelRepository": {
+            "source": "objectStore",
+            "objectStore": {"uri": "s3://models-bucket/s2s", "secretName": "aws-keys", "region": "eu-west-1"},
+        }
+    },
+    "gcs": {
+        "modelRepository": {
+            "source": "objectStore",
+            "objectStore": {"uri": "gs://models-bucket/s2s", "secretName": "gcs-key"},
+        }
+    },
+    "export-tensorrt": {
+        "modelRepository": {
+            "export": {
+                "format": "tensorrt",
+                "flowMethod": "tvl1",
+                "checkpointsClaim": "checkpoints",
+                "extraArgs": ["--generator-checkpoint", "/checkpoints/regnet_netG.pth"],
+                "cache": {"existingClaim": "shared-trt-cache"},
+            }
+        },
+        "images": {"registry": "registry.example.com/ml", "pullSecrets": ["regcred"]},
+    },
+    "autoscaling-queue-ratio": {"autoscaling": {"enabled": True, "maxReplicas": 6}, "monitoring": MONITORING},
+    "autoscaling-pending-podmonitor": {
+        "autoscaling": {"enabled": True, "metric": "pendingRequests"},
+        "monitoring": {"scrape": {"enabled": True, "kind": "PodMonitor"}, "prometheusRule": {"enabled": True}},
+    },
+    "monitoring-no-gateway": {"gateway": {"enabled": False}, "monitoring": MONITORING},
+    "ingress-no-cache": {
+        "gateway": {
+            "ingress": {
+                "enabled": True,
+                "className": "nginx",
+                "tls": [{"secretName": "s2s-tls", "hosts": ["s2s.example.com"]}],
+            },
+            "persistence": {"enabled": False},
+        },
+        "modelRepository": {"export": {"cache": {"enabled": False}, "trtAccelerator": False}},
+        "triton": {"pdb": {"enabled": False}},
+    },
+}
+
+
+def render(values: dict | None = None, name: str = RELEASE) -> dict[tuple[str, str], dict]:
+    """Render the chart offline; returns the objects by (kind, name)."""
+    with helm.Chart.load(CHART) as chart:
+        files = chart.render(values=values or {}, name=name, namespace=NAMESPACE)
+    objects = {}
+    for path, text in files.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                key = (doc["kind"], doc["metadata"]["name"])
+                assert key not in objects, f"{key} rendered twice"
+                objects[key] = doc
+    return objects
+
+
+def deployment(objects: dict, component: str) -> dict:
+    return objects[("Deployment", f"{RELEASE}-s2s-{component}")]
+
+
+def container(dep: dict, name: str, init: bool = False) -> dict:
+    containers = dep["spec"]["template"]["spec"]["initContainers" if init else "containers"]
+    return next(c for c in containers if c["name"] == name)
+
+
+def volumes(dep: dict) -> dict[str, dict]:
+    return {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+
+
+def mounts(c: dict) -> dict[str, dict]:
+    return {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+
+
+def flag(args: list[str], name: str) -> str | None:
+    for a in args:
+        if a.startswith(f"{name}="):
+            return a.split("=", 1)[1]
+    return None
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, dict]:
+    return {name: render(values) for name, values in VALUE_SETS.items()}
+
+
+# a minimal structural schema for the Prometheus Operator resources (their CRD schemas are not available
+# offline): what the operator needs to act on them
+_SELECTOR = {"type": "object", "required": ["matchLabels"]}
+_ENDPOINTS = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "required": ["port", "path"],
+        "properties": {"port": {"type": "string"}, "path": {"type": "string", "pattern": "^/"}},
+    },
+}
+CRD_SCHEMAS = {
+    "ServiceMonitor": {
+        "required": ["selector", "endpoints"],
+        "properties": {"selector": _SELECTOR, "endpoints": _ENDPOINTS},
+    },
+    "PodMonitor": {
+        "required": ["selector", "podMetricsEndpoints"],
+        "properties": {"selector": _SELECTOR, "podMetricsEndpoints": _ENDPOINTS},
+    },
+    "PrometheusRule": {
+        "required": ["groups"],
+        "properties": {
+            "groups": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["name", "rules"],
+                    "properties": {
+                        "rules": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {
+                                "type": "object",
+                                "required": ["expr"],
+                                "oneOf": [{"required": ["record"]}, {"required": ["alert"]}],
+                            },
+                        }
+                    },
+                },
+            }
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_every_manifest_is_valid_kubernetes(rendered, value_set):
+    objects = rendered[value_set]
+    assert objects
+    for (kind, name), obj in objects.items():
+        if (obj["apiVersion"], kind) in CRDS:
+            jsonschema.validate(obj, {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"]})
+            jsonschema.validate(obj["spec"], {"type": "object", **CRD_SCHEMAS[kind]})
+            continue
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.utils.SchemaNotFoundError as exc:
+                pytest.fail(f"{kind}/{name}: unknown kind for Kubernetes {version} ({exc.message})")
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{kind}/{name} is not valid Kubernetes {version}: {exc.message} at {list(exc.path)}")
+        assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), name
+
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_helm_lint_is_clean(value_set):
+    report = helm.lint(CHART, VALUE_SETS[value_set], strict=True, namespace=NAMESPACE, kube_version="v1.37.0")
+    assert report["errors"] == []
+    problems = [m for m in report["messages"] if m["severity"] >= 2 and "icon is recommended" not in m["error"]]
+    assert problems == []
+
+
+def test_triton_pod_has_gpu_shm_probes_ports_and_runs_as_non_root(rendered):
+    objects = rendered["default"]
+    dep = deployment(objects, "triton")
+    pod = dep["spec"]["template"]["spec"]
+    triton = container(dep, "triton")
+    # GPU: limit, GPU nodes and their taint
+    assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    # /dev/shm: a memory emptyDir with a size limit, and the Python backend's matching flags
+    shm = volumes(dep)[mounts(triton)["/dev/shm"]["name"]]
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "4096Mi"}
+    args = triton["args"]
+    assert "--backend-config=python,shm-default-byte-size=268435456" in args
+    assert "--backend-config=python,shm-growth-byte-size=67108864" in args
+    # ports and probes
+    ports = {p["name"]: p["containerPort"] for p in triton["ports"]}
+    assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    assert (flag(args, "--http-port"), flag(args, "--grpc-port"), flag(args, "--metrics-port")) == (
+        "8000",
+        "8001",
+        "8002",
+    )
+    assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    startup = triton["startupProbe"]
+    assert startup["httpGet"]["path"] == "/v2/health/ready"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600, "model load + warm-up needs minutes"
+    # non-root, no privilege escalation
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    for c in pod["containers"] + pod["initContainers"]:
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert "/tmp" in mounts(c), f"{c['name']}: read-only root filesystem needs a writable /tmp"
+    # images default to the chart's appVersion, which is the package version
+    with helm.Chart.load(CHART) as chart:
+        assert chart.metadata["appVersion"] == s2s.__version__
+    assert triton["image"] == f"s2s-triton:{s2s.__version__}"
+    # the Service exposes the three ports by name
+    service = objects[("Service", f"{RELEASE}-s2s-triton")]
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == ports
+
+
+def test_export_source_runs_the_real_export_cli_on_the_gpu_with_a_cache(rendered):
+    dep = deployment(rendered["default"], "triton")
+    export = container(dep, "export", init=True)
+    assert export["command"] == ["s2s", "export"]
+    args = build_parser().parse_args(["export", *export["args"]])  # every flag exists in the real CLI
+    assert args.model_repository == Path("/models") and args.format == "onnx" and args.trt_accelerator
+    assert args.trt_cache == Path("/trt-cache")
+    assert export["resources"]["limits"]["nvidia.com/gpu"] == 1, "engines are built on the serving GPU"
+    triton = container(dep, "triton")
+    assert flag(triton["args"], "--model-repository") == "/models"
+    assert mounts(export)["/models"]["name"] == mounts(triton)["/models"]["name"] == "models"
+    assert mounts(triton)["/models"]["readOnly"] is True
+    cache = volumes(dep)["trt-cache"]["persistentVolumeClaim"]["claimName"]
+    assert mounts(triton)["/trt-cache"]["name"] == "trt-cache", "the TensorRT accelerator writes engines at load"
+    claim = rendered["default"][("PersistentVolumeClaim", cache)]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+    dep = deployment(rendered["export-tensorrt"], "triton")
+    export = container(dep, "export", init=True)
+    args = build_parser().parse_args(["export", *export["args"]])
+    assert args.format == "tensorrt" and not args.trt_accelerator and args.flow_method == "tvl1"
+    assert args.generator_checkpoint == Path("/checkpoints/regnet_netG.pth")
+    assert mounts(export)["/checkpoints"]["readOnly"] is True
+    assert volumes(dep)["trt-cache"]["persistentVolumeClaim"]["claimName"] == "shared-trt-cache"
+    assert not [k for k in rendered["export-tensorrt"] if k[0] == "PersistentVolumeClaim" and "trt" in k[1]]
+    assert export["image"] == f"registry.example.com/ml/s2s-export:{s2s.__version__}"
+    assert dep["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+    dep = deployment(rendered["ingress-no-cache"], "triton")
+    args = build_parser().parse_args(["export", *container(dep, "export", init=True)["args"]])
+    assert args.trt_cache is None and not args.trt_accelerator
+    assert "trt-cache" not in volumes(dep)
+
+
+def test_pvc_source_mounts_the_claim_read_only_without_export(rendered):
+    dep = deployment(rendered["pvc"], "triton")
+    assert "initContainers" not in dep["spec"]["template"]["spec"]
+    triton = container(dep, "triton")
+    assert flag(triton["args"], "--model-repository") == "/models"
+    assert mounts(triton)["/models"] == {"name": "models", "mountPath": "/models", "readOnly": True, "subPath": "v1"}
+    assert volumes(dep)["models"]["persistentVolumeClaim"] == {"claimName": "s2s-models", "readOnly": True}
+    assert not [k for k in rendered["pvc"] if k[0] == "PersistentVolumeClaim" and "trt" in k[1]]
+
+
+def test_object_store_sources_give_triton_the_uri_and_credentials(rendered):
+    dep = deployment(rendered["s3"], "triton")
+    triton = container(dep, "triton")
+    assert flag(triton["args"], "--model-repository") == "s3://models-bucket/s2s"
+    assert triton["envFrom"] == [{"secretRef": {"name": "aws-keys"}}]
+    assert {"name": "AWS_DEFAULT_REGION", "value": "eu-west-1"} in triton["env"]
+    assert "models" not in volumes(dep) and "/models" not in mounts(triton)
+    assert "initContainers" not in dep["spec"]["template"]["spec"]
+
+    dep = deployment(rendered["gcs"], "triton")
+    triton = container(dep, "triton")
+    assert flag(triton["args"], "--model-repository") == "gs://models-bucket/s2s"
+    env = {e["name"]: e.get("value") for e in triton["env"]}
+    key = env["GOOGLE_APPLICATION_CREDENTIALS"]
+    mount = next(m for path, m in mounts(triton).items() if key.startswith(path + "/"))
+    assert volumes(dep)[mount["name"]]["secret"]["secretName"] == "gcs-key"
+    assert "envFrom" not in triton
+
+
+def test_gateway_points_at_triton_with_a_results_volume_and_optional_ingress(rendered):
+    objects = rendered["default"]
+    dep = deployment(objects, "gateway")
+    gw = container(dep, "gateway")
+    args = build_parser().parse_args(["gateway", *gw["args"]])  # every flag exists in the real CLI
+    triton_service = objects[("Service", f"{RELEASE}-s2s-triton")]
+    grpc_port = next(p["port"] for p in triton_service["spec"]["ports"] if p["name"] == "grpc")
+    assert args.triton_url == f"{triton_service['metadata']['name']}:{grpc_port}"
+    assert args.max_upload == 256 * 1024 * 1024 and args.data_dir == Path("/data")
+    claim = volumes(dep)[mounts(gw)["/data"]["name"]]["persistentVolumeClaim"]["claimName"]
+    assert ("PersistentVolumeClaim", claim) in objects
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}, "two pods must never share the jobs volume"
+    # results stay downloadable while Triton restarts: the gateway's readiness does not follow Triton's
+    assert gw["readinessProbe"]["httpGet"]["path"] == gw["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert not [k for k in objects if k[0] == "Ingress"]
+
+    objects = rendered["ingress-no-cache"]
+    ingress = objects[("Ingress", f"{RELEASE}-s2s-gateway")]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert (("Service", backend["name"]) in objects) and backend["port"] == {"name": "http"}
+    assert ingress["spec"]["tls"][0]["secretName"] == "s2s-tls"
+    assert "emptyDir" in volumes(deployment(objects, "gateway"))["data"]
+
+    assert not [k for k in rendered["monitoring-no-gateway"] if k[1].endswith("-gateway")]
+
+
+def test_pod_disruption_budgets_never_block_a_drain(rendered):
+    pdbs = {k[1]: v for k, v in rendered["default"].items() if k[0] == "PodDisruptionBudget"}
+    assert set(pdbs) == {f"{RELEASE}-s2s-triton", f"{RELEASE}-s2s-gateway"}
+    for name, pdb in pdbs.items():
+        assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+        component = name.rsplit("-", 1)[1]
+        labels = deployment(rendered["default"], component)["spec"]["template"]["metadata"]["labels"]
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def _adapter_metrics() -> dict[str, str]:
+    """prometheus-adapter's custom metrics: served name -> recorded series."""
+    rules = yaml.safe_load(ADAPTER_VALUES.read_text())["rules"]["custom"]
+    out = {}
+    for rule in rules:
+        series = re.match(r"([a-z0-9_:]+)\{", rule["seriesQuery"]).group(1)
+        name = re.sub(rule["name"]["matches"], rule["name"]["as"].replace("${1}", r"\1"), series)
+        assert {"namespace", "pod"} <= set(rule["resources"]["overrides"]), "per-pod metrics need pod + namespace"
+        out[name] = series
+    return out
+
+
+@pytest.mark.parametrize(
+    ("value_set", "metric"),
+    [
+        ("autoscaling-queue-ratio", "s2s_triton_queue_compute_ratio"),
+        ("autoscaling-pending-podmonitor", "s2s_triton_pending_requests"),
+    ],
+)
+def test_hpa_scales_triton_on_a_recorded_metric_that_the_adapter_serves(rendered, value_set, metric):
+    objects = rendered[value_set]
+    dep = deployment(objects, "triton")
+    hpa = objects[("HorizontalPodAutoscaler", dep["metadata"]["name"])]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": dep["metadata"]["name"],
+    }
+    assert "replicas" not in dep["spec"], "the HPA owns the replica count"
+    [spec] = hpa["spec"]["metrics"]
+    assert spec["type"] == "Pods" and spec["pods"]["metric"]["name"] == metric
+    assert spec["pods"]["target"]["type"] == "AverageValue"
+    # the adapter serves that name from a series the chart's PrometheusRule records, per Triton pod
+    series = _adapter_metrics()[metric]
+    [rule] = [o for k, o in objects.items() if k[0] == "PrometheusRule"]
+    records = {r["record"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r}
+    assert series in records
+    assert "sum by (namespace, pod)" in records[series]
+    assert 'model!="s2s"' in records[series], "the ensemble's own time would count every request twice"
+    # the scrape objects select the Triton Service / pods and its metrics port
+    kind = VALUE_SETS[value_set]["monitoring"]["scrape"].get("kind", "ServiceMonitor")
+    monitor = objects[(kind, dep["metadata"]["name"])]
+    endpoints = monitor["spec"]["podMetricsEndpoints" if kind == "PodMonitor" else "endpoints"]
+    assert endpoints[0]["port"] == "metrics"
+    target_labels = dep if kind == "PodMonitor" else objects[("Service", dep["metadata"]["name"])]
+    labels = (
+        target_labels["spec"]["template"]["metadata"]["labels"]
+        if kind == "PodMonitor"
+        else target_labels["metadata"]["labels"]
+    )
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_autoscaling_and_monitoring_are_off_by_default(rendered):
+    kinds = {k[0] for k in rendered["default"]}
+    assert not kinds & {"HorizontalPodAutoscaler", "ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    assert "replicas" in deployment(rendered["default"], "triton")["spec"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"triton": {"gpu": {"count": 0}}}, "/triton/gpu/count"),
+        ({"triton": {"shm": {"sizeLimitMiB": "4Gi"}}}, "/triton/shm/sizeLimitMiB"),
+        ({"triton": {"ports": {"grpc": 70000}}}, "/triton/ports/grpc"),
+        ({"modelRepository": {"source": "nfs"}}, "/modelRepository/source"),
+        ({"modelRepository": {"source": "pvc"}}, "/modelRepository/pvc/claimName"),
+        ({"modelRepository": {"source": "objectStore"}}, "/modelRepository/objectStore/uri"),
+        ({"modelRepository": {"objectStore": {"uri": "https://bucket/models"}}}, "/modelRepository/objectStore/uri"),
+        ({"modelRepository": {"export": {"format": "torchscript"}}}, "/modelRepository/export/format"),
+        ({"modelRepository": {"export": {"cache": {"size": "lots"}}}}, "/modelRepository/export/cache/size"),
+        ({"gateway": {"replicas": 2}}, "/gateway/replicas"),
+        ({"autoscaling": {"metric": "cpu"}}, "/autoscaling/metric"),
+        ({"autoscaling": {"targetQueueComputeRatio": "half"}}, "/autoscaling/targetQueueComputeRatio"),
+        ({"monitoring": {"scrape": {"kind": "Probe"}}}, "/monitoring/scrape/kind"),
+        ({"triton": {"replica": 2}}, "replica"),
+    ],
+)
+def test_values_schema_rejects_bad_values(values, message):
+    with helm.Chart.load(CHART) as chart:
+        with pytest.raises(helm.HelmValuesError, match=re.escape(message)):
+            chart.validate_schema(values)
+        with pytest.raises(helm.HelmValuesError):
+            chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"triton": {"shm": {"sizeLimitMiB": 128, "pythonDefaultMiB": 256}}}, "larger than triton.shm.sizeLimitMiB"),
+        ({"autoscaling": {"enabled": True}}, "needs monitoring.prometheusRule.enabled"),
+        (
+            {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 2}, "monitoring": MONITORING},
+            "maxReplicas",
+        ),
+    ],
+)
+def test_inconsistent_values_fail_the_render_with_a_reason(values, message):
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(values)  # each value is fine on its own
+        with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+            chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
+
+
+def test_long_release_names_stay_within_dns_label_limits():
+    objects = render({}, name="a-very-long-release-name-for-the-silence-to-sound-service-x")
+    for kind, name in objects:
+        assert len(name) <= 63 and not name.endswith("-"), (kind, name)
+    assert sum(1 for kind, _ in objects if kind == "Deployment") == 2
+
+
+def test_prometheus_rules_use_metrics_that_triton_and_the_gateway_really_export(rendered, tmp_path):
+    [rule] = [o for k, o in rendered["autoscaling-queue-ratio"].items() if k[0] == "PrometheusRule"]
+    exprs = " ".join(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"])
+    used_triton = set(re.findall(r"\bnv_[a-z_]+", exprs))
+    used_gateway = set(re.findall(r"\bs2s_gateway_[a-z_]+", exprs))
+    assert {"nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us"} <= used_triton
+    assert used_gateway
+    # the real embedded tritonserver, after one inference
+    repo = tmp_path / "repo"
+    write_affine_model(repo, "affine")
+    serve = Serve(repo, tmp_path).start().wait_ready()
+    try:
+        with httpclient.InferenceServerClient(serve.http_url) as client:
+            x = httpclient.InferInput("x", [1, 4], "FP32")
+            x.set_data_from_numpy(np.ones((1, 4), np.float32))
+            client.infer("affine", [x])
+        with urllib.request.urlopen(f"http://127.0.0.1:{serve.ports[2]}/metrics", timeout=10) as response:
+            exported = response.read().decode()
+    finally:
+        serve.stop()
+    names = set(re.findall(r"^(nv_[a-z_]+)\{[^}]*model=\"affine\"", exported, flags=re.M))
+    assert used_triton <= names, f"not exported by Triton: {sorted(used_triton - names)}"
+    metrics = GatewayMetrics()
+    metrics.jobs.labels("done").inc()  # the outcome label the rule also reads
+    exported = generate_latest(metrics.registry).decode()
+    missing = {m for m in used_gateway if not re.search(rf"^{m}\{{[^}}]*outcome=", exported, flags=re.M)}
+    assert not missing, f"not exported by the gateway: {missing}"
+
+
+def test_images_are_built_from_the_dockerfile_with_the_project_pins():
+    text = DOCKERFILE.read_text()
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)$", text, flags=re.M))
+    assert {"triton", "export", "gateway"} <= stages
+    with helm.Chart.load(CHART) as chart:
+        images = chart.values["images"]
+    for target in ("triton", "export", "gateway"):
+        assert f"--target {target}" in text and images[target]["repository"] in text
+    base = re.search(r"^ARG TRITON_IMAGE=nvcr\.io/nvidia/tritonserver:(\d+\.\d+)-py3$", text, flags=re.M)
+    assert base, "the Triton image is the NGC release"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    deps = pyproject["project"]["dependencies"]
+    # NGC 24.10 is Triton 2.51.0: the client pin must be the same release
+    assert base.group(1) == "24.10" and any(d.startswith("tritonclient[all]==2.51.0") for d in deps)
+    torch_pin = next(d for d in pyproject["project"]["optional-dependencies"]["models"] if d.startswith("torch=="))
+    assert f"ARG TORCH_VERSION={torch_pin.removeprefix('torch==')}" in text
+    assert re.search(r"^ARG TENSORRT_VERSION=10\.5\.", text, flags=re.M), "tritonserver 24.10 links TensorRT 10.5"
