@@ -298,6 +298,14 @@ def add_export(sub: argparse._SubParsersAction) -> None:
         help="most pixels per frame, width x height (default: %(default)s = 4K UHD)",
     )
     p.add_argument(
+        "--device",
+        choices=["auto", "gpu"],
+        default=serving.device,
+        help="auto: instances on a GPU where there is one, else CPU (loads anywhere); gpu: networks KIND_GPU and, "
+        "with --flow-method tvl1, preprocess on the GPU (PyTorch TV-L1, outputs stay in GPU memory); needs a GPU "
+        "and torch with CUDA in the server's Python (default: %(default)s)",
+    )
+    p.add_argument(
         "--trt-accelerator",
         action="store_true",
         help="add the ONNX Runtime TensorRT FP16 execution accelerator to the onnxruntime configs (GPU)",
@@ -342,6 +350,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     serving = ServingOptions(
         max_windows=args.max_windows, max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
         warmup_frames=args.warmup_frames, trt_accelerator=args.trt_accelerator, format=args.format,
+        device=args.device,
     )  # fmt: skip
     profile = TensorRTProfile(
         min_windows=args.trt_min_windows, opt_windows=args.trt_opt_windows, max_windows=args.max_windows,
@@ -547,6 +556,22 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--repeats", type=int, default=3, help="timed runs per model and runtime (default: %(default)s)")
     n.add_argument("--threads", type=int, help="threads for both runtimes (default: all cores)")
     n.set_defaults(func=cmd_bench_networks)
+    f = kinds.add_parser(
+        "flow",
+        help="TV-L1 per window: OpenCV on the CPU vs PyTorch batched on each device",
+        description="Time OpenCV's TV-L1 (pair by pair, all cores) against s2s's PyTorch TV-L1 (all pairs at once) on "
+        "the sample video's 340x256 frames, per device; report per pair, per 10 s window and the difference.",
+    )
+    f.add_argument("--output", type=Path, default=Path("runs/bench-flow"), help="folder (default: %(default)s)")
+    f.add_argument(
+        "--frames", type=int, default=16, help="consecutive frames, pairs = frames - 1 (default: %(default)s)"
+    )
+    f.add_argument(
+        "--devices", default="cpu,cuda", help="torch devices; cuda is skipped without one (default: %(default)s)"
+    )
+    f.add_argument("--repeats", type=int, default=3, help="timed runs (default: %(default)s)")
+    f.add_argument("--max-pairs", type=int, default=64, help="pairs solved at once (default: %(default)s)")
+    f.set_defaults(func=cmd_bench_flow)
     e = kinds.add_parser(
         "pipeline",
         help="end-to-end seconds per 10 s clip: the ensemble in Triton vs the same chain in-process",
@@ -611,6 +636,13 @@ def cmd_bench_networks(args: argparse.Namespace) -> int:
 
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     return bench_main(args.output, models, args.repeats, args.threads)
+
+
+def cmd_bench_flow(args: argparse.Namespace) -> int:
+    from s2s.bench.flow import main as bench_main
+
+    devices = tuple(d.strip() for d in args.devices.split(",") if d.strip())
+    return bench_main(args.output, args.frames, devices, args.repeats, args.max_pairs)
 
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:

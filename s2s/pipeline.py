@@ -78,12 +78,15 @@ def preprocess(
     recipe: Recipe = REGNET,
     window_start: int = 0,
     window_count: int = 0,
+    flow_device: str | None = None,
 ) -> Windows:
     """Decode, resample, compute flow and cut into windows (raises VideoError on unusable input).
 
     ``window_start`` / ``window_count`` (0: to the end) select a range of windows, so that a long video
     can be served window by window (progress, fairness between jobs); the pieces join to exactly what
     one request for the whole video returns: same frames, same flow at the seams, same noise.
+    ``flow_device`` (a torch device, e.g. "cuda:0"): compute TV-L1 and the network inputs there with
+    PyTorch (s2s.tvl1); ``rgb`` and ``flow`` are then torch tensors on that device.
     """
     if window_start < 0 or window_count < 0:
         raise VideoError(f"window_start and window_count must be >= 0, got {window_start} and {window_count}")
@@ -99,7 +102,17 @@ def preprocess(
     # video keep two, so the last frame repeats the previous flow exactly as for the whole video
     end = min(int(rows.max()) + 2, total)
     first = min(int(rows.min()), max(0, end - 2))
-    rgb, flow = network_inputs(decoded.frames[first:end], flow_method, recipe)
+    if flow_device is not None:
+        if flow_method != "tvl1":
+            raise ValueError(f"flow on a torch device is TV-L1 only, not {flow_method!r}")
+        import torch
+
+        from s2s.flow import network_inputs_torch
+
+        rgb, flow = network_inputs_torch(decoded.frames[first:end], flow_device, recipe)
+        rows = torch.from_numpy(rows).to(rgb.device)
+    else:
+        rgb, flow = network_inputs(decoded.frames[first:end], flow_method, recipe)
     window_s = window_frames / recipe.fps
     n = rows.shape[0]
     start_s, end_s = window_start * window_s, min((window_start + n) * window_s, decoded.duration_s)

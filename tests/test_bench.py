@@ -87,3 +87,16 @@ def test_missing_cuda_runtime_is_named(monkeypatch):
         check_perf_analyzer()
     monkeypatch.undo()
     assert check_perf_analyzer().startswith("Perf Analyzer Version 2.51")
+
+
+def test_flow_benchmark_times_both_implementations_and_reports_agreement(tmp_path):
+    from s2s.bench.flow import main as flow_main
+
+    assert flow_main(tmp_path, frames=2, devices=("cpu", "cuda:0"), repeats=1, max_pairs=1) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    rows = {r["implementation"]: r for r in results["results"] if r["device"].startswith(("cpu", "cuda"))}
+    assert set(rows) == {"opencv", "torch"} and results["pairs"] == 1
+    for row in rows.values():
+        assert row["median_s"] > 0 and row["per_window_s"] == pytest.approx(row["median_s"] * 214)
+    assert rows["torch"]["epe_vs_opencv_px"] < 0.05
+    assert "| torch | cpu" in (tmp_path / "report.md").read_text()

@@ -156,6 +156,33 @@ def test_configs_carry_warmup_and_trt_accelerator():
     assert 'parameters { key: "trt_engine_cache_path" value: "/trt-cache/h100-sm90-trt10.5.0" }' in cached
 
 
+def test_gpu_profile_puts_networks_and_tvl1_preprocess_on_the_gpu():
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from s2s.runtime.pipeline_models import PREPROCESS_PARAMETERS, read_parameters
+
+    export = build_exports(ExportOptions(), ("vocoder",))[0]
+    assert "kind: KIND_GPU" in model_config(export, ServingOptions(device="gpu"))
+    assert "kind: KIND_AUTO" in model_config(export, ServingOptions())
+    with pytest.raises(ValueError, match="unknown device"):
+        model_config(export, ServingOptions(device="tpu"))
+
+    def preprocess_config(device: str, flow: str) -> dict:
+        text = pipeline_configs(512, ServingOptions(device=device), PipelineOptions(flow_method=flow))["preprocess"]
+        message = text_format.Parse(text, model_config_pb2.ModelConfig())
+        return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+    gpu = preprocess_config("gpu", "tvl1")
+    assert gpu["instance_group"][0]["kind"] == "KIND_GPU"
+    params = read_parameters(gpu, PREPROCESS_PARAMETERS)  # what the model reads at load
+    assert params["FORCE_CPU_ONLY_INPUT_TENSORS"] == "no" and params["flow_method"] == "tvl1"
+    for device, flow in (("gpu", "dis"), ("auto", "tvl1")):  # OpenCV on the CPU
+        config = preprocess_config(device, flow)
+        assert config["instance_group"][0]["kind"] == "KIND_CPU"
+        assert read_parameters(config, PREPROCESS_PARAMETERS)["FORCE_CPU_ONLY_INPUT_TENSORS"] == "yes"
+
+
 def test_tensorrt_plan_cache_builds_once_per_graph_profile_and_device(tmp_path):
     """The cache logic with a stand-in for the GPU-only TensorRT build (its real run is the gpu test)."""
     from s2s.export.tensorrt import TensorRTProfile, build_plan_cached, device_key

@@ -272,6 +272,7 @@ def test_export_source_runs_the_real_export_cli_on_the_gpu_with_a_cache(rendered
     export = container(dep, "export", init=True)
     args = build_parser().parse_args(["export", *export["args"]])
     assert args.format == "tensorrt" and not args.trt_accelerator and args.flow_method == "tvl1"
+    assert args.device == "gpu", "TV-L1 runs in PyTorch on the pod's GPU"
     assert args.generator_checkpoint == Path("/checkpoints/regnet_netG.pth")
     assert mounts(export)["/checkpoints"]["readOnly"] is True
     assert volumes(dep)["trt-cache"]["persistentVolumeClaim"]["claimName"] == "shared-trt-cache"
@@ -421,6 +422,7 @@ def test_autoscaling_and_monitoring_are_off_by_default(rendered):
         ({"modelRepository": {"source": "objectStore"}}, "/modelRepository/objectStore/uri"),
         ({"modelRepository": {"objectStore": {"uri": "https://bucket/models"}}}, "/modelRepository/objectStore/uri"),
         ({"modelRepository": {"export": {"format": "torchscript"}}}, "/modelRepository/export/format"),
+        ({"modelRepository": {"export": {"device": "cpu"}}}, "/modelRepository/export/device"),
         ({"modelRepository": {"export": {"cache": {"size": "lots"}}}}, "/modelRepository/export/cache/size"),
         ({"gateway": {"replicas": 2}}, "/gateway/replicas"),
         ({"autoscaling": {"metric": "cpu"}}, "/autoscaling/metric"),

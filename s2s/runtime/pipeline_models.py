@@ -35,6 +35,8 @@ PREPROCESS_PARAMETERS: dict[str, tuple[Any, Any]] = {
     "max_width": (int, VideoLimits.max_width),
     "max_height": (int, VideoLimits.max_height),
     "max_pixels": (int, VideoLimits.max_pixels),
+    # the Python backend's own switch (GPU profile): inputs may arrive in GPU memory
+    "FORCE_CPU_ONLY_INPUT_TENSORS": (str, "yes"),
 }
 
 
@@ -70,6 +72,15 @@ def _optional_int(request: Any, name: str) -> int:
     return int(value[0])
 
 
+def _tensor(name: str, data: Any) -> Any:
+    """An output tensor from a numpy array, or from a torch tensor without copying (GPU memory stays there)."""
+    if isinstance(data, np.ndarray):
+        return pb_utils.Tensor(name, data)
+    from torch.utils.dlpack import to_dlpack
+
+    return pb_utils.Tensor.from_dlpack(name, to_dlpack(data.contiguous()))
+
+
 class PreprocessModel:
     """video uint8 [N] (+ optional window_start, window_count int32 [1]) ->
     rgb [W, T, 3, 224, 224], flow [W, T, 2, 224, 224], z [W, z_dim], and the output layout for postprocess:
@@ -84,13 +95,18 @@ class PreprocessModel:
         if self.params["flow_method"] not in FLOW_METHODS:
             raise ValueError(f"flow_method {self.params['flow_method']!r} is not one of {FLOW_METHODS}")
         cv2.setNumThreads(self.params["opencv_threads"])
+        # a GPU instance computes TV-L1 with PyTorch on its GPU and leaves rgb/flow there (DLPack);
+        # CPU instances (and DIS everywhere) use OpenCV
+        self.flow_device = None
+        if args.get("model_instance_kind") == "GPU" and self.params["flow_method"] == "tvl1":
+            self.flow_device = f"cuda:{args.get('model_instance_device_id', '0')}"
         self.limits = VideoLimits(
             max_bytes=self.params["max_bytes"], max_duration_s=self.params["max_duration_s"],
             max_width=self.params["max_width"], max_height=self.params["max_height"],
             max_pixels=self.params["max_pixels"],
         )  # fmt: skip
         self.logger = pb_utils.Logger
-        self.logger.log_info(f"preprocess: {json.dumps(self.params)}")
+        self.logger.log_info(f"preprocess: {json.dumps(self.params)}, flow on {self.flow_device or 'CPU (OpenCV)'}")
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
@@ -104,7 +120,7 @@ class PreprocessModel:
                     video.tobytes(), window_frames=self.params["window_frames"],
                     flow_method=self.params["flow_method"], z_dim=self.params["z_dim"], seed=self.params["seed"],
                     limits=self.limits, window_start=_optional_int(request, "window_start"),
-                    window_count=_optional_int(request, "window_count"),
+                    window_count=_optional_int(request, "window_count"), flow_device=self.flow_device,
                 )  # fmt: skip
             except VideoError as exc:
                 responses.append(_error(f"preprocess: {exc}"))
@@ -113,6 +129,10 @@ class PreprocessModel:
                 self.logger.log_error(f"preprocess failed: {type(exc).__name__}: {exc}")
                 responses.append(_error(f"preprocess: internal error: {type(exc).__name__}: {exc}", "INTERNAL"))
                 continue
+            if self.flow_device is not None:  # the outputs' producer stream must be done before Triton reads them
+                import torch
+
+                torch.cuda.synchronize(self.flow_device)
             self.logger.log_verbose(
                 f"preprocess: {video.size} bytes -> {windows.num_windows} windows of {windows.num_frames} frames "
                 f"in {time.perf_counter() - start:.2f} s"
@@ -120,8 +140,8 @@ class PreprocessModel:
             responses.append(
                 pb_utils.InferenceResponse(
                     output_tensors=[
-                        pb_utils.Tensor("rgb", windows.rgb),
-                        pb_utils.Tensor("flow", windows.flow),
+                        _tensor("rgb", windows.rgb),
+                        _tensor("flow", windows.flow),
                         pb_utils.Tensor("z", windows.z),
                         pb_utils.Tensor("spans", windows.spans),
                         pb_utils.Tensor("samples", np.array([windows.samples], dtype=np.int32)),

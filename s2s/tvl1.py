@@ -1,0 +1,213 @@
+"""Dual TV-L1 optical flow in PyTorch, batched over frame pairs, on CPU or CUDA.
+
+The same algorithm, parameters and discretisation as OpenCV's ``cv2.optflow.DualTVL1OpticalFlow``
+(Zach, Pock and Bischof 2007; Sanchez, Meinhardt-Llopis and Facciolo 2013), which RegNet's flow
+features were computed with, so the TSN flow encoder sees the same kind of input:
+
+- a pyramid of ``nscales`` levels, each ``scale_step`` times the previous (bilinear, OpenCV's
+  pixel-centre convention and its rounding of sizes), solved coarse to fine, the flow upsampled
+  bilinearly and divided by ``scale_step`` between levels;
+- per level ``warps`` warpings of the second image and its centred gradient (bicubic, a = -0.75,
+  positions quantised to 1/32 px and zero outside the image, as ``cv2.remap`` does);
+- per warping up to ``outer_iterations`` x ``inner_iterations`` primal-dual steps (thresholding with
+  lambda * theta, divergence by backward and gradient by forward differences with OpenCV's borders,
+  dual step tau / theta), a ``median_filtering`` x ``median_filtering`` median of the flow before each
+  outer iteration, and the stopping test ``sum((u - u_prev)^2) <= epsilon^2 * area`` per frame pair.
+
+Every frame pair of a batch runs the same steps; a pair that has converged in a warping is frozen (its
+values no longer change) until the next warping, exactly as if it had been solved alone. Results
+differ from OpenCV's only by float rounding (summation order, interpolation tables).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812 (the usual name)
+
+
+@dataclass(frozen=True)
+class TVL1Params:
+    """OpenCV's DualTVL1OpticalFlow defaults (``cv2.optflow.DualTVL1OpticalFlow_create()``)."""
+
+    tau: float = 0.25
+    lambda_: float = 0.15
+    theta: float = 0.3
+    nscales: int = 5
+    warps: int = 5
+    epsilon: float = 0.01
+    inner_iterations: int = 30
+    outer_iterations: int = 10
+    scale_step: float = 0.8
+    median_filtering: int = 5
+
+
+# ------------------------------------------------------------------------------------ resampling
+def _linear_axis(x: torch.Tensor, out_len: int, scale: float, dim: int) -> torch.Tensor:
+    """Bilinear resampling along ``dim``: source = (dst + 0.5) * scale - 0.5, clamped to the edges."""
+    n = x.shape[dim]
+    src = (torch.arange(out_len, device=x.device, dtype=torch.float64) + 0.5) * scale - 0.5
+    low = torch.floor(src)
+    frac = (src - low).to(x.dtype)
+    i0 = low.long().clamp(0, n - 1)
+    i1 = (low.long() + 1).clamp(0, n - 1)
+    shape = [1] * x.dim()
+    shape[dim] = out_len
+    frac = frac.view(shape)
+    return x.index_select(dim, i0) * (1 - frac) + x.index_select(dim, i1) * frac
+
+
+def resize_bilinear(
+    x: torch.Tensor, height: int, width: int, scale_y: float | None = None, scale_x: float | None = None
+) -> torch.Tensor:
+    """``cv2.resize(..., INTER_LINEAR)`` of the last two dimensions (float math).
+
+    ``scale_*`` are source pixels per destination pixel; by default the size ratio (OpenCV with a
+    ``dsize``); OpenCV with ``fx``/``fy`` uses 1/fx instead.
+    """
+    h, w = x.shape[-2:]
+    y = _linear_axis(x, height, scale_y if scale_y is not None else h / height, x.dim() - 2)
+    return _linear_axis(y, width, scale_x if scale_x is not None else w / width, x.dim() - 1)
+
+
+def _remap_cubic(img: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) -> torch.Tensor:
+    """``cv2.remap(img, map_x, map_y, INTER_CUBIC)`` with the default constant-zero border; (B, H, W)."""
+    _, h, w = img.shape
+    # cv2.remap works on positions rounded to 1/32 px (INTER_TAB_SIZE)
+    map_x = torch.round(map_x * 32) / 32
+    map_y = torch.round(map_y * 32) / 32
+    grid = torch.stack((map_x * (2 / (w - 1)) - 1, map_y * (2 / (h - 1)) - 1), dim=-1)
+    out = F.grid_sample(img.unsqueeze(1), grid, mode="bicubic", padding_mode="zeros", align_corners=True)
+    return out.squeeze(1)
+
+
+# ------------------------------------------------------------------------------- finite differences
+def _centered_gradient(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    p = F.pad(x.unsqueeze(1), (1, 1, 1, 1), mode="replicate").squeeze(1)
+    return 0.5 * (p[:, 1:-1, 2:] - p[:, 1:-1, :-2]), 0.5 * (p[:, 2:, 1:-1] - p[:, :-2, 1:-1])
+
+
+def _forward_gradient(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    dx = F.pad(u[:, :, 1:] - u[:, :, :-1], (0, 1))
+    dy = F.pad(u[:, 1:, :] - u[:, :-1, :], (0, 0, 0, 1))
+    # OpenCV leaves the last row's dy and the last column's dx at zero, and the corner at zero
+    return dx, dy
+
+
+def _divergence(v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+    return v1 - F.pad(v1[:, :, :-1], (1, 0)) + v2 - F.pad(v2[:, :-1, :], (0, 0, 1, 0))
+
+
+def _median(u: torch.Tensor, k: int, chunk_bytes: int = 256 << 20) -> torch.Tensor:
+    """``cv2.medianBlur(u, k)`` (replicated borders), in chunks of the batch to bound memory."""
+    b, h, w = u.shape
+    r = k // 2
+    padded = F.pad(u.unsqueeze(1), (r, r, r, r), mode="replicate")
+    step = max(1, chunk_bytes // (k * k * h * w * u.element_size()))
+    out = []
+    for i in range(0, b, step):
+        patches = F.unfold(padded[i : i + step], k)  # (b, k*k, h*w)
+        out.append(patches.median(dim=1).values.view(-1, h, w))
+    return torch.cat(out)
+
+
+# --------------------------------------------------------------------------------------- solver
+def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor, p: TVL1Params):
+    b, h, w = i0.shape
+    scaled_epsilon = p.epsilon * p.epsilon * h * w
+    l_t = p.lambda_ * p.theta
+    taut = p.tau / p.theta
+    i1x, i1y = _centered_gradient(i1)
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=i0.device, dtype=i0.dtype), torch.arange(w, device=i0.device, dtype=i0.dtype),
+        indexing="ij",
+    )  # fmt: skip
+    p11, p12, p21, p22 = (torch.zeros_like(i0) for _ in range(4))
+    for _ in range(p.warps):
+        map_x, map_y = xs + u1, ys + u2
+        i1w = _remap_cubic(i1, map_x, map_y)
+        i1wx = _remap_cubic(i1x, map_x, map_y)
+        i1wy = _remap_cubic(i1y, map_x, map_y)
+        grad = i1wx * i1wx + i1wy * i1wy
+        rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
+        small_grad = grad <= torch.finfo(grad.dtype).eps
+        active = torch.ones(b, dtype=torch.bool, device=i0.device)
+        for _ in range(p.outer_iterations):
+            if not bool(active.any()):
+                break
+            mask = active.view(b, 1, 1)
+            if p.median_filtering > 1:
+                u1 = torch.where(mask, _median(u1, p.median_filtering), u1)
+                u2 = torch.where(mask, _median(u2, p.median_filtering), u2)
+            for _ in range(p.inner_iterations):
+                if not bool(active.any()):
+                    break
+                mask = active.view(b, 1, 1)
+                # thresholding step (v)
+                rho = rho_c + (i1wx * u1 + i1wy * u2)
+                lt_grad = l_t * grad
+                fi = torch.where(small_grad, torch.zeros_like(rho), -rho / torch.where(small_grad, 1.0, grad))
+                fi = torch.where(rho < -lt_grad, l_t, torch.where(rho > lt_grad, -l_t, fi))
+                v1 = u1 + fi * i1wx
+                v2 = u2 + fi * i1wy
+                # primal step (u) and its change
+                new_u1 = v1 + p.theta * _divergence(p11, p12)
+                new_u2 = v2 + p.theta * _divergence(p21, p22)
+                error = ((new_u1 - u1).square() + (new_u2 - u2).square()).sum(dim=(1, 2), dtype=torch.float64)
+                u1 = torch.where(mask, new_u1, u1)
+                u2 = torch.where(mask, new_u2, u2)
+                # dual step (p)
+                u1x, u1y = _forward_gradient(u1)
+                u2x, u2y = _forward_gradient(u2)
+                ng1 = 1 + taut * torch.hypot(u1x, u1y)
+                ng2 = 1 + taut * torch.hypot(u2x, u2y)
+                p11 = torch.where(mask, (p11 + taut * u1x) / ng1, p11)
+                p12 = torch.where(mask, (p12 + taut * u1y) / ng1, p12)
+                p21 = torch.where(mask, (p21 + taut * u2x) / ng2, p21)
+                p22 = torch.where(mask, (p22 + taut * u2y) / ng2, p22)
+                active = active & (error > scaled_epsilon)
+    return u1, u2
+
+
+def _opencv_round(x: float) -> int:
+    """cvRound / saturate_cast<int> of a positive size: round half to even, like rint."""
+    return round(x)
+
+
+@torch.no_grad()
+def tvl1(i0: torch.Tensor, i1: torch.Tensor, params: TVL1Params = TVL1Params()) -> torch.Tensor:
+    """Flow from ``i0`` to ``i1`` for a batch of grey image pairs.
+
+    ``i0``, ``i1``: (B, H, W), uint8 or float in 0..255 (as OpenCV takes them). Returns float32
+    (B, H, W, 2): x and y displacement in pixels, like ``DualTVL1OpticalFlow.calc``.
+    """
+    if i0.shape != i1.shape or i0.dim() != 3:
+        raise ValueError(f"expected two (B, H, W) batches of the same shape, got {tuple(i0.shape)}, {tuple(i1.shape)}")
+    levels = [(i0.float(), i1.float())]
+    for _ in range(1, params.nscales):
+        a, c = levels[-1]
+        h, w = a.shape[-2:]
+        size = (_opencv_round(h * params.scale_step), _opencv_round(w * params.scale_step))
+        if size[0] < 16 or size[1] < 16:
+            break
+        inv = 1 / params.scale_step
+        levels.append((resize_bilinear(a, *size, inv, inv), resize_bilinear(c, *size, inv, inv)))
+    b, h, w = levels[-1][0].shape
+    u1 = torch.zeros((b, h, w), device=i0.device)
+    u2 = torch.zeros_like(u1)
+    for s in range(len(levels) - 1, -1, -1):
+        u1, u2 = _one_scale(*levels[s], u1, u2, params)
+        if s == 0:
+            break
+        h, w = levels[s - 1][0].shape[-2:]
+        u1 = resize_bilinear(u1, h, w) / params.scale_step
+        u2 = resize_bilinear(u2, h, w) / params.scale_step
+    return torch.stack((u1, u2), dim=-1)
+
+
+def bgr_to_grey(frames: torch.Tensor) -> torch.Tensor:
+    """``cv2.cvtColor(f, COLOR_BGR2GRAY)`` of uint8 (N, H, W, 3), bit-exact (OpenCV 4's 15-bit fixed point)."""
+    f = frames.to(torch.int32)
+    grey = (f[..., 0] * 3735 + f[..., 1] * 19235 + f[..., 2] * 9798 + (1 << 14)) >> 15
+    return grey.to(torch.uint8)
