@@ -15,7 +15,7 @@ W (windows of one or several videos) is Triton's batch dimension; T and F are va
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -24,10 +24,10 @@ from torch import nn
 from s2s.constants import REGNET
 from s2s.export.layout import MODEL_NAMES, VOCODERS
 from s2s.models.bninception import TSNEncoder, build_bninception
-from s2s.models.checkpoints import count_parameters, file_sha256
+from s2s.models.checkpoints import CheckpointError, count_parameters, file_sha256, state_fingerprint
 from s2s.models.hifigan import build_hifigan
 from s2s.models.melgan import build_melgan
-from s2s.models.regnet import GeneratorExport, build_regnet
+from s2s.models.regnet import CONFIGS, GeneratorExport, build_regnet, load_regnet_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class ModelExport:
 
     @property
     def warning(self) -> str | None:
-        if "seed" in self.source:
+        if "seed" in self.source and "trained_generator" not in self.source:
             return (
                 f"weights are seeded random (seed {self.source['seed']}), not trained: "
                 "the output is noise, not sound that follows the picture"
@@ -109,6 +109,21 @@ class ExportOptions:
     vocoder_checkpoint: str | Path | None = None
     seed: int = 0
 
+    def with_demo_weights(self) -> ExportOptions:
+        """The package's demo generator and vocoder (``s2s train --install``) where no checkpoint is given.
+
+        They were trained on the seeded encoders of ``seed`` 0 (the export checks the pairing). Without
+        demo weights in the package this is a no-op, and the export warns that the output is noise.
+        """
+        from s2s.train import DEMO_GENERATOR, DEMO_VOCODER
+
+        options = self
+        if options.generator_checkpoint is None and DEMO_GENERATOR.exists():
+            options = replace(options, generator_checkpoint=DEMO_GENERATOR)
+        if options.vocoder_checkpoint is None and options.vocoder == "melgan" and DEMO_VOCODER.exists():
+            options = replace(options, vocoder_checkpoint=DEMO_VOCODER)
+        return options
+
 
 def build_exports(options: ExportOptions, names: tuple[str, ...] = MODEL_NAMES) -> list[ModelExport]:
     """Instantiate the requested networks (with their export wrappers) and describe their tensors."""
@@ -118,6 +133,7 @@ def build_exports(options: ExportOptions, names: tuple[str, ...] = MODEL_NAMES) 
     exports = []
     r = REGNET
     size = r.image_size
+    trained_on = _generator_encoders(options)  # encoder fingerprints the generator was trained with
     if "tsn_rgb" in names:
         exports.append(
             ModelExport(
@@ -140,9 +156,12 @@ def build_exports(options: ExportOptions, names: tuple[str, ...] = MODEL_NAMES) 
                 "TSN BN-Inception flow encoder: uint8 x/y flow pairs -> 1024-d global-pool features",
             )
         )
+    if trained_on:
+        _check_pairing(options, trained_on, exports)
     if "generator" in names:
         generator = build_regnet(options.generator_config, options.generator_checkpoint, seed=options.seed + 2)
         z_dim = generator.config.random_z_dim
+        config_name = next((k for k, c in CONFIGS.items() if c == generator.config), "custom")
         exports.append(
             ModelExport(
                 "generator",
@@ -154,8 +173,8 @@ def build_exports(options: ExportOptions, names: tuple[str, ...] = MODEL_NAMES) 
                 ],
                 [TensorIO("mel", torch.float32, (r.n_mels, -1), ("mel_frames",))],
                 _source(options.generator_checkpoint, options.seed + 2),
-                f"RegNet generator ({options.generator_config}): features + noise z -> mel in [0, 1]",
-                extra={"config": options.generator_config, "z_dim": z_dim},
+                f"RegNet generator ({config_name}): features + noise z -> mel in [0, 1]",
+                extra={"config": config_name, "z_dim": z_dim},
             )
         )
     if "vocoder" in names:
@@ -175,6 +194,38 @@ def build_exports(options: ExportOptions, names: tuple[str, ...] = MODEL_NAMES) 
         if export.warning:
             log.warning("%s: %s", export.name, export.warning)
     return exports
+
+
+def _generator_encoders(options: ExportOptions) -> dict[str, str]:
+    """The encoder fingerprints a generator checkpoint records (s2s.train writes them; others have none)."""
+    if options.generator_checkpoint is None:
+        return {}
+    _, meta = load_regnet_checkpoint(options.generator_checkpoint)
+    return dict(meta.get("s2s_encoders") or {})
+
+
+def _check_pairing(options: ExportOptions, trained_on: dict[str, str], exports: list[ModelExport]) -> None:
+    """Refuse a generator trained on other encoder weights than the ones exported; mark a good pairing."""
+    built = {e.name: e for e in exports}
+    channels = {"tsn_rgb": 3, "tsn_flow": 2}
+    checkpoints = {"tsn_rgb": options.rgb_checkpoint, "tsn_flow": options.flow_checkpoint}
+    seeds = {"tsn_rgb": options.seed, "tsn_flow": options.seed + 1}
+    for name, expected in sorted(trained_on.items()):
+        if name in built:
+            module = built[name].module
+        else:
+            module = TSNEncoder(build_bninception(channels[name], checkpoints[name], seed=seeds[name]))
+        actual = state_fingerprint(module)
+        if actual != expected:
+            raise CheckpointError(
+                f"generator {options.generator_checkpoint} was trained on other {name} weights than this export "
+                f"builds (fingerprint {expected[:12]}, here {actual[:12]}): export it with the encoders it was "
+                "trained with (see its s2s_training record: --seed, no encoder checkpoint), or train a generator "
+                "on these encoders"
+            )
+        if name in built and "seed" in built[name].source:
+            built[name].source["trained_generator"] = file_sha256(options.generator_checkpoint)
+    log.info("generator %s is paired with the encoders it was trained on", options.generator_checkpoint)
 
 
 def build_vocoder(name: str, checkpoint: str | Path | None, seed: int) -> nn.Module:

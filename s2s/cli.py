@@ -218,6 +218,14 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vocoder-checkpoint", type=Path, help="MelGAN best_netG.pt or HiFi-GAN g_XXXXXXXX")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights where no checkpoint is given")
     p.add_argument(
+        "--weights",
+        choices=["demo", "seeded"],
+        default="demo",
+        help="where no checkpoint is given: demo = the package's trained demo generator and vocoder (made by "
+        "`s2s train` on generated clips, paired with the seeded encoders), seeded = random weights, i.e. noise "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
         "--format",
         choices=["onnx", "tensorrt"],
         default="onnx",
@@ -347,6 +355,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         generator_checkpoint=args.generator_checkpoint, generator_config=args.generator_config,
         vocoder=args.vocoder, vocoder_checkpoint=args.vocoder_checkpoint, seed=args.seed,
     )  # fmt: skip
+    if args.weights == "demo":
+        options = options.with_demo_weights()
     serving = ServingOptions(
         max_windows=args.max_windows, max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
         warmup_frames=args.warmup_frames, trt_accelerator=args.trt_accelerator, format=args.format,
@@ -387,9 +397,104 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 1
     for name in names:
         entry = manifest["models"][name]
-        weights = "NOISE (seeded random weights)" if entry["noise_weights"] else entry["source"]["checkpoint"]
+        source = entry["source"]
+        if entry["noise_weights"]:
+            weights = "NOISE (seeded random weights)"
+        elif "checkpoint" in source:
+            weights = source["checkpoint"]
+        else:
+            weights = f"seed {source['seed']} (the encoders the generator was trained on)"
         print(f"{name:10s} {entry['file']:28s} {entry['bytes'] / 1e6:8.1f} MB  weights: {weights}")
     print(f"manifest: {args.model_repository / 'manifest.json'}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- train
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from s2s.train import TrainOptions
+
+    d = TrainOptions()
+    p = sub.add_parser(
+        "train",
+        help="train the demo generator and vocoder on generated clips (CPU, resumable)",
+        description="Generate clips where visible events make sounds (s2s.synth), extract TSN features with the "
+        "seeded encoders, train a RegNet generator and a MelGAN vocoder. Stages are resumable; run it again "
+        "to continue. --install copies the result into the package as the default demo weights.",
+    )
+    p.add_argument("--output", type=Path, default=d.output, help="(default: %(default)s)")
+    for flag, value, text in (
+        ("--clips", d.clips, "training clips"),
+        ("--generator-steps", d.generator_steps, "generator optimisation steps"),
+        ("--vocoder-steps", d.vocoder_steps, "vocoder optimisation steps"),
+        ("--batch", d.batch, "batch size"),
+        ("--window-frames", d.window_frames, "frames per generator training window"),
+        ("--checkpoint-every", d.checkpoint_every, "steps between checkpoints"),
+        ("--first-seed", d.first_seed, "seed of the first training clip"),
+    ):
+        p.add_argument(flag, type=int, default=value, help=f"{text} (default: %(default)s)")
+    p.add_argument("--clip-seconds", type=float, default=d.clip_seconds, help="(default: %(default)s)")
+    p.add_argument("--generator-config", default=d.generator_config, help="RegNet configuration (default: %(default)s)")
+    p.add_argument("--stages", default="data,generator,vocoder", help="(default: %(default)s)")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--install", action="store_true", help="copy the final weights into s2s/weights/ (float16)")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from s2s.train import TrainOptions, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = TrainOptions(
+        output=args.output, clips=args.clips, clip_seconds=args.clip_seconds, first_seed=args.first_seed,
+        generator_config=args.generator_config, window_frames=args.window_frames, batch=args.batch,
+        generator_steps=args.generator_steps, vocoder_steps=args.vocoder_steps, checkpoint_every=args.checkpoint_every,
+    )  # fmt: skip
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    result = train(options, stages, install=args.install)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- eval
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    from s2s.evaluate import EvalOptions
+
+    d = EvalOptions()
+    p = sub.add_parser(
+        "eval",
+        help="alignment score through the Triton ensemble: trained vs untrained weights on held-out clips",
+        description="Generate held-out clips with known impact times, send them through the s2s ensemble of the "
+        "embedded Triton (trained weights, then untrained ones), score onset accuracy, onset AP (+-0.1 s) and "
+        "energy-envelope correlation.",
+    )
+    p.add_argument("--output", type=Path, default=d.output, help="(default: %(default)s)")
+    p.add_argument("--clips", type=int, default=d.clips, help="held-out clips (default: %(default)s)")
+    p.add_argument("--clip-seconds", type=float, default=d.clip_seconds, help="(default: %(default)s)")
+    p.add_argument("--first-seed", type=int, default=d.first_seed, help="(default: %(default)s)")
+    p.add_argument("--flow-method", choices=["dis", "tvl1"], default=d.flow_method, help="(default: %(default)s)")
+    p.add_argument("--generator-checkpoint", type=Path, help="trained generator (default: the demo weights)")
+    p.add_argument("--vocoder-checkpoint", type=Path, help="trained MelGAN (default: the demo weights)")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from s2s.evaluate import EvalOptions, evaluate, report
+
+    options = EvalOptions(
+        output=args.output, clips=args.clips, clip_seconds=args.clip_seconds, first_seed=args.first_seed,
+        flow_method=args.flow_method, generator_checkpoint=args.generator_checkpoint,
+        vocoder_checkpoint=args.vocoder_checkpoint,
+    )  # fmt: skip
+    try:
+        results = evaluate(options)
+    except (FileNotFoundError, ValueError) as exc:
+        log.error("eval failed: %s", exc)
+        return 1
+    print(report(results))
+    print(f"results: {options.output}")
     return 0
 
 
@@ -509,7 +614,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from s2s.client.generate import generate_file
     from s2s.client.triton import ClientError
     from s2s.runtime.server import ServerOptions, ServerStartError, TritonServer
-    from s2s.samples import make_video
+    from s2s.synth import DEMO_SEED, encode_clip, make_clip
 
     repo = args.model_repository
     if not (repo / "s2s" / "config.pbtxt").is_file() or not (repo / "manifest.json").is_file():
@@ -517,8 +622,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     args.output_dir.mkdir(parents=True, exist_ok=True)
     sample = args.output_dir / "sample.mp4"
-    make_video(sample, duration_s=args.duration, fps=30.0, width=480, height=360)
-    print(f"sample video (silent, {args.duration:g} s): {sample}")
+    clip = make_clip(DEMO_SEED, args.duration, kinds=("bounce", "strike"))  # a held-out seed: never trained on
+    encode_clip(clip, sample)
+    import soundfile
+
+    soundfile.write(args.output_dir / "sample_reference.wav", clip.audio, clip.sample_rate)
+    print(f"sample video (silent, {args.duration:g} s, {len(clip.onsets)} impacts): {sample}")
     options = ServerOptions.local(repo, shm_default_byte_size=64 * 1024 * 1024, log_level="warning", exit_timeout_s=10)
     print(f"starting the embedded Triton on {repo} (models load and warm up) ...", flush=True)
     try:
@@ -530,7 +639,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 1
     print(f"video with sound: {result.muxed.path}")
-    print(f"waveform:         {result.wav}")
+    print(f"waveform:         {result.wav}  (the clip's own sound: {args.output_dir / 'sample_reference.wav'})")
+    from s2s.alignment import envelope_correlation, onset_scores
+
+    generated, rate = soundfile.read(result.wav, dtype="float32")
+    scores = onset_scores(generated, rate, clip.onsets)
+    print(
+        f"alignment with the {scores.truth} impacts on screen: onset accuracy {scores.accuracy:.2f}, "
+        f"AP {scores.ap:.2f}, energy-envelope correlation {envelope_correlation(generated, clip.audio):.2f}"
+    )
     manifest = json.loads((repo / "manifest.json").read_text())
     if any(entry.get("noise_weights") for entry in manifest["models"].values()):
         print(
@@ -687,6 +804,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve(sub)
     add_doctor(sub)
     add_export(sub)
+    add_train(sub)
+    add_eval(sub)
     add_generate(sub)
     add_gateway(sub)
     add_demo(sub)

@@ -130,11 +130,13 @@ def test_served_models_answer_like_pytorch(exported, tmp_path):
 
 
 def test_committed_configs_are_what_export_writes():
-    """model_repository/*/config.pbtxt are the export's defaults, byte for byte (one source of truth)."""
-    for export in build_exports(ExportOptions()):
+    """model_repository/*/config.pbtxt are what `s2s export` writes by default (demo weights), byte for byte."""
+    exports = build_exports(ExportOptions().with_demo_weights())
+    for export in exports:
         committed = (REPO_ROOT / "model_repository" / export.name / "config.pbtxt").read_text()
         assert committed == model_config(export, ServingOptions()), f"regenerate with `s2s export` ({export.name})"
-    for name, text in pipeline_configs(512, ServingOptions(), PipelineOptions()).items():
+    z_dim = next(e for e in exports if e.name == "generator").extra["z_dim"]
+    for name, text in pipeline_configs(z_dim, ServingOptions(), PipelineOptions()).items():
         committed = (REPO_ROOT / "model_repository" / name / "config.pbtxt").read_text()
         assert committed == text, f"regenerate with `s2s export` ({name})"
 
@@ -235,6 +237,33 @@ def test_export_cli_with_checkpoint_and_errors(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"\x00garbage")
     bad = subprocess.run([*cmd, "--vocoder-checkpoint", str(tmp_path / "bad.pt")], capture_output=True, text=True)
     assert bad.returncode == 1 and "export failed: cannot read checkpoint" in bad.stderr
+
+
+def test_export_uses_the_demo_weights_unless_told_otherwise(tmp_path):
+    from s2s.train import DEMO_GENERATOR, DEMO_VOCODER
+
+    assert DEMO_GENERATOR.is_file() and DEMO_VOCODER.is_file(), "the demo weights ship with the package"
+    cmd = [sys.executable, "-m", "s2s", "export", "--models", "tsn_flow,generator,vocoder", "--warmup-frames", "0"]
+    demo = subprocess.run([*cmd, "--model-repository", str(tmp_path / "demo")], capture_output=True, text=True)
+    assert demo.returncode == 0, demo.stderr
+    models = json.loads((tmp_path / "demo" / "manifest.json").read_text())["models"]
+    assert models["generator"]["source"]["checkpoint"] == str(DEMO_GENERATOR)
+    assert models["vocoder"]["source"]["checkpoint"] == str(DEMO_VOCODER)
+    assert models["generator"]["z_dim"] == 64 and models["generator"]["config"] == "small"
+    # the seeded flow encoder is the one the demo generator was trained on: not noise
+    assert not any(m["noise_weights"] for m in models.values()) and "NOISE" not in demo.stdout
+    assert "trained_generator" in models["tsn_flow"]["source"]
+    seeded = subprocess.run([*cmd, "--model-repository", str(tmp_path / "seeded"), "--weights", "seeded",
+                             "--generator-config", "small"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert seeded.returncode == 0, seeded.stderr
+    assert all(
+        m["noise_weights"] for m in json.loads((tmp_path / "seeded" / "manifest.json").read_text())["models"].values()
+    )
+    other = subprocess.run(
+        [*cmd, "--model-repository", str(tmp_path / "other"), "--seed", "3"], capture_output=True, text=True
+    )
+    assert other.returncode == 1 and "trained on other tsn_" in other.stderr
 
 
 def test_hifigan_vocoder_exports_with_parity(tmp_path):

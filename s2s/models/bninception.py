@@ -141,9 +141,27 @@ def build_bninception(in_channels: int = 3, checkpoint: str | Path | None = None
     model = BNInception(BNInceptionConfig(in_channels=in_channels))
     if checkpoint is None:
         seeded_init(model, seed)
+        _variance_preserving(model, seed)
     else:
         load_strict(model, load_imagenet_state(checkpoint, in_channels), source=str(checkpoint))
     return model.eval()
+
+
+def _variance_preserving(model: nn.Module, seed: int) -> None:
+    """He-normal convolutions (fan in, ReLU gain), zero biases, from ``seed``.
+
+    PyTorch's default initialisation shrinks activations at every layer: through BN-Inception's 69
+    convolutions (BN in eval mode does not renormalise) a random encoder's output is a near-constant
+    (per-frame variation ~5e-4 of its mean), useless as features. With He initialisation the seeded
+    encoders keep the input's variation (~0.6 of the mean), so a generator can be trained on them
+    (s2s.train), paired with these exact weights.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu", generator=generator)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 class TSNEncoder(nn.Module):

@@ -114,6 +114,16 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def state_fingerprint(module: nn.Module) -> str:
+    """sha256 of a module's weights (names, shapes, float32 values): which weights these are, whatever file."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to(torch.float32 if tensor.is_floating_point() else tensor.dtype).contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
+
+
 def seeded_init(model: nn.Module, seed: int) -> nn.Module:
     """Deterministic re-initialisation: every module's ``reset_parameters`` under one seed."""
     generator_state = torch.random.get_rng_state()

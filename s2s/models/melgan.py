@@ -99,6 +99,9 @@ def build_melgan(
         config = MelGANConfig(**{**state["config"], "ratios": tuple(state["config"]["ratios"])})
         state = state["state_dict"]
     model = MelGANGenerator(config)
+    state = {
+        k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in state.items()
+    }  # fp16 files
     load_strict(model, fold_weight_norm(state), source=str(checkpoint))
     return model.eval()
 

@@ -172,11 +172,14 @@ def load_regnet_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], d
     return state, meta
 
 
-def save_regnet_checkpoint(model: RegNetGenerator, path: str | Path, iteration: int = 0, lr: float = 0.0) -> None:
-    """Write the reference layout, plus our config so the model can be rebuilt from the file."""
+def save_regnet_checkpoint(
+    model: RegNetGenerator, path: str | Path, iteration: int = 0, lr: float = 0.0, extra: dict | None = None
+) -> None:
+    """Write the reference layout, plus our config so the model can be rebuilt from the file (and ``extra``
+    keys such as the encoder fingerprints of s2s.train)."""
     torch.save(
         {"iteration": iteration, "learning_rate": lr, "optimizer_netG": model.state_dict(),
-         "config": asdict(model.config)},
+         "config": asdict(model.config), **(extra or {})},
         path,
     )  # fmt: skip
 

@@ -1,0 +1,356 @@
+"""Synthetic audio-visual clips where visible events cause sounds at the same instant.
+
+Training data for the demo weights and held-out data for the alignment score (``s2s eval``). Every
+clip is drawn from one seed: a background (colour gradient, texture, floor), one to three objects and
+their events, rendered with OpenCV at the pipeline's frame rate, and the matching waveform at its
+sample rate. Event times come from the motion itself (solved analytically, not snapped to frames),
+so the ground-truth onsets are exact:
+
+- ``bounce``: a ball falls and bounces (gravity, restitution); each floor contact is an impact (damped
+  modes whose pitch follows the ball's size, loudness its speed, plus a short noise burst); balls
+  that come to rest are thrown up again.
+- ``strike``: a stick on a pivot rises slowly and swings down onto a block; each hit is a sharp
+  impact with bright, inharmonic modes.
+- ``slide``: a box is pushed along the floor and slows down by friction; a band-passed noise whose
+  level follows its speed sounds while it moves (the onset is the push).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from s2s.constants import REGNET, Recipe
+
+EVENT_KINDS = ("bounce", "strike", "slide")
+#: seeds of the held-out clips that ``s2s eval`` scores on; training must use seeds below
+HELD_OUT_SEEDS = range(1_000_000, 2_000_000)
+#: the clip `s2s demo` makes (held out: never trained on)
+DEMO_SEED = 1_999_999
+#: events of one clip closer than this are one ground-truth onset (the metric's own resolution is 0.05 s)
+MIN_ONSET_GAP_S = 0.1
+
+
+@dataclass
+class Clip:
+    frames: np.ndarray  #: uint8 (N, H, W, 3) BGR at ``fps``
+    audio: np.ndarray  #: float32 (samples,) at ``sample_rate``, peak 0.8
+    onsets: np.ndarray  #: float64 seconds, sorted: when a sound starts
+    fps: float
+    sample_rate: int
+    seed: int
+    kinds: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return self.audio.size / self.sample_rate
+
+
+# ------------------------------------------------------------------------------------------- sounds
+def _impact(rng: np.random.Generator, sr: int, base_hz: float, strength: float, bright: bool) -> np.ndarray:
+    """A struck object: a few damped modes and a click, ``strength`` in 0..1."""
+    length = int(0.35 * sr)
+    t = np.arange(length) / sr
+    ratios = [1.0, 2.76, 5.40, 8.93] if bright else [1.0, 1.59, 2.14, 2.65]
+    out = np.zeros(length)
+    for k, ratio in enumerate(ratios):
+        freq = base_hz * ratio * (1 + 0.02 * rng.standard_normal())
+        if freq > 0.45 * sr:
+            continue
+        decay = (0.09 if bright else 0.06) / (1 + 0.8 * k) * (0.7 + 0.6 * rng.random())
+        out += (0.7**k) * np.exp(-t / decay) * np.sin(2 * np.pi * freq * t + rng.random() * 2 * np.pi)
+    click = int(0.004 * sr)
+    out[:click] += rng.standard_normal(click) * np.linspace(1, 0, click) * (0.8 if bright else 0.5)
+    return strength * out / max(1e-9, np.abs(out).max())
+
+
+def _friction(rng: np.random.Generator, sr: int, speed: np.ndarray, centre_hz: float) -> np.ndarray:
+    """Noise band-passed around ``centre_hz`` whose level follows ``speed`` (0..1, one value per sample)."""
+    from scipy.signal import butter, sosfilt
+
+    sos = butter(2, [centre_hz / 1.6, min(centre_hz * 1.6, 0.45 * sr)], btype="bandpass", fs=sr, output="sos")
+    noise = sosfilt(sos, rng.standard_normal(speed.size))
+    return noise / max(1e-9, np.abs(noise).max()) * speed
+
+
+def _add(track: np.ndarray, sound: np.ndarray, at: int) -> None:
+    end = min(track.size, at + sound.size)
+    if 0 <= at < track.size:
+        track[at:end] += sound[: end - at]
+
+
+# ------------------------------------------------------------------------------------------ objects
+@dataclass
+class _Ball:
+    x0: float
+    vx: float
+    radius: float
+    colour: tuple[int, int, int]
+    floor: float
+    gravity: float
+    restitution: float
+    segments: list[tuple[float, float, float]]  # (start time, start height above floor, upward speed)
+
+    def contacts(self) -> list[tuple[float, float]]:
+        """(time, impact speed) of every floor contact."""
+        out = []
+        for start, height, v_up in self.segments:
+            # time to fall from the segment's start to the floor: height + v t - g t^2 / 2 = 0
+            t = (v_up + math.sqrt(v_up * v_up + 2 * self.gravity * height)) / self.gravity
+            out.append((start + t, math.sqrt(v_up * v_up + 2 * self.gravity * height)))
+        return out
+
+    def position(self, t: float, width: int) -> tuple[float, float]:
+        seg = max((s for s in self.segments if s[0] <= t), key=lambda s: s[0], default=self.segments[0])
+        start, height, v_up = seg
+        dt = max(0.0, t - start)
+        h = max(0.0, height + v_up * dt - 0.5 * self.gravity * dt * dt)
+        span = width - 2 * self.radius
+        x = self.x0 + self.vx * t
+        x = self.radius + abs((x - self.radius) % (2 * span) - span) if span > 0 else width / 2  # walls reflect
+        return x, self.floor - self.radius - h
+
+
+def _make_ball(rng, duration: float, width: int, height: int, floor: float) -> tuple[_Ball, list[tuple[float, float]]]:
+    radius = rng.uniform(14, 34)
+    gravity = rng.uniform(900, 1600)
+    restitution = rng.uniform(0.6, 0.85)
+    ball = _Ball(
+        x0=rng.uniform(radius, width - radius), vx=rng.uniform(-60, 60), radius=radius,
+        colour=tuple(int(c) for c in rng.integers(90, 256, 3)), floor=floor, gravity=gravity,
+        restitution=restitution, segments=[],
+    )  # fmt: skip
+    top = floor - 2 * radius - 10
+    t = rng.uniform(-0.3, 0.6)
+    ball.segments.append((t, rng.uniform(0.4, 1.0) * top, 0.0))
+    while True:
+        start, h, v = ball.segments[-1]
+        contact = start + (v + math.sqrt(v * v + 2 * gravity * h)) / gravity
+        if contact > duration:
+            break
+        speed = math.sqrt(v * v + 2 * gravity * h)
+        rebound = restitution * speed
+        if rebound < 160:  # at rest: lie there a moment, then get thrown up again
+            pause = rng.uniform(0.2, 0.8)
+            ball.segments.append((contact, 0.0, 0.0))
+            throw = math.sqrt(2 * gravity * rng.uniform(0.5, 1.0) * top)
+            ball.segments.append((contact + pause, 0.0, throw))
+        else:
+            ball.segments.append((contact, 0.0, rebound))
+    # segments that start at rest on the floor (v = 0, h = 0) are pauses: their "contact" has no speed
+    events = [(c, s) for c, s in ball.contacts() if s > 1.0 and 0 <= c < duration]
+    return ball, events
+
+
+def _ball_sound(rng, sr: int, ball: _Ball, events: list[tuple[float, float]], track: np.ndarray) -> None:
+    base = 1800.0 * 20.0 / ball.radius  # smaller balls sound higher
+    vmax = math.sqrt(2 * ball.gravity * ball.floor)
+    for t, speed in events:
+        _add(track, _impact(rng, sr, base, min(1.0, 0.25 + speed / vmax), bright=False), round(t * sr))
+
+
+@dataclass
+class _Stick:
+    pivot: tuple[float, float]
+    length: float
+    side: int  #: +1: the stick points right of its pivot, -1: left
+    colour: tuple[int, int, int]
+    hits: list[float]
+    rest_angle: float  #: on the block, radians below the horizontal
+    raise_angle: float  #: fully raised (negative: above the horizontal)
+    swing_s: float
+
+    def end(self, angle: float) -> tuple[float, float]:
+        return (
+            self.pivot[0] + self.side * self.length * math.cos(angle),
+            self.pivot[1] + self.length * math.sin(angle),
+        )
+
+
+def _make_stick(rng, duration: float, width: int, floor: float) -> tuple[_Stick, list[tuple[float, float]]]:
+    length = rng.uniform(70, 120)
+    side = 1 if rng.random() < 0.5 else -1
+    px = rng.uniform(20, width - length - 30) if side > 0 else rng.uniform(length + 30, width - 20)
+    pivot = (px, floor - rng.uniform(45, 75))
+    hits, t = [], rng.uniform(0.2, 0.9)
+    while t < duration:
+        hits.append(t)
+        t += rng.uniform(0.45, 1.3)
+    stick = _Stick(
+        pivot=pivot, length=length, side=side, colour=tuple(int(c) for c in rng.integers(60, 230, 3)), hits=hits,
+        rest_angle=0.35, raise_angle=-1.0, swing_s=rng.uniform(0.07, 0.12),
+    )  # fmt: skip
+    return stick, [(h, 1.0) for h in hits]
+
+
+def _stick_angle(stick: _Stick, t: float) -> float:
+    """Rests on the block after a hit, rises slowly, swings down in ``swing_s`` onto the next hit."""
+    nxt = next((h for h in stick.hits if h >= t), None)
+    prev = max((h for h in stick.hits if h < t), default=None)
+    if nxt is not None and nxt - t <= stick.swing_s:  # swinging down (accelerating)
+        a = 1 - (nxt - t) / stick.swing_s
+        return stick.raise_angle + (stick.rest_angle - stick.raise_angle) * a * a
+    start = prev if prev is not None else t - 1.0
+    end = (nxt - stick.swing_s) if nxt is not None else start + 1.0
+    a = min(1.0, max(0.0, (t - start - 0.1) / max(1e-3, end - start - 0.1)))
+    return stick.rest_angle + (stick.raise_angle - stick.rest_angle) * (0.5 - 0.5 * math.cos(math.pi * a))
+
+
+@dataclass
+class _Box:
+    size: tuple[float, float]
+    colour: tuple[int, int, int]
+    floor: float
+    pushes: list[tuple[float, float, float, float]]  # (start, duration, x at start, initial speed, signed)
+
+
+def _make_box(rng, duration: float, width: int, floor: float) -> tuple[_Box, list[tuple[float, float]]]:
+    w, h = rng.uniform(40, 70), rng.uniform(30, 50)
+    box = _Box(size=(w, h), colour=tuple(int(c) for c in rng.integers(60, 230, 3)), floor=floor, pushes=[])
+    x, t = rng.uniform(w, width - w), rng.uniform(0.2, 1.0)
+    while t < duration:
+        direction = 1 if x < width / 2 else -1
+        travel = rng.uniform(0.3, 0.6) * (width - w)
+        slide_s = rng.uniform(0.5, 1.1)
+        speed = 2 * travel / slide_s  # uniform deceleration to rest
+        box.pushes.append((t, slide_s, x, direction * speed))
+        x += direction * travel
+        t += slide_s + rng.uniform(0.3, 1.0)
+    return box, [(p[0], 1.0) for p in box.pushes]
+
+
+def _box_state(box: _Box, t: float) -> tuple[float, float]:
+    """(x centre, speed) at ``t``."""
+    x, speed = (box.pushes[0][2] if box.pushes else 0.0), 0.0
+    for start, slide_s, x0, v0 in box.pushes:
+        if t < start:
+            break
+        dt = min(t - start, slide_s)
+        x = x0 + v0 * dt - 0.5 * (v0 / slide_s) * dt * dt
+        speed = abs(v0) * (1 - dt / slide_s) if t - start < slide_s else 0.0
+    return x, speed
+
+
+# ---------------------------------------------------------------------------------------- rendering
+def _background(rng, width: int, height: int, floor: float) -> np.ndarray:
+    yy = np.mgrid[0:height, 0:width][0].astype(np.float32)
+    top, bottom = rng.integers(20, 160, 3), rng.integers(20, 160, 3)
+    image = np.empty((height, width, 3), np.float32)
+    for c in range(3):
+        image[..., c] = top[c] + (bottom[c] - top[c]) * yy / height
+    texture = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), 3) * 25
+    image += texture[..., None]
+    image[int(floor) :] = rng.integers(30, 110, 3)  # the floor
+    image[int(floor) :] += texture[int(floor) :, :, None] * 0.6
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def make_clip(seed: int, duration_s: float = 8.0, width: int | None = None, height: int | None = None,
+              recipe: Recipe = REGNET, kinds: tuple[str, ...] | None = None) -> Clip:  # fmt: skip
+    """One clip from ``seed`` (same seed, same clip). ``kinds``: event kinds to draw from (default all)."""
+    rng = np.random.default_rng([seed, 7919])
+    width, height = width or recipe.flow_width, height or recipe.flow_height
+    fps, sr = recipe.fps, recipe.sample_rate
+    floor = height * rng.uniform(0.78, 0.88)
+    background = _background(rng, width, height, floor)
+    pool = kinds or EVENT_KINDS
+    chosen = [str(k) for k in rng.choice(pool, size=int(rng.integers(1, 3)), replace=len(pool) < 2)]
+    track = np.zeros(round(duration_s * sr))
+    events: list[float] = []
+    balls, sticks, boxes = [], [], []
+    for kind in chosen:
+        if kind == "bounce":
+            ball, ev = _make_ball(rng, duration_s, width, height, floor)
+            _ball_sound(rng, sr, ball, ev, track)
+            balls.append(ball)
+        elif kind == "strike":
+            stick, ev = _make_stick(rng, duration_s, width, floor)
+            base = rng.uniform(700, 2500)
+            for t, _ in ev:
+                _add(track, _impact(rng, sr, base, rng.uniform(0.7, 1.0), bright=True), round(t * sr))
+            sticks.append(stick)
+        elif kind == "slide":
+            box, ev = _make_box(rng, duration_s, width, floor)
+            times = np.arange(track.size) / sr
+            speed = np.array([_box_state(box, t)[1] for t in times[::64]])
+            speed = np.interp(times, times[::64], speed)
+            vmax = max(1e-9, max(abs(p[3]) for p in box.pushes)) if box.pushes else 1.0
+            track += 0.6 * _friction(rng, sr, np.clip(speed / vmax, 0, 1), rng.uniform(600, 2500))
+            boxes.append(box)
+        else:
+            raise ValueError(f"unknown event kind {kind!r}; known: {EVENT_KINDS}")
+        events += [t for t, _ in ev]
+    onsets = []
+    for t in sorted(events):
+        if 0 <= t < duration_s and (not onsets or t - onsets[-1] >= MIN_ONSET_GAP_S):
+            onsets.append(t)
+    peak = np.abs(track).max()
+    audio = (0.8 * track / peak if peak > 0 else track).astype(np.float32)
+    n = max(1, round(duration_s * fps))
+    frames = np.empty((n, height, width, 3), np.uint8)
+    shift = 4  # sub-pixel drawing: coordinates in 1/16 px
+    s = 1 << shift
+    for i in range(n):
+        t = i / fps
+        frame = background.copy()
+        for box in boxes:
+            x, _ = _box_state(box, t)
+            w, h = box.size
+            p1 = (round((x - w / 2) * s), round((box.floor - h) * s))
+            p2 = (round((x + w / 2) * s), round(box.floor * s))
+            cv2.rectangle(frame, p1, p2, box.colour, -1, cv2.LINE_AA, shift)
+            cv2.rectangle(frame, p1, p2, (20, 20, 20), 2, cv2.LINE_AA, shift)
+        for stick in sticks:
+            bx, by = stick.end(stick.rest_angle)
+            cv2.rectangle(frame, (round((bx - 18) * s), round((by + 4) * s)), (round((bx + 18) * s), round(floor * s)),
+                          (70, 70, 70), -1, cv2.LINE_AA, shift)  # fmt: skip
+            ex, ey = stick.end(_stick_angle(stick, t))
+            pivot = (round(stick.pivot[0] * s), round(stick.pivot[1] * s))
+            cv2.line(frame, pivot, (round(ex * s), round(ey * s)), stick.colour, 7, cv2.LINE_AA, shift)
+            cv2.circle(frame, pivot, 5 * s, (30, 30, 30), -1, cv2.LINE_AA, shift)
+        for ball in balls:
+            x, y = ball.position(t, width)
+            centre = (round(x * s), round(y * s))
+            cv2.circle(frame, centre, round(ball.radius * s), ball.colour, -1, cv2.LINE_AA, shift)
+            highlight = (round((x - ball.radius / 3) * s), round((y - ball.radius / 3) * s))
+            cv2.circle(frame, highlight, round(ball.radius / 4 * s), (255, 255, 255), -1, cv2.LINE_AA, shift)
+        frames[i] = frame
+    return Clip(frames=frames, audio=audio, onsets=np.array(onsets), fps=fps, sample_rate=sr, seed=seed, kinds=chosen)
+
+
+def encode_clip(clip: Clip, path: str | Path | None = None, with_audio: bool = False) -> bytes:
+    """The clip as an H.264 mp4 (silent unless ``with_audio``); returns the bytes, writes ``path`` if given."""
+    import av
+
+    from s2s.video import encode_mono_audio
+
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as out:
+        rate = Fraction(clip.fps).limit_denominator(1000)
+        stream = out.add_stream("libx264", rate=rate, options={"crf": "18"})
+        stream.height, stream.width = clip.frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        audio_stream = None
+        if with_audio:
+            audio_stream = out.add_stream("aac", rate=clip.sample_rate)
+            audio_stream.layout = "mono"
+        for i, image in enumerate(clip.frames):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = i
+            frame.time_base = 1 / rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if audio_stream is not None:
+            encode_mono_audio(out, audio_stream, clip.audio)
+    data = buffer.getvalue()
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data

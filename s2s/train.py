@@ -1,0 +1,357 @@
+"""``s2s train``: the demo weights, learnt on CPU from generated clips (s2s.synth).
+
+Three resumable stages under ``--output`` (a stage that finished is skipped; one that was interrupted
+continues from its last checkpoint):
+
+1. ``data``: generated clips -> the serving pipeline's network inputs (same decode-free frames, same
+   optical flow, same uint8 layout) -> TSN features from the seeded encoders, run as the exported ONNX
+   graphs in ONNX Runtime; plus each clip's mel spectrogram (the RegNet recipe) and waveform.
+2. ``generator``: a RegNet generator (``--generator-config``, default ``small``) on random windows of
+   ``--window-frames`` frames: L1 + L2 between its mel and the clip's. Checkpoints in the reference
+   layout (``checkpoint_XXXXXX_netG``) that also record which encoder weights produced the features,
+   so that ``s2s export`` can refuse to pair the generator with other encoders.
+3. ``vocoder``: MelGAN on (mel, waveform) segments with a multi-resolution STFT loss and a mel loss
+   (no discriminator: quicker to train on a CPU; the sound is rougher than adversarial training gives,
+   the timing is what the demo needs). Checkpoints as ``best_netG.pt`` (official layout).
+
+Loss curves go to ``<output>/losses.png`` and ``losses.json``. ``--install`` copies the final weights,
+as float16, to the package's demo weights (``s2s/weights/``) that ``s2s export`` uses by default.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from s2s.audio import MelSpectrogram
+from s2s.constants import REGNET
+from s2s.models.checkpoints import state_fingerprint, torch_load
+from s2s.models.melgan import MelGANConfig, MelGANGenerator, melgan_checkpoint_state
+from s2s.models.regnet import RegNetGenerator, regnet_config, save_regnet_checkpoint
+from s2s.synth import HELD_OUT_SEEDS, make_clip
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEMO_GENERATOR = WEIGHTS_DIR / "regnet_small_demo_netG.pt"
+DEMO_VOCODER = WEIGHTS_DIR / "melgan_demo_best_netG.pt"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    output: Path = Path("runs/train")
+    clips: int = 40  #: training clips, seeds first_seed .. first_seed + clips - 1
+    clip_seconds: float = 6.0
+    first_seed: int = 0
+    flow_method: str = "dis"
+    encoder_seed: int = 0  #: `s2s export --seed`: RGB encoder seed, flow encoder seed + 1
+    generator_config: str = "small"
+    window_frames: int = 43  #: 2 s windows (the generator is convolutional + LSTM: serves 10 s windows)
+    batch: int = 8
+    generator_steps: int = 3000
+    generator_lr: float = 1e-3
+    vocoder_steps: int = 1500
+    vocoder_lr: float = 5e-4
+    vocoder_segment_frames: int = 32  #: mel frames per vocoder training segment (x 256 samples)
+    checkpoint_every: int = 250
+    seed: int = 0
+
+
+# -------------------------------------------------------------------------------------------- utils
+class Progress:
+    """A one-line progress bar on stderr (a terminal) or a line every 10 % (a log)."""
+
+    def __init__(self, total: int, label: str, start: int = 0) -> None:
+        self.total, self.label, self.done, self.t0 = total, label, start, time.monotonic()
+        self.start, self.tty, self.last_tenth = start, sys.stderr.isatty(), -1
+
+    def update(self, n: int = 1, note: str = "") -> None:
+        self.done += n
+        rate = (self.done - self.start) / max(1e-9, time.monotonic() - self.t0)
+        eta = (self.total - self.done) / rate if rate > 0 else 0
+        frac = self.done / max(1, self.total)
+        bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+        line = f"{self.label} [{bar}] {self.done}/{self.total} {note} eta {eta:.0f} s"
+        if self.tty:
+            sys.stderr.write("\r" + line + ("\n" if self.done >= self.total else ""))
+            sys.stderr.flush()
+        elif int(frac * 10) != self.last_tenth:
+            self.last_tenth = int(frac * 10)
+            log.info(line)
+
+
+def encoder_exports(options: TrainOptions):
+    """The TSN encoders exactly as ``s2s export --seed encoder_seed`` builds them."""
+    from s2s.export.specs import ExportOptions, build_exports
+
+    return build_exports(ExportOptions(seed=options.encoder_seed), ("tsn_rgb", "tsn_flow"))
+
+
+def encoder_fingerprints(exports) -> dict[str, str]:
+    return {e.name: state_fingerprint(e.module) for e in exports}
+
+
+# ---------------------------------------------------------------------------------------- stage 1
+def prepare_data(options: TrainOptions) -> list[Path]:
+    """Features, mel and waveform of every training clip (cached per clip)."""
+    import onnxruntime as ort
+
+    from s2s.export.onnx_export import export_onnx
+    from s2s.flow import network_inputs
+
+    if options.first_seed + options.clips > HELD_OUT_SEEDS.start:
+        raise ValueError(f"training seeds must stay below {HELD_OUT_SEEDS.start} (held out for s2s eval)")
+    data = options.output / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    paths = [data / f"clip_{seed:07d}.npz" for seed in range(options.first_seed, options.first_seed + options.clips)]
+    todo = [p for p in paths if not p.exists()]
+    if not todo:
+        return paths
+    exports = encoder_exports(options)
+    fingerprints = encoder_fingerprints(exports)
+    (options.output / "encoders.json").write_text(json.dumps(fingerprints, indent=2) + "\n")
+    sessions = {}
+    for export in exports:
+        onnx_path = options.output / "encoders" / f"{export.name}.onnx"
+        if not onnx_path.exists():
+            export_onnx(export, onnx_path)
+        sessions[export.name] = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    mel = MelSpectrogram()
+    progress = Progress(len(paths), "data", len(paths) - len(todo))
+    for path in todo:
+        seed = int(path.stem.split("_")[1])
+        clip = make_clip(seed, options.clip_seconds)
+        rgb, flow = network_inputs(clip.frames, options.flow_method)
+        feats = {}
+        for name, frames in (("tsn_rgb", rgb), ("tsn_flow", flow)):
+            chunks = [
+                sessions[name].run(None, {"frames": frames[None, i : i + 64]})[0][0] for i in range(0, len(frames), 64)
+            ]
+            feats[name] = np.concatenate(chunks)
+        n = len(clip.frames)
+        target = mel(torch.from_numpy(clip.audio)[None])[0].numpy()[:, : REGNET.mel_frames_per_frame * n]
+        partial = path.with_suffix(".partial.npz")
+        np.savez(partial, rgb=feats["tsn_rgb"].astype(np.float16), flow=feats["tsn_flow"].astype(np.float16),
+                 mel=target.astype(np.float16), audio=clip.audio, onsets=clip.onsets)  # fmt: skip
+        partial.replace(path)
+        progress.update(note=f"seed {seed}")
+    return paths
+
+
+class ClipData:
+    def __init__(self, paths: list[Path]) -> None:
+        self.clips = []
+        for p in paths:
+            with np.load(p) as z:
+                features = np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32)
+                self.clips.append((features, z["mel"].astype(np.float32), z["audio"].astype(np.float32)))
+
+    def windows(self, rng: random.Random, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        scale = REGNET.mel_frames_per_frame
+        for _ in range(batch):
+            features, mel, _ = self.clips[rng.randrange(len(self.clips))]
+            start = rng.randrange(0, features.shape[0] - frames + 1)
+            xs.append(features[start : start + frames])
+            ys.append(mel[:, scale * start : scale * (start + frames)])
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+
+    def segments(self, rng: random.Random, batch: int, mel_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        mels, audios = [], []
+        hop = REGNET.hop_length
+        for _ in range(batch):
+            _, mel, audio = self.clips[rng.randrange(len(self.clips))]
+            start = rng.randrange(0, min(mel.shape[1], audio.size // hop) - mel_frames + 1)
+            mels.append(mel[:, start : start + mel_frames])
+            audios.append(audio[start * hop : (start + mel_frames) * hop])
+        return torch.from_numpy(np.stack(mels)), torch.from_numpy(np.stack(audios))
+
+
+# ------------------------------------------------------------------------------------- stages 2, 3
+class STFTLoss(nn.Module):
+    """Multi-resolution STFT loss: spectral convergence + log-magnitude L1, averaged over resolutions."""
+
+    def __init__(self, resolutions=((512, 128), (1024, 256), (2048, 512))) -> None:
+        super().__init__()
+        self.resolutions = resolutions
+
+    def forward(self, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = y.new_zeros(())
+        for n_fft, hop in self.resolutions:
+            window = torch.hann_window(n_fft, device=y.device)
+            a = torch.stft(y, n_fft, hop, window=window, return_complex=True).abs().clamp_min(1e-7)
+            b = torch.stft(target, n_fft, hop, window=window, return_complex=True).abs().clamp_min(1e-7)
+            loss = loss + torch.linalg.norm(a - b) / torch.linalg.norm(b) + (a.log() - b.log()).abs().mean()
+        return loss / len(self.resolutions)
+
+
+def _train_loop(name: str, options: TrainOptions, model: nn.Module, steps: int, lr: float, batch_fn, loss_fn, save_fn):
+    """Adam with cosine decay; resumable from ``<output>/<name>/resume.pt``; returns the loss history."""
+    folder = options.output / name
+    folder.mkdir(parents=True, exist_ok=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
+    rng = random.Random(options.seed)
+    torch.manual_seed(options.seed)
+    step, history = 0, []
+    resume = folder / "resume.pt"
+    if resume.exists():
+        state = torch.load(resume, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, history = state["step"], state["history"]
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("%s: resuming at step %d", name, step)
+    model.train()
+    progress = Progress(steps, name, step)
+    running = []
+    while step < steps:
+        loss = loss_fn(*batch_fn(rng))
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        running.append(loss.item())
+        if step % 25 == 0 or step == steps:
+            history.append((step, float(np.mean(running))))
+            running = []
+            progress.update(25 if step % 25 == 0 else step % 25, f"loss {history[-1][1]:.4f}")
+        if step % options.checkpoint_every == 0 or step == steps:
+            model.eval()
+            save_fn(folder, step)
+            model.train()
+            state = {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step, "history": history,
+                "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+            }  # fmt: skip
+            torch.save(state, folder / "resume.partial")
+            (folder / "resume.partial").replace(resume)
+    model.eval()
+    return history
+
+
+def train_generator(options: TrainOptions, data: ClipData, fingerprints: dict[str, str]) -> Path:
+    model = RegNetGenerator(regnet_config(options.generator_config))
+    z_dim = model.config.random_z_dim
+
+    def batch(rng):
+        x, y = data.windows(rng, options.batch, options.window_frames)
+        return x, torch.randn(x.shape[0], z_dim), y
+
+    def loss(x, z, y):
+        out = model(x, z)
+        return (out - y).abs().mean() + (out - y).square().mean()
+
+    def save(folder: Path, step: int) -> None:
+        path = folder / f"checkpoint_{step:06d}_netG"
+        save_regnet_checkpoint(
+            model, path, iteration=step, lr=options.generator_lr, extra=_provenance(options, fingerprints)
+        )
+
+    history = _train_loop("generator", options, model, options.generator_steps, options.generator_lr, batch, loss, save)
+    _save_history(options, "generator", history)
+    return options.output / "generator" / f"checkpoint_{options.generator_steps:06d}_netG"
+
+
+def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
+    config = MelGANConfig()
+    model = MelGANGenerator(config)
+    stft, mel = STFTLoss(), MelSpectrogram()
+
+    def batch(rng):
+        return data.segments(rng, options.batch, options.vocoder_segment_frames)
+
+    def loss(m, audio):
+        y = model(m)[:, 0, : audio.shape[1]]
+        return stft(y, audio) + (mel(y) - mel(audio)).abs().mean()
+
+    def save(folder: Path, _step: int) -> None:
+        torch.save({"config": asdict(config), "state_dict": melgan_checkpoint_state(model)}, folder / "best_netG.pt")
+
+    history = _train_loop("vocoder", options, model, options.vocoder_steps, options.vocoder_lr, batch, loss, save)
+    _save_history(options, "vocoder", history)
+    return options.output / "vocoder" / "best_netG.pt"
+
+
+def _provenance(options: TrainOptions, fingerprints: dict[str, str]) -> dict:
+    return {
+        "s2s_encoders": fingerprints,
+        "s2s_training": {"clips": options.clips, "clip_seconds": options.clip_seconds, "first_seed": options.first_seed,
+                         "flow_method": options.flow_method, "encoder_seed": options.encoder_seed,
+                         "torch": str(torch.__version__)},
+    }  # fmt: skip
+
+
+def _save_history(options: TrainOptions, name: str, history: list) -> None:
+    path = options.output / "losses.json"
+    losses = json.loads(path.read_text()) if path.exists() else {}
+    losses[name] = history
+    path.write_text(json.dumps(losses) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(losses), figsize=(5 * len(losses), 3.5), squeeze=False)
+    for ax, (stage, points) in zip(axes[0], sorted(losses.items()), strict=True):
+        steps, values = zip(*points, strict=True)
+        ax.plot(steps, values)
+        ax.set_title(f"{stage} training loss")
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(options.output / "losses.png", dpi=100)
+    plt.close(fig)
+
+
+def install_demo_weights(generator: Path, vocoder: Path, destination: Path = WEIGHTS_DIR) -> tuple[Path, Path]:
+    """Copy the trained weights into the package as float16 (half the size; loaded back as float32)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    blob = torch_load(generator)
+    blob["optimizer_netG"] = {k: v.half() if v.is_floating_point() else v for k, v in blob["optimizer_netG"].items()}
+    torch.save(blob, destination / DEMO_GENERATOR.name)
+    voc = torch_load(vocoder)
+    voc["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in voc["state_dict"].items()}
+    torch.save(voc, destination / DEMO_VOCODER.name)
+    return destination / DEMO_GENERATOR.name, destination / DEMO_VOCODER.name
+
+
+def train(
+    options: TrainOptions, stages: tuple[str, ...] = ("data", "generator", "vocoder"), install: bool = False
+) -> dict:
+    started = time.monotonic()
+    options.output.mkdir(parents=True, exist_ok=True)
+    (options.output / "options.json").write_text(json.dumps(asdict(options), default=str, indent=2) + "\n")
+    paths = prepare_data(options)
+    record = options.output / "encoders.json"
+    fingerprints = json.loads(record.read_text()) if record.exists() else encoder_fingerprints(encoder_exports(options))
+    data = ClipData(paths)
+    result = {"data": [str(p) for p in paths]}
+    if "generator" in stages:
+        result["generator"] = str(train_generator(options, data, fingerprints))
+    if "vocoder" in stages:
+        result["vocoder"] = str(train_vocoder(options, data))
+    if install:
+        gen, voc = install_demo_weights(Path(result["generator"]), Path(result["vocoder"]))
+        result["installed"] = [str(gen), str(voc)]
+    result["seconds"] = time.monotonic() - started
+    (options.output / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result

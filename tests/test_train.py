@@ -1,0 +1,97 @@
+"""`s2s train` on a tiny budget (what it writes, resuming, the float16 install), the export's check that a
+generator is paired with its encoders, and `s2s eval` end to end through the real Triton ensemble."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from s2s.export.specs import ExportOptions, build_exports
+from s2s.models.checkpoints import CheckpointError
+from s2s.models.melgan import build_melgan
+from s2s.models.regnet import build_regnet, load_regnet_checkpoint
+from s2s.synth import HELD_OUT_SEEDS
+from s2s.train import TrainOptions, install_demo_weights, train
+
+TINY = dict(clips=2, clip_seconds=2.0, window_frames=8, batch=2, generator_steps=6, vocoder_steps=4,
+            checkpoint_every=3, vocoder_segment_frames=8)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    options = TrainOptions(output=tmp_path_factory.mktemp("train"), **TINY)
+    return options, train(options)
+
+
+def test_training_writes_reference_layout_checkpoints_and_loss_curves(trained):
+    options, result = trained
+    generator = build_regnet(checkpoint=result["generator"])  # strict load of the reference layout
+    assert generator.config.random_z_dim == 64  # the "small" configuration, stored in the file
+    _, meta = load_regnet_checkpoint(result["generator"])
+    assert meta["iteration"] == 6 and set(meta["s2s_encoders"]) == {"tsn_rgb", "tsn_flow"}
+    assert meta["s2s_training"]["first_seed"] + meta["s2s_training"]["clips"] <= HELD_OUT_SEEDS.start
+    build_melgan(checkpoint=result["vocoder"])  # official best_netG layout (weight norm g/v), strict
+    losses = json.loads((options.output / "losses.json").read_text())
+    assert [s for s, _ in losses["generator"]] == [6] and all(v > 0 for _, v in losses["generator"])
+    assert (options.output / "losses.png").stat().st_size > 1000
+    assert len(result["data"]) == 2
+
+
+def test_training_resumes_where_it_stopped(trained, caplog):
+    options, _ = trained
+    data = sorted((options.output / "data").glob("*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in data]
+    longer = replace(options, generator_steps=9)
+    with caplog.at_level(logging.INFO, logger="s2s.train"):
+        result = train(longer, stages=("data", "generator"))
+    assert "generator: resuming at step 6" in caplog.text
+    assert [p.stat().st_mtime_ns for p in data] == stamps, "cached clip features were recomputed"
+    assert load_regnet_checkpoint(result["generator"])[1]["iteration"] == 9
+
+
+def test_training_refuses_held_out_seeds(tmp_path):
+    with pytest.raises(ValueError, match="held out"):
+        train(TrainOptions(output=tmp_path, first_seed=HELD_OUT_SEEDS.start - 1, **{**TINY, "clips": 2}))
+
+
+def test_float16_install_loads_back_close_to_the_trained_weights(trained, tmp_path):
+    _, result = trained
+    gen16, voc16 = install_demo_weights(result["generator"], result["vocoder"], tmp_path)
+    features, z, mel = torch.randn(1, 8, 2048), torch.randn(1, 64), torch.rand(1, 80, 16)
+    with torch.no_grad():
+        a, b = build_regnet(checkpoint=result["generator"])(features, z), build_regnet(checkpoint=gen16)(features, z)
+        assert (a - b).abs().max() / a.abs().max() < 1e-2
+        c, d = build_melgan(checkpoint=result["vocoder"])(mel), build_melgan(checkpoint=voc16)(mel)
+        assert (c - d).abs().max() / c.abs().max() < 2e-2
+    assert gen16.stat().st_size < 0.6 * Path(result["generator"]).stat().st_size  # float16: half the size
+    assert voc16.stat().st_size < 0.6 * Path(result["vocoder"]).stat().st_size
+
+
+def test_export_refuses_a_generator_trained_on_other_encoders(trained):
+    _, result = trained
+    exports = build_exports(ExportOptions(generator_checkpoint=result["generator"]), ("tsn_rgb", "tsn_flow"))
+    assert all(e.warning is None and "trained_generator" in e.source for e in exports), "paired: not noise"
+    build_exports(ExportOptions(generator_checkpoint=result["generator"]), ("generator",))  # checks without them
+    with pytest.raises(CheckpointError, match=r"trained on other tsn_(rgb|flow) weights"):
+        build_exports(ExportOptions(generator_checkpoint=result["generator"], seed=5), ("generator",))
+
+
+def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_path):
+    from s2s.evaluate import EvalOptions, evaluate, report
+
+    _, result = trained
+    options = EvalOptions(output=tmp_path / "eval", clips=1, clip_seconds=2.0, window_frames=20,
+                          generator_checkpoint=result["generator"], vocoder_checkpoint=result["vocoder"])  # fmt: skip
+    results = evaluate(options)
+    assert results["weights"]["trained"]["generator"]["checkpoint"] == str(result["generator"])
+    assert "seed" in results["weights"]["untrained"]["generator"]
+    for label in ("trained", "untrained"):
+        [row] = results[label]["clips"]
+        assert row["seed"] == HELD_OUT_SEEDS.start and row["truth"] > 0
+        assert 0 <= row["accuracy"] <= 1 and 0 <= row["ap"] <= 1 and -1 <= row["envelope_correlation"] <= 1
+    assert "| trained |" in report(results) and (tmp_path / "eval" / "eval.json").exists()
