@@ -10,7 +10,6 @@ test: run it with ``s2s bench flow``.
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import time
@@ -20,10 +19,10 @@ import cv2
 import numpy as np
 import torch
 
-from s2s.bench.networks import cpu_name
+from s2s.bench.networks import cpu_name, write_report
 from s2s.constants import REGNET
 from s2s.samples import render_frame
-from s2s.tvl1 import tvl1
+from s2s.tvl1 import tvl1_consecutive
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +59,7 @@ def run(frames: int = 16, devices: tuple[str, ...] = ("cpu",), repeats: int = 3,
         g = torch.from_numpy(grey).to(device)
 
         def torch_flow(g=g, device=device):
-            out = torch.cat(
-                [tvl1(g[i : i + max_pairs], g[i + 1 : i + 1 + max_pairs]) for i in range(0, pairs, max_pairs)]
-            )
+            out = tvl1_consecutive(g, max_pairs)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             return out
@@ -99,9 +96,6 @@ def report(results: dict) -> str:
 
 def main(output: Path, frames: int, devices: tuple[str, ...], repeats: int, max_pairs: int) -> int:
     results = run(frames, devices, repeats, max_pairs)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    text = report(results)
-    (output / "report.md").write_text(text)
-    print(f"{text}\nresults: {output}")  # noqa: T201 (a report is this command's output)
+    write_report(output, "results.json", "report.md", results, report(results))
+    print(f"results: {output}")  # noqa: T201
     return 0

@@ -118,11 +118,15 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_report(output: Path, json_name: str, md_name: str, result: dict, table: str) -> None:
+    """A benchmark's results as JSON and its Markdown table under ``output``; the table is also printed."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / json_name).write_text(json.dumps(result, indent=2) + "\n")
+    (output / md_name).write_text(table)
+    print(table)  # noqa: T201 (a report is this command's output)
+
+
 def main(output: Path, models: tuple[str, ...], repeats: int, threads: int | None) -> int:
     result = run(models, repeats, threads)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "networks.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    (output / "networks.md").write_text(table)
-    print(table)  # noqa: T201 (a report is this command's output)
+    write_report(output, "networks.json", "networks.md", result, markdown(result))
     return 0

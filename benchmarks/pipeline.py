@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import onnxruntime
 
-from s2s.bench.networks import cpu_name
+from s2s.bench.networks import cpu_name, write_report
 from s2s.bench.reference import ReferencePipeline
 from s2s.client.triton import S2SClient
 from s2s.constants import REGNET
@@ -116,9 +116,5 @@ def markdown(result: dict) -> str:
 
 def main(repository: Path, output: Path, methods: tuple[str, ...], repeats: dict[str, int]) -> int:
     result = run(repository, methods, repeats, duration_s=REGNET.window_s)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    (output / "pipeline.md").write_text(table)
-    print(table)  # noqa: T201 (a report is this command's output)
+    write_report(output, "pipeline.json", "pipeline.md", result, markdown(result))
     return 0

@@ -27,7 +27,7 @@ from s2s.models.bninception import TSNEncoder, build_bninception
 from s2s.models.checkpoints import CheckpointError, count_parameters, file_sha256, state_fingerprint
 from s2s.models.hifigan import build_hifigan
 from s2s.models.melgan import build_melgan
-from s2s.models.regnet import CONFIGS, GeneratorExport, build_regnet, load_regnet_checkpoint
+from s2s.models.regnet import GeneratorExport, build_regnet, config_name, load_regnet_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def build_exports(options: ExportOptions, names: tuple[str, ...] = MODEL_NAMES) 
     if "generator" in names:
         generator = build_regnet(options.generator_config, options.generator_checkpoint, seed=options.seed + 2)
         z_dim = generator.config.random_z_dim
-        config_name = next((k for k, c in CONFIGS.items() if c == generator.config), "custom")
+        named = config_name(generator.config)
         exports.append(
             ModelExport(
                 "generator",
@@ -173,8 +173,8 @@ def build_exports(options: ExportOptions, names: tuple[str, ...] = MODEL_NAMES) 
                 ],
                 [TensorIO("mel", torch.float32, (r.n_mels, -1), ("mel_frames",))],
                 _source(options.generator_checkpoint, options.seed + 2),
-                f"RegNet generator ({config_name}): features + noise z -> mel in [0, 1]",
-                extra={"config": config_name, "z_dim": z_dim},
+                f"RegNet generator ({named}): features + noise z -> mel in [0, 1]",
+                extra={"config": named, "z_dim": z_dim},
             )
         )
     if "vocoder" in names:

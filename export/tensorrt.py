@@ -129,10 +129,9 @@ def local_device_key() -> str:
 
 def plan_cache_name(onnx_path: Path, export: ModelExport, profile: TensorRTProfile) -> str:
     """File name of a plan in a device's cache directory: the model, its graph's and its profile's hash."""
-    digest = hashlib.sha256()
-    with open(onnx_path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    from s2s.models.checkpoints import file_sha256
+
+    digest = hashlib.sha256(file_sha256(onnx_path).encode())
     digest.update(json.dumps(asdict(profile), sort_keys=True).encode())
     return f"{export.name}-{digest.hexdigest()[:24]}.plan"
 

@@ -80,10 +80,14 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     if trained.generator_checkpoint is None:
         raise FileNotFoundError("no trained generator: pass --generator-checkpoint, or make the demo weights with "
                                 "`s2s train --install`")  # fmt: skip
-    from s2s.models.regnet import CONFIGS, load_regnet_checkpoint
+    from s2s.models.regnet import RegNetConfig, config_name, load_regnet_checkpoint
 
     _, meta = load_regnet_checkpoint(trained.generator_checkpoint)
-    config = next((name for name, c in CONFIGS.items() if "config" in meta and asdict(c) == meta["config"]), "small")
+    config = (
+        config_name(RegNetConfig(**meta["config"])) if "config" in meta else "reference"
+    )  # as build_regnet reads it
+    if config == "custom":
+        raise ValueError(f"{trained.generator_checkpoint}: the untrained baseline needs a named RegNet configuration")
     untrained = ExportOptions(generator_config=config)  # same architecture, seeded weights
     started = time.monotonic()
     clips = [

@@ -36,9 +36,13 @@ def make_flow(method: str):
 
 def quantize_flow(flow: np.ndarray, recipe: Recipe = REGNET) -> np.ndarray:
     """float (H, W, 2) pixels -> uint8 (H, W, 2): clip to +-bound, map to 0..255 (0 px -> 127.5)."""
+    return np.round(scale_flow(flow, recipe)).astype(np.uint8)
+
+
+def scale_flow(flow, recipe: Recipe = REGNET):
+    """Pixels -> 0..255 floats: clip to +-bound, then map linearly (numpy arrays and torch tensors)."""
     bound = recipe.flow_bound
-    scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2 * bound))
-    return np.round(scaled).astype(np.uint8)
+    return (flow.clip(-bound, bound) + bound) * (255.0 / (2 * bound))
 
 
 def flow_pairs(frames_bgr: np.ndarray, method: str = "dis") -> Iterator[np.ndarray]:
@@ -86,7 +90,7 @@ def network_inputs_torch(
     """
     import torch
 
-    from s2s.tvl1 import bgr_to_grey, resize_bilinear, tvl1
+    from s2s.tvl1 import bgr_to_grey, resize_bilinear, tvl1_consecutive
 
     size = recipe.image_size
     frames = torch.from_numpy(np.ascontiguousarray(frames_bgr)).to(device)  # (N, H, W, 3) uint8
@@ -96,13 +100,9 @@ def network_inputs_torch(
     if n == 1:
         flows = torch.zeros((1, *grey.shape[1:], 2), device=frames.device)
     else:
-        first, second = grey[:-1], grey[1:]  # pair i: frame i -> frame i + 1
-        flows = torch.cat(
-            [tvl1(first[i : i + max_pairs], second[i : i + max_pairs]) for i in range(0, n - 1, max_pairs)]
-        )
+        flows = tvl1_consecutive(grey, max_pairs)
         flows = torch.cat([flows, flows[-1:]])  # the last frame repeats the previous flow
-    bound = recipe.flow_bound
-    quantized = torch.round((flows.clamp(-bound, bound) + bound) * (255.0 / (2 * bound)))
+    quantized = torch.round(scale_flow(flows, recipe))
     flow = _round_u8(resize_bilinear(quantized.permute(0, 3, 1, 2), size, size))
     return rgb, flow
 

@@ -206,6 +206,13 @@ def tvl1(i0: torch.Tensor, i1: torch.Tensor, params: TVL1Params = TVL1Params()) 
     return torch.stack((u1, u2), dim=-1)
 
 
+def tvl1_consecutive(frames: torch.Tensor, max_pairs: int = 64, params: TVL1Params = TVL1Params()) -> torch.Tensor:
+    """Flow from each of N grey frames (N, H, W) to the next: (N - 1, H, W, 2), ``max_pairs`` pairs at a time."""
+    first, second = frames[:-1], frames[1:]
+    return torch.cat([tvl1(first[i : i + max_pairs], second[i : i + max_pairs], params)
+                      for i in range(0, first.shape[0], max_pairs)])  # fmt: skip
+
+
 def bgr_to_grey(frames: torch.Tensor) -> torch.Tensor:
     """``cv2.cvtColor(f, COLOR_BGR2GRAY)`` of uint8 (N, H, W, 3), bit-exact (OpenCV 4's 15-bit fixed point)."""
     f = frames.to(torch.int32)

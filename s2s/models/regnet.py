@@ -65,6 +65,11 @@ def regnet_config(name: str) -> RegNetConfig:
         raise ValueError(f"unknown RegNet configuration {name!r}; known: {sorted(CONFIGS)}") from None
 
 
+def config_name(config: RegNetConfig) -> str:
+    """The name of ``config`` in :data:`CONFIGS`, or "custom"."""
+    return next((name for name, c in CONFIGS.items() if c == config), "custom")
+
+
 class ConvNorm(nn.Module):
     """Conv1d with 'same' padding (the reference's wrapper; keeps its ``.conv`` key level)."""
 
