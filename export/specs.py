@@ -125,8 +125,14 @@ class ExportOptions:
         return options
 
 
-def build_exports(options: ExportOptions, names: tuple[str, ...] = MODEL_NAMES) -> list[ModelExport]:
-    """Instantiate the requested networks (with their export wrappers) and describe their tensors."""
+def build_exports(
+    options: ExportOptions, names: tuple[str, ...] = MODEL_NAMES, warn_noise: bool = True
+) -> list[ModelExport]:
+    """Instantiate the requested networks (with their export wrappers) and describe their tensors.
+
+    ``warn_noise=False``: seeded weights are what the caller wants (``s2s train`` learns on the seeded
+    encoders' features), so do not log that they make noise.
+    """
     unknown = set(names) - set(MODEL_NAMES)
     if unknown:
         raise ValueError(f"unknown model(s) {sorted(unknown)}; known: {list(MODEL_NAMES)}")
@@ -191,7 +197,7 @@ def build_exports(options: ExportOptions, names: tuple[str, ...] = MODEL_NAMES) 
             )
         )
     for export in exports:
-        if export.warning:
+        if export.warning and warn_noise:
             log.warning("%s: %s", export.name, export.warning)
     return exports
 

@@ -94,7 +94,10 @@ def encoder_exports(options: TrainOptions):
     """The TSN encoders exactly as ``s2s export --seed encoder_seed`` builds them."""
     from s2s.export.specs import ExportOptions, build_exports
 
-    return build_exports(ExportOptions(seed=options.encoder_seed), ("tsn_rgb", "tsn_flow"))
+    exports = build_exports(ExportOptions(seed=options.encoder_seed), ("tsn_rgb", "tsn_flow"), warn_noise=False)
+    log.info("TSN encoders: seeded (%s); the generator learns on their features",
+             ", ".join(f"{e.name} seed {e.source['seed']}" for e in exports))  # fmt: skip
+    return exports
 
 
 def encoder_fingerprints(exports) -> dict[str, str]:

@@ -91,6 +91,19 @@ def test_clips_are_reproducible_and_their_onsets_are_where_the_sound_starts():
             assert np.abs(c.frames[i + 1].astype(int) - c.frames[j].astype(int)).mean() > 0.05, (kinds, t)
 
 
+def test_impacts_during_friction_noise_stay_onsets_of_the_clips_own_sound():
+    # a box sliding while a ball bounces or a stick strikes: the friction noise must not mask the impacts
+    # (or the eval would score the data, not the model)
+    hits = truth = 0
+    for kinds in (("slide", "bounce"), ("slide", "strike")):
+        mixed = [c for c in (make_clip(seed, 4.0, kinds=kinds) for seed in range(12)) if len(c.kinds) == 2][:6]
+        assert len(mixed) == 6
+        for c in mixed:
+            s = onset_scores(c.audio, SR, c.onsets)
+            hits, truth = hits + s.hits, truth + s.truth
+    assert hits / truth >= 0.9, (hits, truth)
+
+
 def test_encoded_clip_decodes_at_the_pipeline_rate():
     clip = make_clip(21, 2.0)
     decoded = decode_video(encode_clip(clip))

@@ -94,4 +94,7 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
         [row] = results[label]["clips"]
         assert row["seed"] == HELD_OUT_SEEDS.start and row["truth"] > 0
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["ap"] <= 1 and -1 <= row["envelope_correlation"] <= 1
-    assert "| trained |" in report(results) and (tmp_path / "eval" / "eval.json").exists()
+    [reference] = results["reference"]["clips"]  # the clip's own sound, scored the same way
+    assert reference["truth"] == row["truth"] and reference["accuracy"] >= 0.5
+    assert "| trained |" in report(results) and "own sound" in report(results)
+    assert (tmp_path / "eval" / "eval.json").exists()
