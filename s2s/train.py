@@ -50,7 +50,7 @@ DEMO_VOCODER = WEIGHTS_DIR / "melgan_demo_best_netG.pt"
 @dataclass(frozen=True)
 class TrainOptions:
     output: Path = Path("runs/train")
-    clips: int = 40  #: training clips, seeds first_seed .. first_seed + clips - 1
+    clips: int = 80  #: training clips, seeds first_seed .. first_seed + clips - 1
     clip_seconds: float = 6.0
     first_seed: int = 0
     flow_method: str = "dis"
@@ -58,7 +58,7 @@ class TrainOptions:
     generator_config: str = "small"
     window_frames: int = 43  #: 2 s windows (the generator is convolutional + LSTM: serves 10 s windows)
     batch: int = 8
-    generator_steps: int = 3000
+    generator_steps: int = 5000
     generator_lr: float = 1e-3
     vocoder_steps: int = 1500
     vocoder_lr: float = 5e-4
