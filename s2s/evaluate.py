@@ -51,19 +51,16 @@ def _score_repository(repository: Path, videos: list[bytes], clips: list) -> lis
     with TritonServer(options), S2SClient(options.grpc_url, timeout_s=3600) as client:
         for clip, video in zip(clips, videos, strict=True):
             result = client.generate(video)
-            scores = onset_scores(result.waveform, REGNET.sample_rate, clip.onsets)
-            rows.append({
-                "seed": clip.seed, "kinds": clip.kinds, **scores.as_dict(),
-                "envelope_correlation": envelope_correlation(result.waveform, clip.audio),
-                "seconds": result.seconds,
-            })  # fmt: skip
-            log.info("seed %d %s: accuracy %.2f AP %.2f", clip.seed, clip.kinds, scores.accuracy, scores.ap)
+            rows.append(_clip_row(clip, result.waveform) | {"seconds": result.seconds})
+            log.info("seed %d %s: accuracy %.2f AP %.2f", clip.seed, clip.kinds, rows[-1]["accuracy"], rows[-1]["ap"])
     return rows
 
 
-def _reference_row(clip) -> dict:
-    scores = onset_scores(clip.audio, REGNET.sample_rate, clip.onsets)
-    return {"seed": clip.seed, "kinds": clip.kinds, **scores.as_dict(), "envelope_correlation": 1.0}
+def _clip_row(clip, waveform) -> dict:
+    """One clip's scores for ``waveform`` (generated, or the clip's own sound for the reference row)."""
+    scores = onset_scores(waveform, REGNET.sample_rate, clip.onsets)
+    return {"seed": clip.seed, "kinds": clip.kinds, **scores.as_dict(),
+            "envelope_correlation": envelope_correlation(waveform, clip.audio)}  # fmt: skip
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -111,7 +108,7 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     )  # fmt: skip
     results: dict = {"options": {k: str(v) for k, v in asdict(options).items()}, "weights": {}}
     # the clips' own sound under the same scoring: what a perfect model would get
-    reference = [_reference_row(c) for c in clips]
+    reference = [_clip_row(c, c.audio) for c in clips]
     results["reference"] = {"summary": _summary(reference), "clips": reference}
     for label, export_options in (("trained", trained), ("untrained", untrained)):
         with tempfile.TemporaryDirectory(prefix=f"s2s-eval-{label}-") as tmp:
