@@ -1,6 +1,6 @@
 """Optical flow for one window: OpenCV TV-L1 on the CPU vs PyTorch TV-L1 (s2s.tvl1) batched, per device.
 
-The frames are the sample video's (s2s.samples, 340x256 like the pipeline): ``frames`` consecutive frames,
+The frames are a generated clip's (s2s.synth, 340x256 like the pipeline): ``frames`` consecutive frames,
 ``frames - 1`` pairs. OpenCV solves the pairs one after the other with all cores (as the preprocess step
 does); PyTorch solves them all at once (``max_pairs`` per batch) on each device asked for (cpu, cuda).
 Each is warmed up once and timed ``repeats`` times; medians. The per-window figure scales the measured
@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import logging
 import statistics
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from s2s.bench.networks import cpu_name, write_report
+from s2s.bench.measure import cpu_name, timed, write_report
 from s2s.constants import REGNET
-from s2s.samples import render_frame
+from s2s.synth import make_clip
 from s2s.tvl1 import tvl1_consecutive
 
 log = logging.getLogger(__name__)
@@ -29,19 +28,9 @@ log = logging.getLogger(__name__)
 PAIRS_PER_WINDOW = REGNET.frames_per_window - 1
 
 
-def _timed(fn, repeats: int) -> tuple[list[float], object]:
-    result = fn()  # warm-up (CUDA context, kernels, allocator)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return times, result
-
-
 def run(frames: int = 16, devices: tuple[str, ...] = ("cpu",), repeats: int = 3, max_pairs: int = 64) -> dict:
     size = (REGNET.flow_width, REGNET.flow_height)
-    bgr = np.stack([render_frame(i / REGNET.fps, *size, seed=1) for i in range(frames)])
+    bgr = make_clip(1, frames / REGNET.fps, kinds=("bounce", "strike")).frames[:frames]
     grey = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in bgr])
     pairs = frames - 1
     solver = cv2.optflow.DualTVL1OpticalFlow_create()
@@ -50,7 +39,7 @@ def run(frames: int = 16, devices: tuple[str, ...] = ("cpu",), repeats: int = 3,
         return np.stack([solver.calc(grey[i], grey[i + 1], None) for i in range(pairs)])
 
     rows = []
-    times, reference = _timed(opencv, repeats)
+    times, reference = timed(opencv, repeats)
     rows.append({"implementation": "opencv", "device": f"cpu ({cv2.getNumThreads()} threads)", "times_s": times})
     for device in devices:
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -64,7 +53,7 @@ def run(frames: int = 16, devices: tuple[str, ...] = ("cpu",), repeats: int = 3,
                 torch.cuda.synchronize()
             return out
 
-        times, flow = _timed(torch_flow, repeats)
+        times, flow = timed(torch_flow, repeats)
         name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else cpu_name()
         epe = float(np.linalg.norm(flow.cpu().numpy() - reference, axis=-1).mean())
         rows.append(

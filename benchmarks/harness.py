@@ -23,12 +23,8 @@ import csv
 import datetime
 import json
 import logging
-import os
-import platform
-import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from contextlib import ExitStack
@@ -37,13 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from s2s import __version__
-from s2s.bench.networks import cpu_name
+from s2s.bench.measure import machine
 from s2s.bench.perf import Measurement, PerfError, PerfResult, PerfUnstableError, check_perf_analyzer, profile
 from s2s.constants import REGNET
-from s2s.export.layout import MANIFEST, MODEL_NAMES
-from s2s.export.triton_config import ENSEMBLE, PipelineOptions, ServingOptions, write_pipeline
-from s2s.video import VideoLimits
+from s2s.errors import OptionError
+from s2s.export.triton_config import read_preprocess_options, relink_repository
+from s2s.flags import comma_list, flag
+from s2s.flow import FLOW_METHODS
+from s2s.repository import ENSEMBLE, MANIFEST, MODEL_NAMES, PREPROCESS, default_repository
+from s2s.windowing import PreprocessOptions
 
 log = logging.getLogger(__name__)
 
@@ -52,81 +50,56 @@ SCENARIOS = ("online", "offline", "rate", "models")
 
 @dataclass
 class HarnessOptions:
-    repository: Path = Path("model_repository")
-    output: Path = Path("runs/bench")
-    scenarios: tuple[str, ...] = ("online", "models")
-    clip_seconds: float = REGNET.window_s
-    concurrency: tuple[int, ...] = (1, 2)
-    offline_concurrency: tuple[int, ...] = (4,)
-    request_rates: tuple[float, ...] = ()
-    model_concurrency: tuple[int, ...] = (1,)
-    models: tuple[str, ...] = ("preprocess", *MODEL_NAMES)
+    repository: Path = flag(
+        name="--model-repository", help="exported model repository", default_factory=default_repository, type=Path,
+        shown="$S2S_MODEL_REPOSITORY or model_repository",
+    )  # fmt: skip
+    output: Path = flag(Path("runs/bench"), "--output", "runs land in <output>/<UTC time>")
+    scenarios: tuple[str, ...] = flag(
+        ("online", "models"), "--scenarios", f"comma-separated, of {','.join(SCENARIOS)}", type=comma_list(str)
+    )
+    clip_seconds: float = flag(REGNET.window_s, "--clip-seconds", "generated clip length, seconds")
+    concurrency: tuple[int, ...] = flag((1, 2), "--concurrency", "online concurrencies", type=comma_list(int))
+    offline_concurrency: tuple[int, ...] = flag(
+        (4,), "--offline-concurrency", "offline concurrencies", type=comma_list(int)
+    )
+    request_rates: tuple[float, ...] = flag(
+        (), "--request-rates", "rate scenario, requests/s, e.g. 0.02,0.05", type=comma_list(float)
+    )
+    model_concurrency: tuple[int, ...] = flag(
+        (1,), "--model-concurrency", "models scenario concurrencies", type=comma_list(int)
+    )
+    models: tuple[str, ...] = flag(
+        (PREPROCESS, *MODEL_NAMES), "--models", "models scenario subset", type=comma_list(str)
+    )
     #: None: measure a server the harness starts; else the gRPC and HTTP addresses of a running one
-    url: str | None = None
-    http_url: str | None = None
-    flow_method: str = "dis"
-    preprocess_instances: int = 2
-    instances: int = 1
-    reference_runs: int = 2
+    url: str | None = flag(None, "--url", "gRPC address of a running server instead of starting one (e.g. host:8001)")
+    http_url: str | None = flag(
+        None, "--http-url", "its HTTP address, for statistics (default: the gRPC one, port 8000)"
+    )
+    flow_method: str = flag("dis", "--flow-method", "optical flow of the started server", choices=FLOW_METHODS)
+    preprocess_instances: int = flag(2, "--preprocess-instances", "preprocess instances of the started server")
+    instances: int = flag(1, "--instances", "instances per network of the started server")
+    reference_runs: int = flag(2, "--reference-runs", "in-process runs of the same clip, 0 to skip")
     measurement: Measurement = field(default_factory=Measurement)
 
 
-# --------------------------------------------------------------------------------------- machine
-def machine() -> dict:
-    gpus = []
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20,
-        )  # fmt: skip
-        gpus = [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    import numpy
-    import onnxruntime
-    import tritonclient
-
-    return {
-        "cpu": cpu_name(), "cores": os.cpu_count(), "gpus": gpus or ["none"], "os": platform.platform(),
-        "python": platform.python_version(), "s2s": __version__, "onnxruntime": onnxruntime.__version__,
-        "tritonclient": getattr(tritonclient, "__version__", "2.51.0"), "numpy": numpy.__version__,
-    }  # fmt: skip
-
-
 # ------------------------------------------------------------------------------------ repository
-def _with_instances(config: str, count: int) -> str:
-    return re.sub(r"instance_group \[ \{ count: \d+", f"instance_group [ {{ count: {count}", config)
-
-
 def prepare_repository(options: HarnessOptions, target: Path) -> dict:
     """A repository for this run: the exported networks (linked) with the requested serving settings."""
     source = options.repository.resolve()
+    exported = read_preprocess_options(source)
+    preprocess = replace(exported, flow_method=options.flow_method, instances=options.preprocess_instances)
+    relink_repository(source, target, preprocess, options.instances)
     manifest = json.loads((source / MANIFEST).read_text())
-    pipeline_meta = manifest.get("pipeline", {})
-    for name in MODEL_NAMES:
-        (target / name).mkdir()
-        (target / name / "1").symlink_to(source / name / "1", target_is_directory=True)
-        config = (source / name / "config.pbtxt").read_text()
-        (target / name / "config.pbtxt").write_text(_with_instances(config, options.instances))
-    window_frames = int(pipeline_meta.get("window_frames", REGNET.frames_per_window))
-    exported = PipelineOptions(
-        **{k: v for k, v in pipeline_meta.items() if k in PipelineOptions.__dataclass_fields__ and k != "limits"},
-        limits=VideoLimits(**pipeline_meta["limits"]) if "limits" in pipeline_meta else VideoLimits(),
-    )
-    pipeline = replace(exported, flow_method=options.flow_method, preprocess_instances=options.preprocess_instances)
-    serving = ServingOptions(
-        max_windows=int(manifest.get("serving", {}).get("max_windows", ServingOptions.max_windows))
-    )
-    z_dim = int(manifest["models"]["generator"]["z_dim"])
-    write_pipeline(target, z_dim, serving, pipeline)
-    return {"window_frames": window_frames, "z_dim": z_dim, "manifest": manifest}
+    return {"window_frames": preprocess.window_frames, "z_dim": preprocess.z_dim, "manifest": manifest}
 
 
 def model_shapes(name: str, window_frames: int, z_dim: int, clip_bytes: int) -> dict[str, list[int]]:
     """One window's tensors for each model (the batch dimension is perf_analyzer's -b 1)."""
     size, t = REGNET.image_size, window_frames
     return {
-        "preprocess": {"video": [clip_bytes]},
+        PREPROCESS: {"video": [clip_bytes]},
         "tsn_rgb": {"frames": [t, 3, size, size]},
         "tsn_flow": {"frames": [t, 2, size, size]},
         "generator": {"rgb_features": [t, REGNET.feature_dim], "flow_features": [t, REGNET.feature_dim], "z": [z_dim]},
@@ -138,7 +111,7 @@ def model_shapes(name: str, window_frames: int, z_dim: int, clip_bytes: int) -> 
 def run(options: HarnessOptions) -> Path:
     unknown = set(options.scenarios) - set(SCENARIOS)
     if unknown:
-        raise ValueError(f"unknown scenario(s) {sorted(unknown)}; known: {list(SCENARIOS)}")
+        raise OptionError(f"unknown scenario(s) {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
     version = check_perf_analyzer()
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = options.output / stamp
@@ -152,7 +125,7 @@ def run(options: HarnessOptions) -> Path:
 def _run(options: HarnessOptions, version: str, out: Path) -> Path:
     raw = out / "perf_analyzer"
     raw.mkdir(parents=True, exist_ok=True)
-    from s2s.samples import make_video
+    from s2s.synth import make_video
 
     clip = make_video(duration_s=options.clip_seconds, fps=30.0, width=640, height=360, seed=1)
     (raw / "input").mkdir()
@@ -168,6 +141,8 @@ def _run(options: HarnessOptions, version: str, out: Path) -> Path:
             grpc_url, http_url = options.url, options.http_url or options.url.replace(":8001", ":8000")
             info = _remote_info(http_url)
         _check_models(http_url, [ENSEMBLE] if set(options.scenarios) - {"models"} else list(options.models))
+        if options.url is not None:
+            info |= _served_preprocess(http_url)
         ensemble_shape = {"video": [len(clip)]}
         video_data = raw / "input"
 
@@ -209,7 +184,7 @@ def _run(options: HarnessOptions, version: str, out: Path) -> Path:
             elif scenario == "models":
                 for name in options.models:
                     shapes = model_shapes(name, info["window_frames"], info["z_dim"], len(clip))
-                    data = video_data if name == "preprocess" else "random"
+                    data = video_data if name == PREPROCESS else "random"
                     for c in options.model_concurrency:
                         measure(scenario, name, concurrency=c, shapes=shapes, input_data=data)
     reference = _reference(options, clip, info)
@@ -254,17 +229,22 @@ def _remote_info(http_url: str) -> dict:
     try:
         with httpclient.InferenceServerClient(http_url) as client:
             meta = client.get_server_metadata()
-            info: dict = {"server": {"name": meta.get("name"), "version": meta.get("version")}}
-            try:
-                params = client.get_model_config("preprocess").get("parameters", {})
-                info["window_frames"] = int(params["window_frames"]["string_value"])
-                info["z_dim"] = int(params["z_dim"]["string_value"])
-            except (InferenceServerException, KeyError):
-                info.setdefault("window_frames", REGNET.frames_per_window)
-                info.setdefault("z_dim", 512)
-            return info
+            return {"server": {"name": meta.get("name"), "version": meta.get("version")}}
     except (InferenceServerException, OSError, ConnectionError) as exc:
         raise PerfError(f"cannot reach Triton at {http_url}: {exc}") from None
+
+
+def _served_preprocess(http_url: str) -> dict:
+    """Window length and noise width of the preprocess step a running server serves."""
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        with httpclient.InferenceServerClient(http_url) as client:
+            served = PreprocessOptions.from_model_config(client.get_model_config(PREPROCESS))
+    except (InferenceServerException, OptionError) as exc:
+        raise PerfError(f"cannot read the preprocess options served at {http_url}: {exc}") from None
+    return {"window_frames": served.window_frames, "z_dim": served.z_dim}
 
 
 def _check_models(http_url: str, names: list[str]) -> None:
@@ -282,9 +262,8 @@ def _reference(options: HarnessOptions, clip: bytes, info: dict) -> dict:
         return {}
     from s2s.bench.reference import ReferencePipeline
 
-    pipeline = ReferencePipeline.onnxruntime(
-        options.repository, window_frames=info["window_frames"], flow_method=options.flow_method
-    )
+    exported = read_preprocess_options(options.repository)
+    pipeline = ReferencePipeline.onnxruntime(options.repository, replace(exported, flow_method=options.flow_method))
     pipeline(clip)  # warm-up
     times = []
     for _ in range(options.reference_runs):
@@ -423,7 +402,3 @@ def plots(result: dict, out: Path) -> list[Path]:
             plt.close(fig)
             written.append(out / "stages.png")
     return written
-
-
-def parse_list(text: str, kind=int) -> tuple:
-    return tuple(kind(v) for v in text.split(",") if v.strip()) if text else ()

@@ -8,23 +8,21 @@ ratio measured side by side in one run. Not a test: run it with ``s2s bench netw
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import platform
 import statistics
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from s2s.bench.measure import machine, timed, write_report
 from s2s.constants import REGNET
-from s2s.export.layout import MODEL_NAMES
 from s2s.export.onnx_export import export_onnx
 from s2s.export.specs import ExportOptions, build_exports
+from s2s.repository import MODEL_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +37,6 @@ class Timing:
     repeats: int
 
 
-def _time(fn, repeats: int) -> list[float]:
-    fn()  # warm-up: allocations, ONNX Runtime graph optimisation, oneDNN primitive caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def run(models: tuple[str, ...] = MODEL_NAMES, repeats: int = 3, threads: int | None = None) -> dict:
     import onnxruntime as ort
 
@@ -67,8 +45,7 @@ def run(models: tuple[str, ...] = MODEL_NAMES, repeats: int = 3, threads: int | 
     timings: list[Timing] = []
     with tempfile.TemporaryDirectory(prefix="s2s-bench-") as tmp:
         for export in build_exports(ExportOptions(), models):
-            frames = REGNET.mel_frames_per_window if export.name == "vocoder" else REGNET.frames_per_window
-            inputs = export.examples(windows=1, frames=frames, seed=0)
+            inputs = export.examples(windows=1, frames=REGNET.frames_per_window, seed=0)
             path = export_onnx(export, Path(tmp) / f"{export.name}.onnx")
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
@@ -80,16 +57,11 @@ def run(models: tuple[str, ...] = MODEL_NAMES, repeats: int = 3, threads: int | 
                     export.module(*inputs)
 
             for runtime, fn in (("pytorch", eager), ("onnxruntime", lambda s=session, f=feeds: s.run(None, f))):
-                times = _time(fn, repeats)
+                times, _ = timed(fn, repeats)
                 timings.append(Timing(export.name, runtime, statistics.median(times), min(times), max(times), repeats))
                 log.info("%-10s %-12s median %.3f s", export.name, runtime, timings[-1].median_s)
     return {
-        "machine": {
-            "cpu": cpu_name(),
-            "cores": os.cpu_count(),
-            "threads": threads,
-            "python": platform.python_version(),
-        },
+        "machine": machine() | {"threads": threads},
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__},
         "window": {"frames": REGNET.frames_per_window, "mel_frames": REGNET.mel_frames_per_window},
         "timings": [asdict(t) for t in timings],
@@ -116,14 +88,6 @@ def markdown(result: dict) -> str:
     total_ox = sum(r["onnxruntime"]["median_s"] for r in rows.values())
     lines.append(f"| **all** | {total_pt:.3f} | {total_ox:.3f} | {total_pt / total_ox:.2f}x |")
     return "\n".join(lines) + "\n"
-
-
-def write_report(output: Path, json_name: str, md_name: str, result: dict, table: str) -> None:
-    """A benchmark's results as JSON and its Markdown table under ``output``; the table is also printed."""
-    output.mkdir(parents=True, exist_ok=True)
-    (output / json_name).write_text(json.dumps(result, indent=2) + "\n")
-    (output / md_name).write_text(table)
-    print(table)  # noqa: T201 (a report is this command's output)
 
 
 def main(output: Path, models: tuple[str, ...], repeats: int, threads: int | None) -> int:

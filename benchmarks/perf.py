@@ -21,8 +21,11 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from s2s.errors import S2SError
+from s2s.flags import flag
 
-class PerfError(RuntimeError):
+
+class PerfError(S2SError, RuntimeError):
     """perf_analyzer could not run or measure; the message says what to do."""
 
 
@@ -35,10 +38,10 @@ class Measurement:
     """How perf_analyzer measures (its flags; defaults suit seconds-long requests on a CPU)."""
 
     #: count_windows: each measurement holds at least ``request_count`` requests (long requests need this)
-    request_count: int = 3
+    request_count: int = flag(3, "--request-count", "requests per perf_analyzer measurement window")
     #: successive measurements that must agree within ``stability_percent`` for a result
-    stability_percent: float = 20.0
-    max_trials: int = 6
+    stability_percent: float = flag(20.0, "--stability", "stability threshold, percent")
+    max_trials: int = flag(6, "--max-trials", "perf_analyzer measurement windows at most")
     #: perf_analyzer's own per-request client timeout is not configurable; this bounds the whole run
     timeout_s: float = 1800.0
 

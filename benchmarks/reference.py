@@ -3,23 +3,22 @@
 Same preprocess and postprocess code, windows batched the same way, and the networks either as the
 PyTorch modules the export traced (same weights, same seeds: :meth:`ReferencePipeline.pytorch`) or as
 the very ONNX files of a model repository run by ONNX Runtime in this process
-(:meth:`ReferencePipeline.onnxruntime`). Tests compare the served ensemble against the first;
-benchmarks time the second beside the ensemble to show what serving through Triton costs and gains.
+(:meth:`ReferencePipeline.onnxruntime`), with that repository's preprocess options. Tests compare the
+served ensemble against the first; benchmarks time the second beside the ensemble to show what serving
+through Triton costs and gains.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from s2s.constants import REGNET
-from s2s.export.layout import MANIFEST, MODEL_NAMES
-from s2s.pipeline import Windows, postprocess, preprocess
-from s2s.video import VideoLimits
+from s2s.repository import MANIFEST, MODEL_NAMES
+from s2s.windowing import PreprocessOptions, Windows, postprocess, preprocess
 
 #: a network as a function of numpy arrays
 Network = Callable[..., np.ndarray]
@@ -28,14 +27,11 @@ Network = Callable[..., np.ndarray]
 @dataclass
 class ReferencePipeline:
     networks: dict[str, Network]
-    z_dim: int
-    window_frames: int = REGNET.frames_per_window
-    flow_method: str = "dis"
-    noise_seed: int = 0
-    limits: VideoLimits = field(default_factory=VideoLimits)
+    #: the served preprocess options (``z_dim``: the generator's)
+    options: PreprocessOptions
 
     @classmethod
-    def pytorch(cls, options, **kwargs) -> ReferencePipeline:
+    def pytorch(cls, options, preprocess: PreprocessOptions | None = None) -> ReferencePipeline:
         """The export's PyTorch modules for ``options`` (an ``ExportOptions``)."""
         import torch
 
@@ -49,13 +45,19 @@ class ReferencePipeline:
             return run
 
         exports = {e.name: e for e in build_exports(options)}
-        z_dim = exports["generator"].extra["z_dim"]
-        return cls({name: wrap(e.module) for name, e in exports.items()}, z_dim, **kwargs)
+        networks = {name: wrap(e.module) for name, e in exports.items()}
+        return cls(networks, replace(preprocess or PreprocessOptions(), z_dim=exports["generator"].extra["z_dim"]))
 
     @classmethod
-    def onnxruntime(cls, repository: Path, threads: int = 0, **kwargs) -> ReferencePipeline:
-        """The ONNX files of an exported ``repository``, in ONNX Runtime sessions in this process."""
+    def onnxruntime(
+        cls, repository: Path, preprocess: PreprocessOptions | None = None, threads: int = 0
+    ) -> ReferencePipeline:
+        """The ONNX files of an exported ``repository``, in ONNX Runtime sessions in this process, and its
+        preprocess options (``preprocess``: others, e.g. another flow method; the noise width stays the
+        generator's)."""
         import onnxruntime as ort
+
+        from s2s.export.triton_config import read_preprocess_options
 
         manifest = json.loads((Path(repository) / MANIFEST).read_text())
         options = ort.SessionOptions()
@@ -73,13 +75,11 @@ class ReferencePipeline:
             return run
 
         z_dim = int(manifest["models"]["generator"]["z_dim"])
-        return cls({name: wrap(name) for name in MODEL_NAMES}, z_dim, **kwargs)
+        preprocess = replace(preprocess or read_preprocess_options(repository), z_dim=z_dim)
+        return cls({name: wrap(name) for name in MODEL_NAMES}, preprocess)
 
     def preprocess(self, video: bytes) -> Windows:
-        return preprocess(
-            video, window_frames=self.window_frames, flow_method=self.flow_method, z_dim=self.z_dim,
-            seed=self.noise_seed, limits=self.limits,
-        )  # fmt: skip
+        return preprocess(video, self.options)
 
     def run_networks(self, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
         """(waveforms (W, S), mels (W, 80, F)) for all windows at once."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from s2s.constants import REGNET
+from s2s.errors import OptionError
 from s2s.video import encode_mono_audio
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".we
 class MuxResult:
     path: Path
     video_copied: bool  #: False where the video had to be re-encoded
-    audio_samples: int
 
 
 def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int = REGNET.sample_rate) -> Path:
@@ -50,16 +50,16 @@ def mux_audio(
     output = Path(output)
     fmt = FORMATS.get(output.suffix.lower())
     if fmt is None:
-        raise ValueError(f"unsupported output type {output.suffix!r}; use one of {sorted(FORMATS)}")
+        raise OptionError(f"unsupported output type {output.suffix!r}; use one of {sorted(FORMATS)}")
     audio_codec = "libopus" if fmt == "webm" else "aac"
     try:
         _mux(video, waveform, output, fmt, audio_codec, sample_rate, copy_video=True)
-        return MuxResult(output, True, waveform.size)
+        return MuxResult(output, True)
     except Exception as exc:  # FFmpeg refuses this codec in this container: re-encode the video
         log.warning("cannot copy the video stream into %s (%s); re-encoding it", fmt, exc)
         output.unlink(missing_ok=True)
     _mux(video, waveform, output, fmt, audio_codec, sample_rate, copy_video=False)
-    return MuxResult(output, False, waveform.size)
+    return MuxResult(output, False)
 
 
 def _mux(

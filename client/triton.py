@@ -10,12 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from s2s.constants import REGNET
+from s2s.errors import OptionError, S2SError
+from s2s.repository import ENSEMBLE, PREPROCESS
 
-DEFAULT_MODEL = "s2s"
 PROTOCOLS = ("grpc", "http")
 
 
-class ClientError(RuntimeError):
+class ClientError(S2SError, RuntimeError):
     """The server could not be reached or refused the request; the message is the server's."""
 
 
@@ -39,10 +40,10 @@ class S2SClient:
     """A thin client for the ensemble; one instance per thread for HTTP (tritonclient's HTTP is gevent-based)."""
 
     def __init__(
-        self, url: str | None = None, protocol: str = "grpc", model: str = DEFAULT_MODEL, timeout_s: float = 900.0
+        self, url: str | None = None, protocol: str = "grpc", model: str = ENSEMBLE, timeout_s: float = 900.0
     ) -> None:
         if protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+            raise OptionError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         self.protocol, self.model, self.timeout_s = protocol, model, timeout_s
         self.url = url or default_url(protocol)
         if protocol == "grpc":
@@ -75,11 +76,13 @@ class S2SClient:
         """Frames per window of the served preprocess step (the recipe's 215 if it cannot be read)."""
         from tritonclient.utils import InferenceServerException
 
+        from s2s.windowing import PreprocessOptions
+
         try:
-            config = self._client.get_model_config("preprocess", **self._config_kwargs)
+            config = self._client.get_model_config(PREPROCESS, **self._config_kwargs)
             config = config["config"] if self.protocol == "grpc" else config
-            return int(config["parameters"]["window_frames"]["string_value"])
-        except (InferenceServerException, KeyError, TypeError, ValueError):
+            return PreprocessOptions.from_model_config(config).window_frames
+        except (InferenceServerException, S2SError, KeyError, TypeError, ValueError):
             return REGNET.frames_per_window
 
     def generate(
@@ -129,22 +132,45 @@ class S2SClient:
 
         The pieces join into exactly what one request for the whole video returns.
         """
-        if chunk < 1:
-            raise ValueError(f"chunk must be >= 1, got {chunk}")
-        start, pieces = time.monotonic(), []
-        first = self.generate(video, window_start=0, window_count=chunk)
-        pieces.append(first)
-        total = first.windows
-        done = min(chunk, total)
-        if on_window is not None:
-            on_window(done, total)
-        while done < total:
-            piece = self.generate(video, window_start=done, window_count=chunk)
-            pieces.append(piece)
-            done = min(done + chunk, total)
+        start, plan = time.monotonic(), WindowPlan(chunk)
+        while (request := plan.next()) is not None:
+            plan.add(self.generate(video, window_start=request[0], window_count=request[1]))
             if on_window is not None:
-                on_window(done, total)
-        return join(pieces, time.monotonic() - start)
+                on_window(plan.done, plan.total)
+        return plan.joined(time.monotonic() - start)
+
+
+class WindowPlan:
+    """The requests that cover a whole video ``chunk`` windows at a time, and their pieces joined.
+
+    The one window-by-window loop, whatever does the requests (the blocking client here, the gateway's
+    async runner): the total is known from the first answer on.
+
+        plan = WindowPlan(chunk)
+        while (request := plan.next()) is not None:      # (window_start, window_count)
+            plan.add(infer(video, *request))
+        result = plan.joined(seconds)
+    """
+
+    def __init__(self, chunk: int = 1) -> None:
+        if chunk < 1:
+            raise OptionError(f"windows per request must be >= 1, got {chunk}")
+        self.chunk, self.done, self.total = chunk, 0, None
+        self.pieces: list[Generated] = []
+
+    def next(self) -> tuple[int, int] | None:
+        """The next request's (window_start, window_count), or None when every window is done."""
+        if self.total is not None and self.done >= self.total:
+            return None
+        return self.done, self.chunk
+
+    def add(self, piece: Generated) -> None:
+        self.pieces.append(piece)
+        self.total = piece.windows
+        self.done = min(self.done + self.chunk, self.total)
+
+    def joined(self, seconds: float) -> Generated:
+        return join(self.pieces, seconds)
 
 
 def request_tensors(module, video: bytes, window_start: int | None, window_count: int | None) -> tuple[list, list]:

@@ -7,19 +7,20 @@ import json
 import logging
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from s2s import __version__
-from s2s.export.layout import MANIFEST, MODEL_NAMES
 from s2s.export.specs import ExportOptions, ModelExport, build_exports
 from s2s.export.tensorrt import TensorRTProfile, build_plan, build_plan_cached
-from s2s.export.triton_config import PipelineOptions, ServingOptions, model_config, write_pipeline
+from s2s.export.triton_config import ServingOptions, model_config, write_pipeline
 from s2s.models.checkpoints import file_sha256
 from s2s.models.regnet import regnet_config
+from s2s.repository import MANIFEST, MODEL_NAMES
 from s2s.runtime.ort_backend import WARNING_METADATA_KEY
+from s2s.windowing import PreprocessOptions
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +61,21 @@ def export_repository(
     serving: ServingOptions | None = None,
     names: tuple[str, ...] | None = None,
     trt_profile: TensorRTProfile | None = None,
-    pipeline: PipelineOptions | None = None,
+    preprocess: PreprocessOptions | None = None,
     trt_cache: Path | None = None,
 ) -> dict:
     """Export the requested models into ``repository`` (artifacts + configs) and update the manifest.
 
-    Unless ``pipeline`` is None *and* ``names`` is a subset, the Python steps (preprocess, postprocess)
-    and the ``s2s`` ensemble are written too, so the repository serves the whole chain. ``trt_cache``
-    (format tensorrt): a device's plan cache directory (see :func:`s2s.export.tensorrt.local_device_key`).
+    ``names`` None: every network, and the Python steps (preprocess, postprocess) and the ``s2s``
+    ensemble with ``preprocess`` (default options), so the repository serves the whole chain. A subset
+    of ``names`` writes just those networks, and the steps only if ``preprocess`` is given. The
+    preprocess noise width (``z_dim``) is always the exported generator's. ``trt_cache`` (format
+    tensorrt): a device's plan cache directory (see :func:`s2s.export.tensorrt.local_device_key`).
     """
     repository = Path(repository)
     options, serving = options or ExportOptions(), serving or ServingOptions()
-    if pipeline is None and names is None:
-        pipeline = PipelineOptions()
+    if preprocess is None and names is None:
+        preprocess = PreprocessOptions()
     exports = build_exports(options, MODEL_NAMES if names is None else names)
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
@@ -100,10 +103,10 @@ def export_repository(
         }
         log.info("exported %s (%d parameters) in %.1f s -> %s", export.name, export.parameters,
                  time.monotonic() - start, artifact)  # fmt: skip
-    if pipeline is not None:
-        z_dim = _generator_z_dim(manifest, options)
-        write_pipeline(repository, z_dim, serving, pipeline)
-        manifest["pipeline"] = {**asdict(pipeline), "z_dim": z_dim}
+    if preprocess is not None:
+        preprocess = replace(preprocess, z_dim=_generator_z_dim(manifest, options))
+        write_pipeline(repository, serving, preprocess)
+        manifest["preprocess"] = asdict(preprocess)
     manifest.update(
         {
             "s2s_version": __version__,

@@ -22,14 +22,26 @@ import torch
 from torch import nn
 
 from s2s.constants import REGNET
-from s2s.export.layout import MODEL_NAMES, VOCODERS
+from s2s.errors import OptionError
+from s2s.flags import flag
 from s2s.models.bninception import TSNEncoder, build_bninception
-from s2s.models.checkpoints import CheckpointError, count_parameters, file_sha256, state_fingerprint
+from s2s.models.checkpoints import (
+    CheckpointError,
+    checkpoint_record,
+    count_parameters,
+    file_sha256,
+    state_fingerprint,
+)
 from s2s.models.hifigan import build_hifigan
 from s2s.models.melgan import build_melgan
-from s2s.models.regnet import GeneratorExport, build_regnet, config_name, load_regnet_checkpoint
+from s2s.models.regnet import CONFIGS, GeneratorExport, build_regnet, config_name, load_regnet_checkpoint
+from s2s.repository import MODEL_NAMES
+from s2s.weights import DEMO_GENERATOR, DEMO_VOCODER
 
 log = logging.getLogger(__name__)
+
+#: Vocoder networks the export can build.
+VOCODERS = ("melgan", "hifigan-v1", "hifigan-v2", "hifigan-v3")
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,8 @@ class TensorIO:
     dims: tuple[int, ...]
     #: names of the variable axes, in order, for ONNX dynamic axes (batch first)
     axes: tuple[str, ...] = ()
+    #: float values lie in [0, 1] (a mel), not around 0: examples and warm-up data are drawn so
+    unit_interval: bool = False
 
     @property
     def triton_type(self) -> str:
@@ -54,7 +68,7 @@ class TensorIO:
         shape = (windows, *(variable if d == -1 else d for d in self.dims))
         if self.dtype == torch.uint8:
             return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
-        if self.name == "mel":
+        if self.unit_interval:
             return torch.rand(shape, generator=generator)
         return torch.randn(shape, generator=generator)
 
@@ -68,8 +82,9 @@ class ModelExport:
     #: where the weights came from: {"checkpoint": path, "sha256": ...} or {"seed": n}
     source: dict
     description: str
-    #: variable length used for examples/warmup: frames for the TSN/generator, mel frames for the vocoder
-    frames_per_window: int = REGNET.frames_per_window
+    #: length of the variable (time) axis per video frame: 1 for the encoders and the generator's
+    #: input, the generator's upsampling (4 mel frames per video frame) for the vocoder
+    time_scale: int = 1
     extra: dict = field(default_factory=dict)
 
     @property
@@ -81,10 +96,14 @@ class ModelExport:
             )
         return None
 
-    def examples(self, windows: int = 1, frames: int | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    def length(self, frames: int) -> int:
+        """The variable axis of this model's inputs for ``frames`` video frames."""
+        return self.time_scale * frames
+
+    def examples(self, windows: int = 1, frames: int = REGNET.frames_per_window, seed: int = 0) -> tuple:
+        """Random inputs for ``windows`` windows of ``frames`` video frames each."""
         g = torch.Generator().manual_seed(seed)
-        frames = frames or self.frames_per_window
-        return tuple(t.example(windows, frames, g) for t in self.inputs)
+        return tuple(t.example(windows, self.length(frames), g) for t in self.inputs)
 
     @property
     def parameters(self) -> int:
@@ -92,22 +111,29 @@ class ModelExport:
 
 
 def _source(checkpoint: str | Path | None, seed: int) -> dict:
-    if checkpoint is None:
-        return {"seed": seed}
-    return {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
+    return {"seed": seed} if checkpoint is None else checkpoint_record(checkpoint)
 
 
 @dataclass
 class ExportOptions:
     """Where each network's weights come from (None: seeded random)."""
 
-    rgb_checkpoint: str | Path | None = None
-    flow_checkpoint: str | Path | None = None
-    generator_checkpoint: str | Path | None = None
-    generator_config: str = "reference"
-    vocoder: str = "melgan"
-    vocoder_checkpoint: str | Path | None = None
-    seed: int = 0
+    rgb_checkpoint: Path | None = flag(
+        None, "--rgb-checkpoint", "ImageNet BN-Inception state dict for the RGB encoder", type=Path
+    )
+    flow_checkpoint: Path | None = flag(None, "--flow-checkpoint", "BN-Inception state dict for the flow encoder",
+                                        type=Path)  # fmt: skip
+    generator_checkpoint: Path | None = flag(None, "--generator-checkpoint", "RegNet checkpoint_XXXXXX_netG", type=Path)
+    generator_config: str = flag("reference", "--generator-config", "RegNet configuration", choices=tuple(CONFIGS))
+    vocoder: str = flag("melgan", "--vocoder", "vocoder network", choices=VOCODERS)
+    vocoder_checkpoint: Path | None = flag(
+        None, "--vocoder-checkpoint", "MelGAN best_netG.pt or HiFi-GAN g_XXXXXXXX", type=Path
+    )
+    seed: int = flag(0, "--seed", "seed of random weights where no checkpoint is given")
+
+    def __post_init__(self) -> None:
+        if self.vocoder not in VOCODERS:
+            raise OptionError(f"unknown vocoder {self.vocoder!r}; known: {', '.join(VOCODERS)}")
 
     def with_demo_weights(self) -> ExportOptions:
         """The package's demo generator and vocoder (``s2s train --install``) where no checkpoint is given.
@@ -115,8 +141,6 @@ class ExportOptions:
         They were trained on the seeded encoders of ``seed`` 0 (the export checks the pairing). Without
         demo weights in the package this is a no-op, and the export warns that the output is noise.
         """
-        from s2s.train import DEMO_GENERATOR, DEMO_VOCODER
-
         options = self
         if options.generator_checkpoint is None and DEMO_GENERATOR.exists():
             options = replace(options, generator_checkpoint=DEMO_GENERATOR)
@@ -135,7 +159,7 @@ def build_exports(
     """
     unknown = set(names) - set(MODEL_NAMES)
     if unknown:
-        raise ValueError(f"unknown model(s) {sorted(unknown)}; known: {list(MODEL_NAMES)}")
+        raise OptionError(f"unknown model(s) {sorted(unknown)}; known: {', '.join(MODEL_NAMES)}")
     exports = []
     r = REGNET
     size = r.image_size
@@ -177,7 +201,7 @@ def build_exports(
                     TensorIO("flow_features", torch.float32, (-1, r.feature_dim), ("frames",)),
                     TensorIO("z", torch.float32, (z_dim,)),
                 ],
-                [TensorIO("mel", torch.float32, (r.n_mels, -1), ("mel_frames",))],
+                [TensorIO("mel", torch.float32, (r.n_mels, -1), ("mel_frames",), unit_interval=True)],
                 _source(options.generator_checkpoint, options.seed + 2),
                 f"RegNet generator ({named}): features + noise z -> mel in [0, 1]",
                 extra={"config": named, "z_dim": z_dim},
@@ -188,11 +212,11 @@ def build_exports(
             ModelExport(
                 "vocoder",
                 VocoderExport(build_vocoder(options.vocoder, options.vocoder_checkpoint, options.seed + 3)).eval(),
-                [TensorIO("mel", torch.float32, (r.n_mels, -1), ("mel_frames",))],
+                [TensorIO("mel", torch.float32, (r.n_mels, -1), ("mel_frames",), unit_interval=True)],
                 [TensorIO("waveform", torch.float32, (-1,), ("samples",))],
                 _source(options.vocoder_checkpoint, options.seed + 3),
                 f"{options.vocoder} vocoder: mel -> {r.sample_rate} Hz waveform, {r.hop_length} samples per frame",
-                frames_per_window=r.mel_frames_per_window,
+                time_scale=r.mel_frames_per_frame,
                 extra={"vocoder": options.vocoder},
             )
         )
@@ -203,7 +227,7 @@ def build_exports(
 
 
 def _generator_encoders(options: ExportOptions) -> dict[str, str]:
-    """The encoder fingerprints a generator checkpoint records (s2s.train writes them; others have none)."""
+    """The encoder fingerprints a generator checkpoint records (s2s.training.train writes them; others have none)."""
     if options.generator_checkpoint is None:
         return {}
     _, meta = load_regnet_checkpoint(options.generator_checkpoint)
@@ -239,7 +263,7 @@ def build_vocoder(name: str, checkpoint: str | Path | None, seed: int) -> nn.Mod
         return build_melgan(checkpoint=checkpoint, seed=seed)
     if name.startswith("hifigan-"):
         return build_hifigan(name.removeprefix("hifigan-"), checkpoint, seed=seed)
-    raise ValueError(f"unknown vocoder {name!r}; known: {list(VOCODERS)}")
+    raise OptionError(f"unknown vocoder {name!r}; known: {', '.join(VOCODERS)}")
 
 
 class VocoderExport(nn.Module):

@@ -23,26 +23,35 @@ if TYPE_CHECKING:
     from s2s.export.specs import ModelExport
 
 from s2s.constants import REGNET
+from s2s.errors import S2SError
+from s2s.export.triton_config import ServingOptions
+from s2s.flags import flag
 
 log = logging.getLogger(__name__)
+
+
+class TensorRTError(S2SError, RuntimeError):
+    """TensorRT, a GPU or NVML is missing, or TensorRT cannot parse or build a graph."""
 
 
 @dataclass(frozen=True)
 class TensorRTProfile:
     """Shape ranges of the optimisation profile (in windows and video frames)."""
 
-    min_windows: int = 1
-    opt_windows: int = 1
-    max_windows: int = 8
-    min_frames: int = 1
-    opt_frames: int = REGNET.frames_per_window
-    max_frames: int = REGNET.frames_per_window
-    workspace_gib: float = 4.0
+    min_windows: int = flag(1, "--trt-min-windows", "TensorRT profile: smallest batch of windows")
+    opt_windows: int = flag(1, "--trt-opt-windows", "TensorRT profile: batch of windows to optimise for")
+    #: the served max_batch_size (`s2s export` sets it from --max-windows)
+    max_windows: int = ServingOptions.max_windows
+    min_frames: int = flag(1, "--trt-min-frames", "TensorRT profile: fewest frames per window")
+    opt_frames: int = flag(
+        REGNET.frames_per_window, "--trt-opt-frames", "TensorRT profile: frames per window to optimise for"
+    )
+    max_frames: int = flag(REGNET.frames_per_window, "--trt-max-frames", "TensorRT profile: most frames per window")
+    workspace_gib: float = flag(4.0, "--trt-workspace-gib", "TensorRT builder workspace")
     fp16: bool = True
 
     def shapes(self, export: ModelExport) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """min/opt/max shape of every input of ``export`` (batch dimension included)."""
-        scale = REGNET.mel_frames_per_frame if export.name == "vocoder" else 1
         out = {}
         for t in export.inputs:
             ranges = []
@@ -51,7 +60,7 @@ class TensorRTProfile:
                 (self.opt_windows, self.opt_frames),
                 (self.max_windows, self.max_frames),
             ):
-                ranges.append((windows, *(frames * scale if d == -1 else d for d in t.dims)))
+                ranges.append((windows, *(export.length(frames) if d == -1 else d for d in t.dims)))
             out[t.name] = tuple(ranges)
         return out
 
@@ -61,7 +70,7 @@ def build_plan(onnx_path: Path, plan_path: Path, export: ModelExport, profile: T
     try:
         import tensorrt as trt
     except ImportError as exc:
-        raise RuntimeError(
+        raise TensorRTError(
             "--format tensorrt needs TensorRT and an NVIDIA GPU: pip install '.[gpu]' on the GPU machine "
             "(or export inside the NGC image)"
         ) from exc
@@ -72,7 +81,7 @@ def build_plan(onnx_path: Path, plan_path: Path, export: ModelExport, profile: T
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT cannot parse {onnx_path}: {errors}")
+        raise TensorRTError(f"TensorRT cannot parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(profile.workspace_gib * (1 << 30)))
     if profile.fp16:
@@ -84,7 +93,7 @@ def build_plan(onnx_path: Path, plan_path: Path, export: ModelExport, profile: T
     log.info("building TensorRT engine for %s (this takes minutes)", export.name)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
-        raise RuntimeError(f"TensorRT failed to build an engine for {export.name}")
+        raise TensorRTError(f"TensorRT failed to build an engine for {export.name}")
     plan_path.write_bytes(bytes(engine))
     return plan_path
 
@@ -108,14 +117,14 @@ def local_device_key() -> str:
         import pynvml
         import tensorrt
     except ImportError as exc:
-        raise RuntimeError(
+        raise TensorRTError(
             f"--trt-cache needs an NVIDIA GPU with TensorRT and nvidia-ml-py installed ({exc.name} is missing): "
             "pip install '.[gpu]' on the GPU machine, or use the chart's export image"
         ) from exc
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:
-        raise RuntimeError(f"--trt-cache needs an NVIDIA GPU: NVML cannot start ({exc})") from exc
+        raise TensorRTError(f"--trt-cache needs an NVIDIA GPU: NVML cannot start ({exc})") from exc
     try:
         handle = pynvml.nvmlDeviceGetHandleByIndex(0)
         name = pynvml.nvmlDeviceGetName(handle)

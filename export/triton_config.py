@@ -1,46 +1,61 @@
 """``config.pbtxt`` for each exported model, valid for the NGC image's native backends and for the
-embedded server's Python-based onnxruntime backend alike."""
+embedded server's Python-based onnxruntime backend alike; and reading one back (Triton's own
+``ModelConfig`` protobuf, in the JSON form Triton hands to Python models)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from s2s.export.specs import ModelExport, TensorIO
 
 from s2s.constants import REGNET
-from s2s.video import VideoLimits
+from s2s.errors import OptionError
+from s2s.flags import flag
+from s2s.repository import ENSEMBLE, MANIFEST, MODEL_NAMES, POSTPROCESS, PREPROCESS
+from s2s.windowing import PreprocessOptions
+
+#: ServingOptions.device -> the networks' instance kind
+DEVICES = {"auto": "KIND_AUTO", "gpu": "KIND_GPU"}
+FORMATS = ("onnx", "tensorrt")
 
 
 @dataclass(frozen=True)
 class ServingOptions:
-    """How the models are served (documented defaults; `s2s export --help` shows the flags)."""
+    """How the models are served (`s2s export --help` shows the flags)."""
 
-    #: most windows one execution takes (Triton's batch dimension)
-    max_windows: int = 8
+    max_windows: int = flag(8, "--max-windows", "max_batch_size: most 10 s windows per execution")
     #: dynamic-batching delay: how long a window may wait for others to share its execution
-    max_queue_delay_us: int = 2000
+    max_queue_delay_us: int = flag(2000, "--max-queue-delay-us", "dynamic batching delay in microseconds")
     #: instances per model (KIND_AUTO: on a GPU where there is one, else on the CPU)
-    instances: int = 1
-    #: frames of the warm-up request sent at load (0: none); a full window warms up the shapes served
-    warmup_frames: int = REGNET.frames_per_window
-    #: add the ONNX Runtime TensorRT execution accelerator (FP16) to the onnxruntime configs (GPU only)
-    trt_accelerator: bool = False
-    #: "onnx" (backend onnxruntime) or "tensorrt" (platform tensorrt_plan)
-    format: str = "onnx"
+    instances: int = flag(1, "--instances", "instances per model")
+    #: a full window warms up the shapes served
+    warmup_frames: int = flag(
+        REGNET.frames_per_window, "--warmup-frames", "frames of a warm-up request at model load, 0 for none"
+    )
+    trt_accelerator: bool = flag(
+        False, "--trt-accelerator", "add the ONNX Runtime TensorRT FP16 execution accelerator to the onnxruntime "
+        "configs (GPU)",
+    )  # fmt: skip
+    format: str = flag(
+        "onnx", "--format", "onnx (backend onnxruntime) or tensorrt (FP16 plans, needs a GPU)", choices=FORMATS
+    )
     #: where the TensorRT accelerator keeps its engines (a persistent volume: no rebuild on restart)
     trt_cache_path: str = ""
-    #: "auto": instances where Triton finds them (GPU if any, else CPU; loads anywhere, the default);
-    #: "gpu": networks KIND_GPU and, with flow tvl1, preprocess on the GPU with PyTorch TV-L1 whose
-    #: outputs stay in GPU memory (a repository that only loads on a GPU machine)
-    device: str = "auto"
+    device: str = flag(
+        "auto", "--device", "auto: instances on a GPU where there is one, else CPU (loads anywhere); gpu: networks "
+        "KIND_GPU and, with --flow-method tvl1, preprocess on the GPU (PyTorch TV-L1, outputs stay in GPU memory); "
+        "needs a GPU and torch with CUDA in the server's Python", choices=tuple(DEVICES),
+    )  # fmt: skip
 
-
-#: ServingOptions.device -> the networks' instance kind
-DEVICES = {"auto": "KIND_AUTO", "gpu": "KIND_GPU"}
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise OptionError(f"unknown device {self.device!r} ({' or '.join(DEVICES)})")
+        if self.format not in FORMATS:
+            raise OptionError(f"unknown format {self.format!r} ({' or '.join(FORMATS)})")
 
 
 def _dims(dims: tuple[int, ...]) -> str:
@@ -52,8 +67,7 @@ def _tensor(t: TensorIO) -> str:
 
 
 def _warmup(export: ModelExport, frames: int) -> str:
-    if export.name == "vocoder":
-        frames = REGNET.mel_frames(frames)
+    frames = export.length(frames)
     inputs = []
     for t in export.inputs:
         dims = tuple(frames if d == -1 else d for d in t.dims)
@@ -67,14 +81,11 @@ def _warmup(export: ModelExport, frames: int) -> str:
 
 def model_config(export: ModelExport, options: ServingOptions = ServingOptions()) -> str:
     """The config.pbtxt text for one exported model."""
-    if options.device not in DEVICES:
-        raise ValueError(f"unknown device {options.device!r} ({' or '.join(DEVICES)})")
     if options.format == "tensorrt":
         header = f'name: "{export.name}"\nplatform: "tensorrt_plan"\ndefault_model_filename: "model.plan"\n'
-    elif options.format == "onnx":
-        header = f'name: "{export.name}"\nbackend: "onnxruntime"\ndefault_model_filename: "model.onnx"\n'
     else:
-        raise ValueError(f"unknown format {options.format!r} (onnx or tensorrt)")
+        header = f'name: "{export.name}"\nbackend: "onnxruntime"\ndefault_model_filename: "model.onnx"\n'
+
     text = (
         f"# {export.description}\n# Generated by `s2s export`; edit the export options, not this file.\n"
         + header
@@ -103,31 +114,12 @@ def model_config(export: ModelExport, options: ServingOptions = ServingOptions()
     return text
 
 
-@dataclass(frozen=True)
-class PipelineOptions:
-    """The Python-backend steps and the ensemble (documented defaults; see `s2s export --help`)."""
-
-    #: "dis" (OpenCV DIS, fast: the CPU default) or "tvl1" (OpenCV TV-L1, RegNet's reference features)
-    flow_method: str = "dis"
-    #: frames per window (215 = RegNet's 10 s); tests use short windows
-    window_frames: int = REGNET.frames_per_window
-    #: preprocess instances: one stub process each, so this many videos decode and compute flow at once.
-    #: Rule of thumb: CPU cores / opencv_threads, minus what the networks need on a CPU-only machine.
-    preprocess_instances: int = 2
-    #: OpenCV threads inside each preprocess instance
-    opencv_threads: int = 1
-    #: seed mixed with each video's hash for its noise z (same video + same seed = same sound)
-    seed: int = 0
-    limits: VideoLimits = VideoLimits()
-
-
 #: Python-backend models of the pipeline and the classes implementing them.
-PYTHON_MODELS = {"preprocess": "PreprocessModel", "postprocess": "PostprocessModel"}
-ENSEMBLE = "s2s"
+PYTHON_MODELS = {PREPROCESS: "PreprocessModel", POSTPROCESS: "PostprocessModel"}
 
 _SHIM = '''"""Triton Python model "{name}" (written by `s2s export`): the implementation is in the installed package."""
 
-from s2s.runtime.pipeline_models import {cls} as TritonPythonModel  # noqa: F401
+from s2s.runtime.python_models import {cls} as TritonPythonModel  # noqa: F401
 '''
 
 
@@ -148,7 +140,7 @@ _WINDOW_INPUTS = (
 )
 
 
-#: How postprocess lays the windows' outputs out (computed by preprocess, see s2s.pipeline).
+#: How postprocess lays the windows' outputs out (computed by preprocess, see s2s.windowing).
 _LAYOUT = (
     '  { name: "spans" data_type: TYPE_INT32 dims: [ -1 ] },\n'
     '  { name: "samples" data_type: TYPE_INT32 dims: [ 1 ] },\n'
@@ -156,50 +148,33 @@ _LAYOUT = (
 )
 
 
-def pipeline_configs(z_dim: int, serving: ServingOptions, pipeline: PipelineOptions) -> dict[str, str]:
-    """config.pbtxt of preprocess, postprocess and the ``s2s`` ensemble."""
-    window_s = pipeline.window_frames / REGNET.fps
-    windows = math.ceil(pipeline.limits.max_duration_s / window_s - 1e-9)
+def pipeline_configs(serving: ServingOptions, preprocess: PreprocessOptions) -> dict[str, str]:
+    """config.pbtxt of preprocess, postprocess and the ``s2s`` ensemble (``preprocess.z_dim`` must be set)."""
+    window_s = preprocess.window_frames / REGNET.fps
+    windows = math.ceil(preprocess.limits.max_duration_s / window_s - 1e-9)
     if windows > serving.max_windows:
-        raise ValueError(
-            f"max duration {pipeline.limits.max_duration_s:g} s needs {windows} windows of {window_s:.2f} s, "
+        raise OptionError(
+            f"max duration {preprocess.limits.max_duration_s:g} s needs {windows} windows of {window_s:.2f} s, "
             f"more than max_windows={serving.max_windows}: raise --max-windows or lower --max-duration"
         )
-    if pipeline.flow_method not in ("dis", "tvl1"):
-        raise ValueError(f"unknown flow method {pipeline.flow_method!r} (dis or tvl1)")
-    size = REGNET.image_size
-    limits = pipeline.limits
+    size, frames = REGNET.image_size, preprocess.window_frames
     # On a GPU profile with TV-L1, preprocess runs on the GPU (PyTorch TV-L1, outputs left in GPU memory
     # for the TSN encoders); otherwise on the CPU with OpenCV.
-    on_gpu = serving.device == "gpu" and pipeline.flow_method == "tvl1"
-    extra = {"FORCE_CPU_ONLY_INPUT_TENSORS": "no"} if on_gpu else {}
+    on_gpu = serving.device == "gpu" and preprocess.flow_method == "tvl1"
+    backend = {"FORCE_CPU_ONLY_INPUT_TENSORS": "no"} if on_gpu else {}
     preprocess_kind = "KIND_GPU" if on_gpu else "KIND_CPU"
-    preprocess = (
+    preprocess_config = (
         "# Decode (PyAV, in memory), resample to 21.5 fps, optical flow, cut into windows.\n"
         '# Generated by `s2s export`.\nname: "preprocess"\nbackend: "python"\nmax_batch_size: 0\n'
         + _WINDOW_INPUTS
         + "output [\n"
-        f'  {{ name: "rgb" data_type: TYPE_UINT8 dims: [ -1, {pipeline.window_frames}, 3, {size}, {size} ] }},\n'
-        f'  {{ name: "flow" data_type: TYPE_UINT8 dims: [ -1, {pipeline.window_frames}, 2, {size}, {size} ] }},\n'
-        f'  {{ name: "z" data_type: TYPE_FP32 dims: [ -1, {z_dim} ] }},\n'
+        f'  {{ name: "rgb" data_type: TYPE_UINT8 dims: [ -1, {frames}, 3, {size}, {size} ] }},\n'
+        f'  {{ name: "flow" data_type: TYPE_UINT8 dims: [ -1, {frames}, 2, {size}, {size} ] }},\n'
+        f'  {{ name: "z" data_type: TYPE_FP32 dims: [ -1, {preprocess.z_dim} ] }},\n'
         + _LAYOUT.replace("\n]\n", ",\n")
         + '  { name: "windows" data_type: TYPE_INT32 dims: [ 1 ] }\n]\n'
-        f"instance_group [ {{ count: {pipeline.preprocess_instances} kind: {preprocess_kind} }} ]\n"
-        + _parameters(
-            {
-                "flow_method": pipeline.flow_method,
-                "window_frames": pipeline.window_frames,
-                "z_dim": z_dim,
-                "seed": pipeline.seed,
-                "opencv_threads": pipeline.opencv_threads,
-                "max_bytes": limits.max_bytes,
-                "max_duration_s": limits.max_duration_s,
-                "max_width": limits.max_width,
-                "max_height": limits.max_height,
-                "max_pixels": limits.max_pixels,
-                **extra,
-            }
-        )
+        f"instance_group [ {{ count: {preprocess.instances} kind: {preprocess_kind} }} ]\n"
+        + _parameters(preprocess.to_parameters() | backend)
     )
     postprocess = (
         "# Join window outputs: each window's audio resampled to its exact span, trimmed to the video.\n"
@@ -240,13 +215,68 @@ def pipeline_configs(z_dim: int, serving: ServingOptions, pipeline: PipelineOpti
         '  { name: "windows" data_type: TYPE_INT32 dims: [ 1 ] }\n]\n'
         "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n"
     )
-    return {"preprocess": preprocess, "postprocess": postprocess, ENSEMBLE: ensemble}
+    return {PREPROCESS: preprocess_config, POSTPROCESS: postprocess, ENSEMBLE: ensemble}
 
 
-def write_pipeline(repository: Path, z_dim: int, serving: ServingOptions, pipeline: PipelineOptions) -> None:
+def write_pipeline(repository: Path, serving: ServingOptions, preprocess: PreprocessOptions) -> None:
     """Write preprocess, postprocess (configs + model.py) and the ensemble into ``repository``."""
-    for name, text in pipeline_configs(z_dim, serving, pipeline).items():
+    for name, text in pipeline_configs(serving, preprocess).items():
         (repository / name / "1").mkdir(parents=True, exist_ok=True)  # ensembles need a version folder too
         (repository / name / "config.pbtxt").write_text(text)
         if name in PYTHON_MODELS:
             (repository / name / "1" / "model.py").write_text(python_model_source(name))
+
+
+# ------------------------------------------------------------------------------------- reading back
+def parse_model_config(text: str) -> Any:
+    """config.pbtxt text -> Triton's ``ModelConfig`` message (the protobuf the server itself parses)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    try:
+        return text_format.Parse(text, model_config_pb2.ModelConfig())
+    except text_format.ParseError as exc:
+        raise OptionError(f"not a Triton model configuration: {exc}") from None
+
+
+def read_model_config(path: Path) -> dict:
+    """A config.pbtxt in Triton's JSON form, as the server hands it to a Python model."""
+    from google.protobuf import json_format
+
+    message = parse_model_config(Path(path).read_text())
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def with_instances(text: str, count: int) -> str:
+    """The same model configuration with ``count`` instances in each of its instance groups."""
+    from google.protobuf import text_format
+
+    message = parse_model_config(text)
+    for group in message.instance_group:
+        group.count = count
+    return text_format.MessageToString(message)
+
+
+def read_preprocess_options(repository: Path) -> PreprocessOptions:
+    """The preprocess options an exported ``repository`` serves (from its preprocess config)."""
+    return PreprocessOptions.from_model_config(read_model_config(Path(repository) / PREPROCESS / "config.pbtxt"))
+
+
+def relink_repository(
+    source: Path, target: Path, preprocess: PreprocessOptions, instances: int | None = None
+) -> ServingOptions:
+    """Fill ``target`` with the networks exported in ``source`` (their version folders linked, not copied)
+    served with ``preprocess`` and, if given, ``instances`` per network; the rest as exported. For
+    benchmarks that compare serving settings without exporting again. Returns the serving options."""
+    import json
+
+    source = Path(source).resolve()
+    recorded = json.loads((source / MANIFEST).read_text()).get("serving", {})
+    serving = ServingOptions(**{k: v for k, v in recorded.items() if k in ServingOptions.__dataclass_fields__})
+    for name in MODEL_NAMES:
+        (target / name).mkdir(parents=True)
+        (target / name / "1").symlink_to(source / name / "1", target_is_directory=True)
+        config = (source / name / "config.pbtxt").read_text()
+        (target / name / "config.pbtxt").write_text(config if instances is None else with_instances(config, instances))
+    write_pipeline(target, serving, preprocess)
+    return serving

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, File, Request, UploadFile
@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from s2s import __version__
+from s2s.flags import flag, format_size, parse_size
 from s2s.gateway.jobs import Job, JobStore
 from s2s.gateway.metrics import GatewayMetrics
 from s2s.gateway.runner import (
@@ -47,22 +48,37 @@ VIDEO_TYPES = (
 )  # fmt: skip
 
 
+_MAX_UPLOAD = 256 * 1024 * 1024
+
+
 @dataclass
 class GatewaySettings:
     """Settings with their environment variables (flags of `s2s gateway` override them)."""
 
-    triton_url: str = field(default_factory=lambda: os.environ.get("S2S_TRITON_URL", "localhost:8001"))
-    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("S2S_GATEWAY_DATA", "gateway-data")))
-    max_upload_bytes: int = 256 * 1024 * 1024
+    triton_url: str = flag(
+        name="--triton-url", help="Triton gRPC address", shown="$S2S_TRITON_URL or localhost:8001",
+        default_factory=lambda: os.environ.get("S2S_TRITON_URL", "localhost:8001"),
+    )  # fmt: skip
+    data_dir: Path = flag(
+        name="--data-dir", help="jobs and results", shown="$S2S_GATEWAY_DATA or ./gateway-data", type=Path,
+        default_factory=lambda: Path(os.environ.get("S2S_GATEWAY_DATA", "gateway-data")),
+    )  # fmt: skip
+    max_upload_bytes: int = flag(
+        _MAX_UPLOAD, "--max-upload", "largest upload", type=parse_size, shown=format_size(_MAX_UPLOAD)
+    )
     sync_max_bytes: int = 32 * 1024 * 1024
     allowed_types: tuple[str, ...] = VIDEO_TYPES
-    workers: int = 2  #: jobs sent to Triton at once
-    max_queued: int = 8  #: jobs waiting beyond those; more get 429
-    windows_per_request: int = 1
-    result_ttl_s: float = 24 * 3600.0
+    workers: int = flag(2, "--workers", "jobs sent to Triton at once")
+    max_queued: int = flag(8, "--max-queued", "jobs waiting beyond those; more get 429")
+    windows_per_request: int = flag(1, "--windows-per-request", "windows per Triton request")
+    result_ttl_h: float = flag(24.0, "--result-ttl", "hours results are kept")
     expiry_interval_s: float = 300.0
     triton_timeout_s: float = 900.0
     retry_after_s: int = 10
+
+    @property
+    def result_ttl_s(self) -> float:
+        return self.result_ttl_h * 3600.0
 
 
 class ErrorBody(BaseModel):

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}$")
-STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 
 
@@ -30,7 +29,6 @@ class JobError:
     code: str  #: invalid_video, triton_unavailable, internal, interrupted, cancelled
     message: str
     retryable: bool = False
-    http_status: int = 500
 
 
 @dataclass
@@ -63,7 +61,8 @@ class Job:
     def from_dict(cls, data: dict) -> Job:
         data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if data.get("error"):
-            data["error"] = JobError(**data["error"])
+            known = JobError.__dataclass_fields__
+            data["error"] = JobError(**{k: v for k, v in data["error"].items() if k in known})
         return cls(**data)
 
 
@@ -129,7 +128,7 @@ class JobStore:
                 job.status, job.finished_at = "failed", time.time()
                 job.error = JobError(
                     "interrupted", f"the gateway restarted while this job was {was}; submit the video again",
-                    retryable=True, http_status=503,
+                    retryable=True,
                 )  # fmt: skip
                 self.save(job)
                 interrupted.append(job)

@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 
 from s2s.client.mux import mux_audio, write_wav
-from s2s.client.triton import Generated, generated, join, request_tensors, server_message
+from s2s.client.triton import Generated, WindowPlan, generated, request_tensors, server_message
 from s2s.gateway.jobs import Job, JobError, JobStore
 from s2s.gateway.metrics import GatewayMetrics
+from s2s.repository import ENSEMBLE
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class TritonUnavailableError(RuntimeError):
 @dataclass
 class RunnerSettings:
     triton_url: str
-    model: str = "s2s"
+    model: str = ENSEMBLE
     workers: int = 2
     max_queued: int = 8
     windows_per_request: int = 1
@@ -137,17 +138,14 @@ class JobRunner:
         began = time.monotonic()
         try:
             video = self.store.path(job_id, "input").read_bytes()
-            pieces, done, total = [], 0, None
-            while total is None or done < total:
+            plan = WindowPlan(self.settings.windows_per_request)
+            while (request := plan.next()) is not None:
                 if job_id in self.cancelled:
                     raise asyncio.CancelledError
-                piece = await self.triton.infer(video, done, self.settings.windows_per_request)
-                pieces.append(piece)
-                total = piece.windows
-                done = min(done + self.settings.windows_per_request, total)
-                job.windows_total, job.windows_done = total, done
+                plan.add(await self.triton.infer(video, *request))
+                job.windows_total, job.windows_done = plan.total, plan.done
                 self.store.save(job)
-            result = join(pieces, time.monotonic() - began)
+            result = plan.joined(time.monotonic() - began)
             muxed = await asyncio.to_thread(mux_audio, video, result.waveform, self.store.path(job_id, "video.mp4"))
             await asyncio.to_thread(write_wav, self.store.path(job_id, "audio.wav"), result.waveform)
             job.status, job.duration_s, job.video_copied = "done", result.duration_s, muxed.video_copied
@@ -158,16 +156,16 @@ class JobRunner:
             job.status, job.error, outcome = "cancelled", JobError("cancelled", "deleted by the user"), "cancelled"
         except TritonRejectedError as exc:
             job.status, outcome = "failed", "invalid_video"
-            job.error = JobError("invalid_video", str(exc), retryable=False, http_status=422)
+            job.error = JobError("invalid_video", str(exc), retryable=False)
             self.metrics.triton_errors.labels("invalid_input").inc()
         except TritonUnavailableError as exc:
             job.status, outcome = "failed", "triton_unavailable"
-            job.error = JobError("triton_unavailable", f"Triton is unavailable: {exc}", retryable=True, http_status=503)
+            job.error = JobError("triton_unavailable", f"Triton is unavailable: {exc}", retryable=True)
             self.metrics.triton_errors.labels("unavailable").inc()
         except Exception as exc:  # muxing or anything else: tell the user what happened, keep going
             log.exception("job %s failed", job_id)
             job.status, outcome = "failed", "internal"
-            job.error = JobError("internal", f"{type(exc).__name__}: {exc}", retryable=True, http_status=500)
+            job.error = JobError("internal", f"{type(exc).__name__}: {exc}", retryable=True)
             self.metrics.triton_errors.labels("other").inc()
         finally:
             self.running.discard(job_id)

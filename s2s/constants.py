@@ -55,10 +55,6 @@ class Recipe:
         return self.mel_frames_per_frame * self.frames_per_window
 
     @property
-    def samples_per_mel_frame(self) -> int:
-        return self.hop_length
-
-    @property
     def samples_per_window(self) -> int:
         return self.mel_frames_per_window * self.hop_length
 
@@ -76,11 +72,3 @@ class Recipe:
 
 #: The recipe every part uses.
 REGNET = Recipe()
-
-SAMPLE_RATE = REGNET.sample_rate
-HOP_LENGTH = REGNET.hop_length
-N_MELS = REGNET.n_mels
-FPS = REGNET.fps
-FRAMES_PER_WINDOW = REGNET.frames_per_window
-MEL_FRAMES_PER_WINDOW = REGNET.mel_frames_per_window
-SAMPLES_PER_WINDOW = REGNET.samples_per_window

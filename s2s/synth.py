@@ -1,10 +1,14 @@
 """Synthetic audio-visual clips where visible events cause sounds at the same instant.
 
-Training data for the demo weights and held-out data for the alignment score (``s2s eval``). Every
-clip is drawn from one seed: a background (colour gradient, texture, floor), one to three objects and
-their events, rendered with OpenCV at the pipeline's frame rate, and the matching waveform at its
-sample rate. Event times come from the motion itself (solved analytically, not snapped to frames),
-so the ground-truth onsets are exact:
+The project's one generator of videos: training data for the demo weights, held-out data for the
+alignment score (``s2s eval``), the demo's sample, and the tests' and benchmarks' inputs in any
+container PyAV writes (mp4/H.264, webm/VP9, avi/MJPEG, mov/MPEG-4, mkv), with a display rotation
+(as phones write), irregular timestamps (variable frame rate) or an audio track on request; plus the
+malformed files a user might upload (audio only, no frames). Every clip is drawn from one seed: a
+background (colour gradient, texture, floor), one to three objects and their events, rendered with
+OpenCV at the pipeline's frame rate, and the matching waveform at its sample rate. Event times come
+from the motion itself (solved analytically, not snapped to frames), so the ground-truth onsets are
+exact:
 
 - ``bounce``: a ball falls and bounces (gravity, restitution); each floor contact is an impact (damped
   modes whose pitch follows the ball's size, loudness its speed, plus a short noise burst); balls
@@ -34,6 +38,7 @@ import cv2
 import numpy as np
 
 from s2s.constants import REGNET, Recipe
+from s2s.video import encode_mono_audio
 
 EVENT_KINDS = ("bounce", "strike", "slide")
 #: seeds of the held-out clips that ``s2s eval`` scores on; training must use seeds below
@@ -48,17 +53,30 @@ ROOM_TONE_DBFS = -45.0
 FRICTION_GAIN = 0.35
 #: the scrape when a box is shoved: peak level of its noise burst
 SHOVE_GAIN = 0.5
+#: container -> (format name for PyAV, default video codec, pixel format)
+CONTAINERS: dict[str, tuple[str, str, str]] = {
+    "mp4": ("mp4", "libx264", "yuv420p"),
+    "webm": ("webm", "libvpx-vp9", "yuv420p"),
+    "avi": ("avi", "mjpeg", "yuvj420p"),
+    "mov": ("mov", "mpeg4", "yuv420p"),
+    "mkv": ("matroska", "libx264", "yuv420p"),
+}
 
 
 @dataclass
 class Clip:
-    frames: np.ndarray  #: uint8 (N, H, W, 3) BGR at ``fps``
+    frames: np.ndarray  #: uint8 (N, H, W, 3) BGR, frame i shown from ``times[i]``
     audio: np.ndarray  #: float32 (samples,) at ``sample_rate``, events peak at 0.8, plus room tone
     onsets: np.ndarray  #: float64 seconds, sorted: when a sound starts
-    fps: float
+    fps: float  #: nominal frame rate (the mean one, where ``variable_frame_rate``)
     sample_rate: int
     seed: int
     kinds: list[str] = field(default_factory=list)
+    times: np.ndarray | None = None  #: float64 (N,) seconds; None: i / fps
+    variable_frame_rate: bool = False
+
+    def frame_times(self) -> np.ndarray:
+        return self.times if self.times is not None else np.arange(len(self.frames)) / self.fps
 
     @property
     def duration_s(self) -> float:
@@ -281,11 +299,18 @@ def _background(rng, width: int, height: int, floor: float) -> np.ndarray:
 
 
 def make_clip(seed: int, duration_s: float = 8.0, width: int | None = None, height: int | None = None,
-              recipe: Recipe = REGNET, kinds: tuple[str, ...] | None = None) -> Clip:  # fmt: skip
-    """One clip from ``seed`` (same seed, same clip). ``kinds``: event kinds to draw from (default all)."""
+              recipe: Recipe = REGNET, kinds: tuple[str, ...] | None = None, fps: float | None = None,
+              variable_frame_rate: bool = False) -> Clip:  # fmt: skip
+    """One clip from ``seed`` (same seed, same clip). ``kinds``: event kinds to draw from (default all).
+
+    The scene is laid out and drawn at the recipe's flow size (340x256) and its frame rate (21.5 fps);
+    ``width``/``height`` resize the frames, ``fps`` draws them at another rate, and
+    ``variable_frame_rate`` at jittered times 0.5 to 1.5 frame periods apart (as phones record).
+    """
     rng = np.random.default_rng([seed, 7919])
-    width, height = width or recipe.flow_width, height or recipe.flow_height
-    fps, sr = recipe.fps, recipe.sample_rate
+    out_size = (width or recipe.flow_width, height or recipe.flow_height)
+    width, height = recipe.flow_width, recipe.flow_height
+    fps, sr = fps or recipe.fps, recipe.sample_rate
     floor = height * rng.uniform(0.78, 0.88)
     background = _background(rng, width, height, floor)
     pool = kinds or EVENT_KINDS
@@ -323,12 +348,11 @@ def make_clip(seed: int, duration_s: float = 8.0, width: int | None = None, heig
             onsets.append(t)
     peak = np.abs(track).max()
     audio = ((0.8 * track / peak if peak > 0 else track) + _room_tone(rng, track.size)).astype(np.float32)
-    n = max(1, round(duration_s * fps))
-    frames = np.empty((n, height, width, 3), np.uint8)
+    times = _frame_times(seed, duration_s, fps, variable_frame_rate)
+    frames = np.empty((len(times), out_size[1], out_size[0], 3), np.uint8)
     shift = 4  # sub-pixel drawing: coordinates in 1/16 px
     s = 1 << shift
-    for i in range(n):
-        t = i / fps
+    for i, t in enumerate(times):
         frame = background.copy()
         for box in boxes:
             x, _ = _box_state(box, t)
@@ -351,37 +375,115 @@ def make_clip(seed: int, duration_s: float = 8.0, width: int | None = None, heig
             cv2.circle(frame, centre, round(ball.radius * s), ball.colour, -1, cv2.LINE_AA, shift)
             highlight = (round((x - ball.radius / 3) * s), round((y - ball.radius / 3) * s))
             cv2.circle(frame, highlight, round(ball.radius / 4 * s), (255, 255, 255), -1, cv2.LINE_AA, shift)
-        frames[i] = frame
-    return Clip(frames=frames, audio=audio, onsets=np.array(onsets), fps=fps, sample_rate=sr, seed=seed, kinds=chosen)
+        frames[i] = frame if out_size == (width, height) else cv2.resize(frame, out_size, interpolation=cv2.INTER_AREA)
+    return Clip(frames=frames, audio=audio, onsets=np.array(onsets), fps=fps, sample_rate=sr, seed=seed, kinds=chosen,
+                times=times if variable_frame_rate else None, variable_frame_rate=variable_frame_rate)  # fmt: skip
 
 
-def encode_clip(clip: Clip, path: str | Path | None = None, with_audio: bool = False) -> bytes:
-    """The clip as an H.264 mp4 (silent unless ``with_audio``); returns the bytes, writes ``path`` if given."""
+def _frame_times(seed: int, duration_s: float, fps: float, variable: bool) -> np.ndarray:
+    if not variable:
+        return np.arange(max(1, round(duration_s * fps))) / fps
+    rng = np.random.default_rng([seed, 104729])  # its own stream: the scene is the same either way
+    times = [0.0]
+    while (t := times[-1] + (0.5 + rng.random()) / fps) < duration_s:
+        times.append(t)
+    return np.array(times)
+
+
+def encode_clip(
+    clip: Clip,
+    path: str | Path | None = None,
+    *,
+    container: str = "mp4",
+    codec: str | None = None,
+    rotation: int = 0,
+    with_audio: bool = False,
+) -> bytes:
+    """The clip as a video file (silent unless ``with_audio``); returns the bytes, writes ``path`` if given.
+
+    ``container``: a key of :data:`CONTAINERS`; ``codec`` replaces its default video codec; ``rotation``
+    (degrees) is stored as display rotation metadata. H.264 is encoded at crf 18.
+    """
     import av
 
-    from s2s.video import encode_mono_audio
-
+    fmt, default_codec, pix_fmt = CONTAINERS[container]
+    codec = codec or default_codec
     buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="mp4") as out:
+    with av.open(buffer, mode="w", format=fmt) as out:
         rate = Fraction(clip.fps).limit_denominator(1000)
-        stream = out.add_stream("libx264", rate=rate, options={"crf": "18"})
+        stream = out.add_stream(codec, rate=rate, options={"crf": "18"} if codec == "libx264" else {})
         stream.height, stream.width = clip.frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
+        time_base = Fraction(1, 1000) if clip.variable_frame_rate else 1 / rate
+        stream.codec_context.time_base = time_base
+        if rotation:
+            stream.set_display_rotation(rotation)
         audio_stream = None
         if with_audio:
-            audio_stream = out.add_stream("aac", rate=clip.sample_rate)
+            audio_stream = out.add_stream("libopus" if container == "webm" else "aac",
+                                          rate=48000 if container == "webm" else clip.sample_rate)  # fmt: skip
             audio_stream.layout = "mono"
-        for i, image in enumerate(clip.frames):
+        for image, t in zip(clip.frames, clip.frame_times(), strict=True):
             frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts = i
-            frame.time_base = 1 / rate
+            frame.pts = round(t / time_base)
+            frame.time_base = time_base
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
         if audio_stream is not None:
-            encode_mono_audio(out, audio_stream, clip.audio)
+            audio = clip.audio
+            if audio_stream.rate != clip.sample_rate:
+                import soxr
+
+                audio = soxr.resample(audio, clip.sample_rate, audio_stream.rate)
+            encode_mono_audio(out, audio_stream, audio)
     data = buffer.getvalue()
     if path is not None:
         Path(path).write_bytes(data)
     return data
+
+
+def make_video(
+    path: str | Path | None = None,
+    *,
+    duration_s: float = 3.0,
+    fps: float = 25.0,
+    width: int = 320,
+    height: int = 240,
+    container: str = "mp4",
+    codec: str | None = None,
+    rotation: int = 0,
+    variable_frame_rate: bool = False,
+    audio: bool = False,
+    seed: int = 0,
+    kinds: tuple[str, ...] | None = None,
+) -> bytes:
+    """A generated clip encoded as a video file (:func:`make_clip` + :func:`encode_clip`); returns its bytes."""
+    clip = make_clip(seed, duration_s, width, height, kinds=kinds, fps=fps, variable_frame_rate=variable_frame_rate)
+    return encode_clip(clip, path, container=container, codec=codec, rotation=rotation, with_audio=audio)
+
+
+def make_audio_only(duration_s: float = 2.0, container: str = "mp4") -> bytes:
+    """A file with an AAC audio stream and no video (what a user might upload by mistake)."""
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=CONTAINERS[container][0]) as out:
+        stream = out.add_stream("aac", rate=REGNET.sample_rate)
+        stream.layout = "mono"
+        t = np.arange(int(duration_s * REGNET.sample_rate)) / REGNET.sample_rate
+        encode_mono_audio(out, stream, 0.2 * np.sin(2 * np.pi * 440.0 * t))
+    return buffer.getvalue()
+
+
+def make_zero_frame_video() -> bytes:
+    """An AVI file whose video stream holds no frame at all."""
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="avi") as out:
+        stream = out.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+        out.start_encoding()
+    return buffer.getvalue()

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from s2s.constants import REGNET, Recipe
+from s2s.errors import S2SError
+from s2s.flags import flag
 
 
-class VideoError(ValueError):
+class VideoError(S2SError, ValueError):
     """The input is not a usable video: the message says why (and with which value)."""
 
 
@@ -28,19 +30,19 @@ class VideoError(ValueError):
 class VideoLimits:
     """What the service accepts; anything outside gets a :class:`VideoError`."""
 
-    max_bytes: int = 256 * 1024 * 1024
-    max_duration_s: float = 60.0
-    max_width: int = 3840
-    max_height: int = 3840
-    max_pixels: int = 3840 * 2160
+    max_bytes: int = flag(256 * 1024 * 1024, "--max-bytes", "largest video file accepted, bytes")
+    max_duration_s: float = flag(60.0, "--max-duration", "longest video accepted, seconds")
+    max_width: int = flag(3840, "--max-width", "widest frame")
+    max_height: int = flag(3840, "--max-height", "tallest frame")
+    max_pixels: int = flag(
+        3840 * 2160, "--max-pixels", "most pixels per frame, width x height", shown="8294400 = 4K UHD"
+    )
 
 
 @dataclass
 class DecodedVideo:
     frames: np.ndarray  #: uint8 (N, flow_height, flow_width, 3), BGR, at the recipe's fps
     duration_s: float  #: duration of the video stream
-    source_size: tuple[int, int]  #: (width, height) as stored, before rotation
-    source_fps: float | None
     rotation: int  #: display rotation applied, degrees
     #: frames of the whole video at the recipe's fps (``frames`` may hold fewer: see ``max_frames``)
     total_frames: int = 0
@@ -101,7 +103,7 @@ def decode_video(
     keep = expected if max_frames is None else min(expected, max_frames)
     while len(frames) < keep:  # the last frame holds until the end of the stream
         frames.append(frames[-1])
-    return DecodedVideo(np.stack(frames[:keep]), duration, (width, height), rate, rotation, expected)
+    return DecodedVideo(np.stack(frames[:keep]), duration, rotation, expected)
 
 
 def _reason(exc: Exception) -> str:

@@ -174,11 +174,14 @@ def export_small_repository(path: Path, max_duration_s: float = 5.0, **limits) -
     """Export every model and the pipeline into ``path`` with short windows and no warm-up."""
     from s2s.export.onnx_export import export_repository
     from s2s.export.specs import ExportOptions
-    from s2s.export.triton_config import PipelineOptions, ServingOptions
+    from s2s.export.triton_config import ServingOptions
     from s2s.video import VideoLimits
+    from s2s.windowing import PreprocessOptions
 
-    pipeline = PipelineOptions(window_frames=SMALL_WINDOW, limits=VideoLimits(max_duration_s=max_duration_s, **limits))
+    preprocess = PreprocessOptions(
+        window_frames=SMALL_WINDOW, limits=VideoLimits(max_duration_s=max_duration_s, **limits)
+    )
     export_repository(
-        path, ExportOptions(generator_config="small"), ServingOptions(warmup_frames=0), None, None, pipeline
+        path, ExportOptions(generator_config="small"), ServingOptions(warmup_frames=0), None, None, preprocess
     )
     return path

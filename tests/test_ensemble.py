@@ -17,7 +17,8 @@ from s2s.client.generate import probe_duration
 from s2s.client.triton import ClientError, S2SClient
 from s2s.constants import REGNET
 from s2s.export.specs import ExportOptions
-from s2s.samples import make_audio_only, make_video, make_zero_frame_video
+from s2s.export.triton_config import read_preprocess_options
+from s2s.synth import make_audio_only, make_video, make_zero_frame_video
 from s2s.video import VideoLimits
 from tests.conftest import SMALL_WINDOW, Serve, export_small_repository
 
@@ -40,8 +41,11 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference():
-    return ReferencePipeline.pytorch(OPTIONS, window_frames=WINDOW, limits=LIMITS)
+def reference(server):
+    """The same chain in-process, with the preprocess options the server was exported with."""
+    served = read_preprocess_options(server.repository)
+    assert served.window_frames == WINDOW and served.limits == LIMITS
+    return ReferencePipeline.pytorch(OPTIONS, served)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -160,7 +164,11 @@ def test_generate_cli_reports_server_errors(server, tmp_path):
     cmd = [sys.executable, "-m", "s2s", "generate", str(bad), "-o", str(tmp_path / "x.mp4"), "--url", server.grpc_url]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    assert "generation failed" in result.stderr and "cannot read the input as a video file" in result.stderr
+    assert (
+        "s2s generate failed" in result.stderr
+        and "Traceback" not in result.stderr
+        and "cannot read the input as a video file" in result.stderr
+    )
     assert not (tmp_path / "x.mp4").exists()
 
 
@@ -175,3 +183,25 @@ def test_window_by_window_equals_the_whole_video(server):
     assert whole.windows == pieces.windows == len(seen) and seen[-1] == (whole.windows, whole.windows)
     np.testing.assert_allclose(pieces.waveform, whole.waveform, atol=1e-4)
     np.testing.assert_allclose(pieces.mel, whole.mel, atol=1e-5)
+
+
+def test_window_plan_asks_for_each_range_once_and_joins_the_pieces_in_order():
+    """The one window-by-window loop (client and gateway): ranges until the total the server reports."""
+    from s2s.client.triton import Generated, WindowPlan
+
+    def piece(start: int, count: int, total: int = 5) -> Generated:
+        n = min(count, total - start)
+        return Generated(np.full(n * 3, start, np.float32), np.full((80, n), start, np.float32), 1.0, total)
+
+    plan, asked = WindowPlan(chunk=2), []
+    while (request := plan.next()) is not None:
+        asked.append(request)
+        plan.add(piece(*request))
+        assert plan.done == min(request[0] + 2, 5) and plan.total == 5
+    assert asked == [(0, 2), (2, 2), (4, 2)]
+    joined = plan.joined(3.0)
+    assert joined.windows == 5 and joined.seconds == 3.0
+    np.testing.assert_array_equal(joined.waveform, np.repeat([0, 2, 4], [6, 6, 3]).astype(np.float32))
+    assert joined.mel.shape == (80, 5)
+    with pytest.raises(ValueError, match="windows per request must be >= 1"):
+        WindowPlan(chunk=0)

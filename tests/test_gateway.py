@@ -19,7 +19,7 @@ import pytest
 from s2s.client.generate import probe_duration
 from s2s.constants import REGNET
 from s2s.runtime.server import free_ports
-from s2s.samples import make_video
+from s2s.synth import make_video
 from tests.conftest import Serve, export_small_repository
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -20,8 +20,13 @@ from prometheus_client import generate_latest
 
 import s2s
 from s2s.cli import build_parser
+from s2s.export.specs import ExportOptions
+from s2s.export.triton_config import ServingOptions
+from s2s.flags import from_flags
+from s2s.gateway.app import GatewaySettings
 from s2s.gateway.metrics import GatewayMetrics
 from s2s.runtime.selfcheck import write_affine_model
+from s2s.windowing import PreprocessOptions
 from tests.conftest import Serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,7 +261,8 @@ def test_export_source_runs_the_real_export_cli_on_the_gpu_with_a_cache(rendered
     export = container(dep, "export", init=True)
     assert export["command"] == ["s2s", "export"]
     args = build_parser().parse_args(["export", *export["args"]])  # every flag exists in the real CLI
-    assert args.model_repository == Path("/models") and args.format == "onnx" and args.trt_accelerator
+    serving = from_flags(ServingOptions, args)  # and lands in the record the export builds
+    assert args.model_repository == Path("/models") and serving.format == "onnx" and serving.trt_accelerator
     assert args.trt_cache == Path("/trt-cache")
     assert export["resources"]["limits"]["nvidia.com/gpu"] == 1, "engines are built on the serving GPU"
     triton = container(dep, "triton")
@@ -271,9 +277,11 @@ def test_export_source_runs_the_real_export_cli_on_the_gpu_with_a_cache(rendered
     dep = deployment(rendered["export-tensorrt"], "triton")
     export = container(dep, "export", init=True)
     args = build_parser().parse_args(["export", *export["args"]])
-    assert args.format == "tensorrt" and not args.trt_accelerator and args.flow_method == "tvl1"
-    assert args.device == "gpu", "TV-L1 runs in PyTorch on the pod's GPU"
-    assert args.generator_checkpoint == Path("/checkpoints/regnet_netG.pth")
+    serving = from_flags(ServingOptions, args)
+    assert serving.format == "tensorrt" and not serving.trt_accelerator
+    assert from_flags(PreprocessOptions, args).flow_method == "tvl1"
+    assert serving.device == "gpu", "TV-L1 runs in PyTorch on the pod's GPU"
+    assert from_flags(ExportOptions, args).generator_checkpoint == Path("/checkpoints/regnet_netG.pth")
     assert mounts(export)["/checkpoints"]["readOnly"] is True
     assert volumes(dep)["trt-cache"]["persistentVolumeClaim"]["claimName"] == "shared-trt-cache"
     assert not [k for k in rendered["export-tensorrt"] if k[0] == "PersistentVolumeClaim" and "trt" in k[1]]
@@ -282,7 +290,7 @@ def test_export_source_runs_the_real_export_cli_on_the_gpu_with_a_cache(rendered
 
     dep = deployment(rendered["ingress-no-cache"], "triton")
     args = build_parser().parse_args(["export", *container(dep, "export", init=True)["args"]])
-    assert args.trt_cache is None and not args.trt_accelerator
+    assert args.trt_cache is None and not from_flags(ServingOptions, args).trt_accelerator
     assert "trt-cache" not in volumes(dep)
 
 
@@ -320,10 +328,11 @@ def test_gateway_points_at_triton_with_a_results_volume_and_optional_ingress(ren
     dep = deployment(objects, "gateway")
     gw = container(dep, "gateway")
     args = build_parser().parse_args(["gateway", *gw["args"]])  # every flag exists in the real CLI
+    settings = from_flags(GatewaySettings, args)  # and lands in the gateway's settings
     triton_service = objects[("Service", f"{RELEASE}-s2s-triton")]
     grpc_port = next(p["port"] for p in triton_service["spec"]["ports"] if p["name"] == "grpc")
-    assert args.triton_url == f"{triton_service['metadata']['name']}:{grpc_port}"
-    assert args.max_upload == 256 * 1024 * 1024 and args.data_dir == Path("/data")
+    assert settings.triton_url == f"{triton_service['metadata']['name']}:{grpc_port}"
+    assert settings.max_upload_bytes == 256 * 1024 * 1024 and settings.data_dir == Path("/data")
     claim = volumes(dep)[mounts(gw)["/data"]["name"]]["persistentVolumeClaim"]["claimName"]
     assert ("PersistentVolumeClaim", claim) in objects
     assert dep["spec"]["strategy"] == {"type": "Recreate"}, "two pods must never share the jobs volume"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2s.cli import parse_size
+from s2s.flags import parse_size
 from s2s.runtime.ort_backend import ModelSpec, OrtModel, UnsupportedConfigError, resolve_model_path
 from s2s.runtime.selfcheck import write_affine_onnx
 

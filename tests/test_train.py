@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from s2s.errors import OptionError
 from s2s.export.specs import ExportOptions, build_exports
-from s2s.models.checkpoints import CheckpointError
+from s2s.models.checkpoints import CheckpointError, file_sha256
 from s2s.models.melgan import build_melgan
 from s2s.models.regnet import build_regnet, load_regnet_checkpoint
 from s2s.synth import HELD_OUT_SEEDS
-from s2s.train import TrainOptions, install_demo_weights, train
+from s2s.training.train import MissingStageError, TrainOptions, install_demo_weights, train
 
 TINY = dict(clips=2, clip_seconds=2.0, window_frames=8, batch=2, generator_steps=6, vocoder_steps=4,
             checkpoint_every=3, vocoder_segment_frames=8)  # fmt: skip
@@ -47,11 +48,41 @@ def test_training_resumes_where_it_stopped(trained, caplog):
     data = sorted((options.output / "data").glob("*.npz"))
     stamps = [p.stat().st_mtime_ns for p in data]
     longer = replace(options, generator_steps=9)
-    with caplog.at_level(logging.INFO, logger="s2s.train"):
+    with caplog.at_level(logging.INFO, logger="s2s.training.train"):
         result = train(longer, stages=("data", "generator"))
     assert "generator: resuming at step 6" in caplog.text
     assert [p.stat().st_mtime_ns for p in data] == stamps, "cached clip features were recomputed"
     assert load_regnet_checkpoint(result["generator"])[1]["iteration"] == 9
+
+
+def test_stages_left_out_do_not_run_and_use_what_an_earlier_run_left(trained):
+    options, _ = trained
+    data = sorted((options.output / "data").glob("*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in data]
+    result = train(replace(options, vocoder_steps=6), stages=("vocoder",))  # no data stage: the cached clips
+    assert [p.stat().st_mtime_ns for p in data] == stamps and "generator" not in result
+    assert result["stages"] == ["vocoder"] and Path(result["vocoder"]).is_file()
+
+
+def test_a_stage_without_its_data_says_which_stage_to_run(tmp_path):
+    with pytest.raises(MissingStageError, match="run the data stage first"):
+        train(TrainOptions(output=tmp_path, **TINY), stages=("generator",))
+    assert not (tmp_path / "data").exists() and not (tmp_path / "generator").exists()
+
+
+def test_an_unknown_stage_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(OptionError, match=r"unknown stage\(s\) \['vocodr'\]; the stages are data, generator, vocoder"):
+        train(TrainOptions(output=tmp_path / "out", **TINY), stages=("data", "vocodr"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_install_uses_the_final_checkpoints_of_earlier_runs(trained, tmp_path):
+    options, _ = trained
+    result = train(options, stages=("data",), install_to=tmp_path / "weights")  # no generator stage in this run
+    assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == sorted(Path(p).name for p in result["installed"])
+    with pytest.raises(MissingStageError, match=r"missing: generator \(.*checkpoint_000999_netG\)"):
+        train(replace(options, generator_steps=999), stages=("data",), install_to=tmp_path / "other")
+    assert not (tmp_path / "other").exists()
 
 
 def test_training_refuses_held_out_seeds(tmp_path):
@@ -82,13 +113,15 @@ def test_export_refuses_a_generator_trained_on_other_encoders(trained):
 
 
 def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_path):
-    from s2s.evaluate import EvalOptions, evaluate, report
+    from s2s.training.evaluate import EvalOptions, evaluate, report
 
     _, result = trained
     options = EvalOptions(output=tmp_path / "eval", clips=1, clip_seconds=2.0, window_frames=20,
                           generator_checkpoint=result["generator"], vocoder_checkpoint=result["vocoder"])  # fmt: skip
     results = evaluate(options)
-    assert results["weights"]["trained"]["generator"]["checkpoint"] == str(result["generator"])
+    trained_generator = results["weights"]["trained"]["generator"]
+    assert trained_generator["checkpoint"] == Path(result["generator"]).name  # outside the project: its name
+    assert trained_generator["sha256"] == file_sha256(result["generator"])
     assert "seed" in results["weights"]["untrained"]["generator"]
     for label in ("trained", "untrained"):
         [row] = results[label]["clips"]

@@ -13,9 +13,9 @@ import torch
 from s2s.constants import REGNET
 from s2s.export.specs import ExportOptions, build_exports
 from s2s.flow import network_inputs, network_inputs_torch
-from s2s.pipeline import preprocess
-from s2s.samples import make_video, render_frame
+from s2s.synth import make_clip, make_video
 from s2s.tvl1 import TVL1Params, _median, _remap_cubic, bgr_to_grey, resize_bilinear, tvl1
+from s2s.windowing import PreprocessOptions, preprocess
 
 H, W = 96, 128
 MARGIN = 10  # ground truth is only meaningful away from the borders (content enters and leaves there)
@@ -69,8 +69,8 @@ def test_known_motion_is_recovered_like_opencv(known_motion):
 
 
 def test_natural_looking_frames_match_opencv():
-    """The sample video's frames (texture, a bouncing ball on a static background), at half size."""
-    frames = np.stack([render_frame(t / 21.5, 170, 128, seed=4) for t in (3, 4, 5)])
+    """A generated clip's frames (a bouncing ball and a swinging stick on a textured background), at half size."""
+    frames = make_clip(0, 0.5, 170, 128, kinds=("bounce", "strike")).frames[3:6]
     grey = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames])
     ref = opencv_tvl1(grey[:-1], grey[1:])
     ours = tvl1(torch.from_numpy(grey[:-1]), torch.from_numpy(grey[1:])).numpy()
@@ -115,7 +115,7 @@ def test_building_blocks_match_opencv():
 
 
 def test_network_inputs_and_tsn_flow_features_agree_with_opencv():
-    frames = np.stack([render_frame(t / 21.5, 170, 128, seed=2) for t in range(4)])
+    frames = make_clip(0, 0.5, 170, 128, kinds=("bounce", "strike")).frames[:4]
     rgb, flow = network_inputs(frames, "tvl1")
     rgb_t, flow_t = network_inputs_torch(frames, "cpu", max_pairs=2)  # two batches of pairs
     assert rgb_t.dtype == flow_t.dtype == torch.uint8
@@ -134,8 +134,9 @@ def test_network_inputs_and_tsn_flow_features_agree_with_opencv():
 def test_preprocess_on_a_torch_device_keeps_the_window_layout():
     video = make_video(duration_s=0.5, seed=5)  # 11 frames: windows of 4, the last one looping
     small = dataclasses.replace(REGNET, flow_width=170, flow_height=128)  # keeps the CPU run short
-    cpu = preprocess(video, window_frames=4, flow_method="tvl1", recipe=small)
-    dev = preprocess(video, window_frames=4, flow_method="tvl1", recipe=small, flow_device="cpu")
+    options = PreprocessOptions(window_frames=4, flow_method="tvl1", z_dim=8)
+    cpu = preprocess(video, options, recipe=small)
+    dev = preprocess(video, options, recipe=small, flow_device="cpu")
     assert cpu.rgb.shape[:2] == (3, 4)
     assert isinstance(dev.rgb, torch.Tensor) and isinstance(dev.flow, torch.Tensor)
     assert tuple(dev.rgb.shape) == cpu.rgb.shape and tuple(dev.flow.shape) == cpu.flow.shape
@@ -144,7 +145,7 @@ def test_preprocess_on_a_torch_device_keeps_the_window_layout():
     np.testing.assert_array_equal(dev.spans, cpu.spans)
     np.testing.assert_array_equal(dev.z, cpu.z)
     with pytest.raises(ValueError, match="TV-L1 only"):
-        preprocess(video, window_frames=4, flow_method="dis", flow_device="cpu")
+        preprocess(video, PreprocessOptions(window_frames=4, z_dim=8), flow_device="cpu")
 
 
 def test_parameters_are_opencvs_defaults():
@@ -166,5 +167,5 @@ def test_cuda_matches_cpu(known_motion):
     i0, i1, truth, _, ours = known_motion
     cuda = tvl1(torch.from_numpy(i0).cuda(), torch.from_numpy(i1).cuda()).cpu().numpy()
     assert epe(cuda, ours) < 0.01 and epe(cuda, truth) < 0.15
-    rgb, flow = network_inputs_torch(np.stack([render_frame(t / 21.5, 340, 256) for t in range(3)]), "cuda")
+    rgb, flow = network_inputs_torch(make_clip(0, 0.5, kinds=("bounce", "strike")).frames[:3], "cuda")
     assert rgb.is_cuda and flow.is_cuda

@@ -154,7 +154,7 @@ def _variance_preserving(model: nn.Module, seed: int) -> None:
     convolutions (BN in eval mode does not renormalise) a random encoder's output is a near-constant
     (per-frame variation ~5e-4 of its mean), useless as features. With He initialisation the seeded
     encoders keep the input's variation (~0.6 of the mean), so a generator can be trained on them
-    (s2s.train), paired with these exact weights.
+    (s2s.training.train), paired with these exact weights.
     """
     generator = torch.Generator().manual_seed(seed)
     for module in model.modules():

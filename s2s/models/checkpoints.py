@@ -9,8 +9,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from s2s.errors import S2SError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(S2SError, ValueError):
     """A checkpoint does not fit the model: names the missing/unexpected keys or bad shapes."""
 
 
@@ -92,12 +94,34 @@ def split_weight_norm(state: Mapping[str, torch.Tensor], keys: Iterable[str]) ->
     return out
 
 
+def conv_weight_keys(module: nn.Module) -> list[str]:
+    """State-dict keys of every 1-D (transposed) convolution's weight: where the official vocoder
+    checkpoints (MelGAN, HiFi-GAN) store weight norm as ``weight_g``/``weight_v`` pairs."""
+    return [f"{name}.weight" for name, m in module.named_modules() if isinstance(m, nn.Conv1d | nn.ConvTranspose1d)]
+
+
 def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def portable_path(path: str | Path) -> str:
+    """A file's path as results record it: relative to the project (the folder holding the installed
+    ``s2s`` package) or to the current directory where it lies in one, else its name alone; the
+    sha256 recorded beside it identifies the file in every case. No machine's absolute paths."""
+    path = Path(path).resolve()
+    for root in (Path(__file__).resolve().parents[2], Path.cwd().resolve()):
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return path.name
+
+
+def checkpoint_record(path: str | Path) -> dict[str, str]:
+    """Where weights came from, as the manifest and results record it: portable path and sha256."""
+    return {"checkpoint": portable_path(path), "sha256": file_sha256(path)}
 
 
 def torch_load(path: str | Path) -> dict:

@@ -24,6 +24,7 @@ from torch.nn import functional as F  # noqa: N812
 from s2s.constants import REGNET
 from s2s.models.checkpoints import (
     CheckpointError,
+    conv_weight_keys,
     fold_weight_norm,
     load_strict,
     seeded_init,
@@ -134,9 +135,6 @@ class HiFiGANGenerator(nn.Module):
             x = sum(block(x) for block in blocks) / self.num_kernels
         return torch.tanh(self.conv_post(F.leaky_relu(x)))  # default slope 0.01, as the reference
 
-    def weight_norm_keys(self) -> list[str]:
-        return [f"{name}.weight" for name, m in self.named_modules() if isinstance(m, nn.Conv1d | nn.ConvTranspose1d)]
-
 
 def build_hifigan(variant: str = "v1", checkpoint: str | Path | None = None, seed: int = 0) -> HiFiGANGenerator:
     """HiFi-GAN from an official ``g_XXXXXXXX`` (``{"generator": state_dict}``) or seeded random weights."""
@@ -153,4 +151,4 @@ def build_hifigan(variant: str = "v1", checkpoint: str | Path | None = None, see
 
 def hifigan_checkpoint(model: HiFiGANGenerator) -> dict:
     """The official ``g_XXXXXXXX`` layout of ``model`` (weight norm split into g and v)."""
-    return {"generator": split_weight_norm(model.state_dict(), model.weight_norm_keys())}
+    return {"generator": split_weight_norm(model.state_dict(), conv_weight_keys(model))}

@@ -21,6 +21,7 @@ from torch import nn
 from s2s.constants import REGNET
 from s2s.models.checkpoints import (
     CheckpointError,
+    conv_weight_keys,
     fold_weight_norm,
     load_strict,
     seeded_init,
@@ -81,10 +82,6 @@ class MelGANGenerator(nn.Module):
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return self.model(mel)
 
-    def weight_norm_keys(self) -> list[str]:
-        """State-dict keys that the official checkpoint stores as weight_g/weight_v pairs."""
-        return [f"{name}.weight" for name, m in self.named_modules() if isinstance(m, nn.Conv1d | nn.ConvTranspose1d)]
-
 
 def build_melgan(
     config: MelGANConfig = MelGANConfig(), checkpoint: str | Path | None = None, seed: int = 0
@@ -108,4 +105,4 @@ def build_melgan(
 
 def melgan_checkpoint_state(model: MelGANGenerator) -> dict:
     """The official layout of ``model``'s weights (weight norm split back into g and v)."""
-    return split_weight_norm(model.state_dict(), model.weight_norm_keys())
+    return split_weight_norm(model.state_dict(), conv_weight_keys(model))

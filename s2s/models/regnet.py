@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from s2s.constants import REGNET
+from s2s.errors import OptionError
 from s2s.models.checkpoints import CheckpointError, load_strict, seeded_init, torch_load
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def regnet_config(name: str) -> RegNetConfig:
     try:
         return CONFIGS[name]
     except KeyError:
-        raise ValueError(f"unknown RegNet configuration {name!r}; known: {sorted(CONFIGS)}") from None
+        raise OptionError(f"unknown RegNet configuration {name!r}; known: {', '.join(CONFIGS)}") from None
 
 
 def config_name(config: RegNetConfig) -> str:
@@ -181,7 +182,7 @@ def save_regnet_checkpoint(
     model: RegNetGenerator, path: str | Path, iteration: int = 0, lr: float = 0.0, extra: dict | None = None
 ) -> None:
     """Write the reference layout, plus our config so the model can be rebuilt from the file (and ``extra``
-    keys such as the encoder fingerprints of s2s.train)."""
+    keys such as the encoder fingerprints of s2s.training.train)."""
     torch.save(
         {"iteration": iteration, "learning_rate": lr, "optimizer_netG": model.state_dict(),
          "config": asdict(model.config), **(extra or {})},

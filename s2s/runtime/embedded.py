@@ -24,6 +24,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from s2s.errors import S2SError
+
 #: Name of the Python-based backends we provide, mapped to the module that implements each.
 PYTHON_BASED_BACKENDS: dict[str, str] = {"onnxruntime": "s2s.runtime.ort_backend"}
 
@@ -33,7 +35,7 @@ from {module} import TritonPythonModel  # noqa: F401
 '''
 
 
-class EmbeddedTritonNotFoundError(RuntimeError):
+class EmbeddedTritonNotFoundError(S2SError, RuntimeError):
     """The nvidia-pytriton wheel (which carries the tritonserver binary) is not installed."""
 
 

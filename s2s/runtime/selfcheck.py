@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from s2s.errors import S2SError
 from s2s.runtime.server import ServerOptions, TritonServer
+
+
+class SelfCheckError(S2SError):
+    """The served models answered, but not what they must."""
+
 
 AFFINE_CONFIG = """\
 name: "{name}"
@@ -117,7 +123,7 @@ def run_selfcheck(concurrency: int = 8, echo=None) -> CheckResult:
                 pending = [http.async_infer("affine", [one]) for _ in range(requests)]
                 results = [p.get_result().as_numpy("y") for p in pending]
                 if not all(np.allclose(r, expected[:1]) for r in results):
-                    raise AssertionError("concurrent requests returned wrong values")
+                    raise SelfCheckError("concurrent requests to the affine model returned wrong values")
                 time.sleep(0.1)
                 stats = http.get_inference_statistics("affine")["model_stats"][0]
             finally:
@@ -185,7 +191,7 @@ def run_repository_chain(
         mel = infer(client, "generator", rgb_features=rgb_features, flow_features=flow_features, z=z)
         waveform = infer(client, "vocoder", mel=mel)
     if waveform.shape != (1, REGNET.samples(frames)):
-        raise AssertionError(f"vocoder returned {waveform.shape}, expected (1, {REGNET.samples(frames)})")
+        raise SelfCheckError(f"vocoder returned {waveform.shape}, expected (1, {REGNET.samples(frames)})")
     if wav_path is not None:
         import soundfile
 

@@ -23,19 +23,23 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from s2s.errors import S2SError
+from s2s.flags import flag, format_size, parse_size, port
+from s2s.repository import default_repository
 from s2s.runtime import embedded
 
 log = logging.getLogger(__name__)
 
 LOG_LEVELS = ("error", "warning", "info", "verbose")
 _PR_SET_PDEATHSIG = 1
+_SHM = 16 * 1024 * 1024
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(S2SError, RuntimeError):
     """tritonserver exited or did not become ready; ``log_tail`` holds its last log lines."""
 
     def __init__(self, message: str, log_tail: str = "", returncode: int | None = None) -> None:
@@ -48,25 +52,39 @@ class ServerStartError(RuntimeError):
 class ServerOptions:
     """Options of one server process (defaults: Triton's own ports, all interfaces)."""
 
-    model_repository: Path
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
-    address: str = "0.0.0.0"
+    model_repository: Path = flag(
+        name="--model-repository", help="model repository folder", default_factory=default_repository,
+        type=Path, shown="$S2S_MODEL_REPOSITORY or model_repository",
+    )  # fmt: skip
+    http_port: int = flag(8000, "--http-port", "HTTP/REST port", type=port)
+    grpc_port: int = flag(8001, "--grpc-port", "gRPC port", type=port)
+    metrics_port: int = flag(8002, "--metrics-port", "Prometheus metrics port", type=port)
+    address: str = flag("0.0.0.0", "--address", "address to listen on")
     #: Python-backend shared memory region per stub (bytes); raise it for large tensors.
-    shm_default_byte_size: int = 16 * 1024 * 1024
-    shm_growth_byte_size: int = 16 * 1024 * 1024
-    log_level: str = "info"
-    #: seconds Triton waits for in-flight requests on shutdown
-    exit_timeout_s: int = 30
-    #: "none" loads every model at start; "explicit" loads only ``load_models``.
-    model_control_mode: str = "none"
-    load_models: list[str] = field(default_factory=list)
-    extra_args: list[str] = field(default_factory=list)
+    shm_default_byte_size: int = flag(
+        _SHM, "--shm-size", "Python-backend shared memory per stub, e.g. 64M", type=parse_size, shown=format_size(_SHM)
+    )
+    shm_growth_byte_size: int = _SHM
+    log_level: str = flag("info", "--log-level", "server log level", choices=LOG_LEVELS)
+    exit_timeout_s: int = flag(30, "--exit-timeout", "seconds to let in-flight requests finish on shutdown")
+    startup_timeout_s: float = flag(600.0, "--startup-timeout", "seconds to wait for readiness")
+    #: empty: every model in the repository, loaded at start; else only these (explicit model control)
+    load_models: list[str] = flag(
+        name="--model", help="load only these models (repeatable; default: every model in the repository)",
+        default_factory=list, repeat=True,
+    )  # fmt: skip
+    extra_args: list[str] = flag(
+        name="triton_args", help="extra tritonserver arguments (after --)", default_factory=list, nargs="*"
+    )
     binary: Path | None = None
     backend_directory: Path | None = None
     #: None: detect. Without a GPU the pinned-memory pool and GPU metrics are switched off.
     gpu: bool | None = None
+
+    @property
+    def model_control_mode(self) -> str:
+        """ "none" loads every model at start; "explicit" loads only ``load_models``."""
+        return "explicit" if self.load_models else "none"
 
     @classmethod
     def local(cls, model_repository: Path, **overrides) -> ServerOptions:
@@ -204,8 +222,9 @@ class TritonServer:
         self._tmpdir: Path | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self, timeout_s: float = 300.0) -> TritonServer:
-        """Start the server and block until it is ready; raise :class:`ServerStartError` otherwise."""
+    def start(self, timeout_s: float | None = None) -> TritonServer:
+        """Start the server and block until it is ready (``timeout_s`` or the options' startup timeout);
+        raise :class:`ServerStartError` otherwise."""
         repo = Path(self.options.model_repository)
         if not repo.is_dir():
             raise ServerStartError(f"model repository not found: {repo}")
@@ -230,7 +249,7 @@ class TritonServer:
         self._reader = threading.Thread(target=self._read_log, name="tritonserver-log", daemon=True)
         self._reader.start()
         try:
-            self.wait_ready(timeout_s)
+            self.wait_ready(self.options.startup_timeout_s if timeout_s is None else timeout_s)
         except BaseException:
             self.stop()
             raise

@@ -17,27 +17,21 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import onnxruntime
 
-from s2s.bench.networks import cpu_name, write_report
+from s2s.bench.measure import cpu_name, write_report
 from s2s.bench.reference import ReferencePipeline
 from s2s.client.triton import S2SClient
 from s2s.constants import REGNET
-from s2s.export.layout import MANIFEST, MODEL_NAMES
-from s2s.export.triton_config import PipelineOptions, ServingOptions, write_pipeline
-from s2s.pipeline import postprocess
+from s2s.export.triton_config import read_preprocess_options, relink_repository
+from s2s.repository import MANIFEST
 from s2s.runtime.server import ServerOptions, TritonServer
-from s2s.samples import make_video
-
-
-def _repository_for(source: Path, target: Path, pipeline: PipelineOptions, z_dim: int) -> Path:
-    for name in MODEL_NAMES:
-        (target / name).symlink_to(source.resolve() / name, target_is_directory=True)
-    write_pipeline(target, z_dim, ServingOptions(), pipeline)
-    return target
+from s2s.synth import make_video
+from s2s.windowing import postprocess
 
 
 def _median(times: list[float]) -> float:
@@ -46,24 +40,24 @@ def _median(times: list[float]) -> float:
 
 def run(repository: Path, methods: tuple[str, ...], repeats: dict[str, int], duration_s: float = 10.0) -> dict:
     manifest = json.loads((repository / MANIFEST).read_text())
-    z_dim = int(manifest["models"]["generator"]["z_dim"])
+    exported = read_preprocess_options(repository)
     clip = make_video(duration_s=duration_s, fps=30.0, width=640, height=360, seed=1)
     results = []
     for method in methods:
         n = repeats.get(method, 1)
         # one request at a time: one preprocess instance with every core for OpenCV, on both sides
         threads = os.cpu_count() or 1
-        pipeline = PipelineOptions(flow_method=method, preprocess_instances=1, opencv_threads=threads)
+        preprocess = replace(exported, flow_method=method, instances=1, opencv_threads=threads)
         cv2.setNumThreads(threads)
         with tempfile.TemporaryDirectory(prefix="s2s-bench-repo-") as tmp:
-            repo = _repository_for(repository, Path(tmp), pipeline, z_dim)
+            relink_repository(repository, Path(tmp), preprocess)
             options = ServerOptions.local(
-                repo, shm_default_byte_size=64 * 1024 * 1024, log_level="error", exit_timeout_s=10
+                Path(tmp), shm_default_byte_size=64 * 1024 * 1024, log_level="error", exit_timeout_s=10
             )
             with TritonServer(options), S2SClient(options.grpc_url, timeout_s=3600) as client:
                 client.generate(clip)  # warm-up
                 served = [client.generate(clip).seconds for _ in range(n)]
-        reference = ReferencePipeline.onnxruntime(repository, flow_method=method)
+        reference = ReferencePipeline.onnxruntime(repository, preprocess)
         reference(clip)  # warm-up
         stages: dict[str, list[float]] = {"preprocess": [], "networks": [], "postprocess": [], "total": []}
         for _ in range(n):

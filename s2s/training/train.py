@@ -35,36 +35,52 @@ from torch import nn
 
 from s2s.audio import MelSpectrogram
 from s2s.constants import REGNET
+from s2s.errors import OptionError, S2SError
+from s2s.flags import flag
 from s2s.models.checkpoints import state_fingerprint, torch_load
 from s2s.models.melgan import MelGANConfig, MelGANGenerator, melgan_checkpoint_state
-from s2s.models.regnet import RegNetGenerator, regnet_config, save_regnet_checkpoint
+from s2s.models.regnet import CONFIGS, RegNetGenerator, regnet_config, save_regnet_checkpoint
 from s2s.synth import HELD_OUT_SEEDS, make_clip
+from s2s.weights import DEMO_GENERATOR, DEMO_VOCODER, WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEMO_GENERATOR = WEIGHTS_DIR / "regnet_small_demo_netG.pt"
-DEMO_VOCODER = WEIGHTS_DIR / "melgan_demo_best_netG.pt"
+#: the stages, in the order they run
+STAGES = ("data", "generator", "vocoder")
+
+
+class MissingStageError(S2SError):
+    """A stage needs what an earlier stage makes, and it is not in the output folder."""
 
 
 @dataclass(frozen=True)
 class TrainOptions:
-    output: Path = Path("runs/train")
-    clips: int = 80  #: training clips, seeds first_seed .. first_seed + clips - 1
-    clip_seconds: float = 6.0
-    first_seed: int = 0
+    output: Path = flag(Path("runs/train"), "--output", "folder of the data, checkpoints and loss curves")
+    #: seeds first_seed .. first_seed + clips - 1
+    clips: int = flag(80, "--clips", "training clips")
+    clip_seconds: float = flag(6.0, "--clip-seconds", "length of each training clip, seconds")
+    first_seed: int = flag(0, "--first-seed", "seed of the first training clip")
     flow_method: str = "dis"
     encoder_seed: int = 0  #: `s2s export --seed`: RGB encoder seed, flow encoder seed + 1
-    generator_config: str = "small"
-    window_frames: int = 43  #: 2 s windows (the generator is convolutional + LSTM: serves 10 s windows)
-    batch: int = 8
-    generator_steps: int = 5000
+    generator_config: str = flag("small", "--generator-config", "RegNet configuration", choices=tuple(CONFIGS))
+    #: 2 s windows (the generator is convolutional + LSTM: serves 10 s windows)
+    window_frames: int = flag(43, "--window-frames", "frames per generator training window")
+    batch: int = flag(8, "--batch", "batch size")
+    generator_steps: int = flag(5000, "--generator-steps", "generator optimisation steps")
     generator_lr: float = 1e-3
-    vocoder_steps: int = 1500
+    vocoder_steps: int = flag(1500, "--vocoder-steps", "vocoder optimisation steps")
     vocoder_lr: float = 5e-4
     vocoder_segment_frames: int = 32  #: mel frames per vocoder training segment (x 256 samples)
-    checkpoint_every: int = 250
+    checkpoint_every: int = flag(250, "--checkpoint-every", "steps between checkpoints")
     seed: int = 0
+
+    def generator_checkpoint(self) -> Path:
+        """The generator's final checkpoint (what the generator stage ends with)."""
+        return self.output / "generator" / f"checkpoint_{self.generator_steps:06d}_netG"
+
+    def vocoder_checkpoint(self) -> Path:
+        """The vocoder's final checkpoint."""
+        return self.output / "vocoder" / "best_netG.pt"
 
 
 # -------------------------------------------------------------------------------------------- utils
@@ -105,6 +121,12 @@ def encoder_fingerprints(exports) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------- stage 1
+def data_paths(options: TrainOptions) -> list[Path]:
+    """Where the data stage keeps each training clip's features, mel and waveform."""
+    data = options.output / "data"
+    return [data / f"clip_{seed:07d}.npz" for seed in range(options.first_seed, options.first_seed + options.clips)]
+
+
 def prepare_data(options: TrainOptions) -> list[Path]:
     """Features, mel and waveform of every training clip (cached per clip)."""
     import onnxruntime as ort
@@ -112,14 +134,11 @@ def prepare_data(options: TrainOptions) -> list[Path]:
     from s2s.export.onnx_export import export_onnx
     from s2s.flow import network_inputs
 
-    if options.first_seed + options.clips > HELD_OUT_SEEDS.start:
-        raise ValueError(f"training seeds must stay below {HELD_OUT_SEEDS.start} (held out for s2s eval)")
-    data = options.output / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    paths = [data / f"clip_{seed:07d}.npz" for seed in range(options.first_seed, options.first_seed + options.clips)]
+    paths = data_paths(options)
     todo = [p for p in paths if not p.exists()]
     if not todo:
         return paths
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
     exports = encoder_exports(options)
     fingerprints = encoder_fingerprints(exports)
     (options.output / "encoders.json").write_text(json.dumps(fingerprints, indent=2) + "\n")
@@ -270,7 +289,7 @@ def train_generator(options: TrainOptions, data: ClipData, fingerprints: dict[st
 
     history = _train_loop("generator", options, model, options.generator_steps, options.generator_lr, batch, loss, save)
     _save_history(options, "generator", history)
-    return options.output / "generator" / f"checkpoint_{options.generator_steps:06d}_netG"
+    return options.generator_checkpoint()
 
 
 def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
@@ -290,7 +309,7 @@ def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
 
     history = _train_loop("vocoder", options, model, options.vocoder_steps, options.vocoder_lr, batch, loss, save)
     _save_history(options, "vocoder", history)
-    return options.output / "vocoder" / "best_netG.pt"
+    return options.vocoder_checkpoint()
 
 
 def _provenance(options: TrainOptions, fingerprints: dict[str, str]) -> dict:
@@ -337,23 +356,51 @@ def install_demo_weights(generator: Path, vocoder: Path, destination: Path = WEI
     return destination / DEMO_GENERATOR.name, destination / DEMO_VOCODER.name
 
 
-def train(
-    options: TrainOptions, stages: tuple[str, ...] = ("data", "generator", "vocoder"), install: bool = False
-) -> dict:
+def train(options: TrainOptions, stages: tuple[str, ...] = STAGES, install_to: Path | None = None) -> dict:
+    """Run ``stages`` (a subset of :data:`STAGES`, in their order); a stage left out uses what an earlier
+    run of it left in ``options.output``. ``install_to`` (the package's weights folder for ``--install``):
+    the final generator and vocoder are copied there as float16 demo weights.
+    """
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise OptionError(f"unknown stage(s) {unknown or 'none given'}; the stages are {', '.join(STAGES)}")
+    if options.first_seed + options.clips > HELD_OUT_SEEDS.start:
+        raise OptionError(f"training seeds must stay below {HELD_OUT_SEEDS.start} (held out for s2s eval)")
     started = time.monotonic()
     options.output.mkdir(parents=True, exist_ok=True)
     (options.output / "options.json").write_text(json.dumps(asdict(options), default=str, indent=2) + "\n")
-    paths = prepare_data(options)
-    record = options.output / "encoders.json"
-    fingerprints = json.loads(record.read_text()) if record.exists() else encoder_fingerprints(encoder_exports(options))
-    data = ClipData(paths)
-    result = {"data": [str(p) for p in paths]}
-    if "generator" in stages:
-        result["generator"] = str(train_generator(options, data, fingerprints))
-    if "vocoder" in stages:
-        result["vocoder"] = str(train_vocoder(options, data))
-    if install:
-        gen, voc = install_demo_weights(Path(result["generator"]), Path(result["vocoder"]))
+    result: dict = {"stages": [s for s in STAGES if s in stages]}
+    needs_data = "generator" in stages or "vocoder" in stages
+    if "data" in stages:
+        paths = prepare_data(options)
+    else:
+        paths = data_paths(options)
+        missing = [p for p in paths if not p.exists()] if needs_data else []
+        if missing:
+            raise MissingStageError(
+                f"{len(missing)} of {len(paths)} training clips have no data in {paths[0].parent} "
+                f"(e.g. {missing[0].name}): run the data stage first (--stages data,...)"
+            )
+    result["data"] = [str(p) for p in paths]
+    if needs_data:
+        record = options.output / "encoders.json"
+        fingerprints = (
+            json.loads(record.read_text()) if record.exists() else encoder_fingerprints(encoder_exports(options))
+        )
+        data = ClipData(paths)
+        if "generator" in stages:
+            result["generator"] = str(train_generator(options, data, fingerprints))
+        if "vocoder" in stages:
+            result["vocoder"] = str(train_vocoder(options, data))
+    if install_to is not None:
+        finals = {"generator": options.generator_checkpoint(), "vocoder": options.vocoder_checkpoint()}
+        absent = [f"{stage} ({path})" for stage, path in finals.items() if not path.is_file()]
+        if absent:
+            raise MissingStageError(
+                f"--install needs the final checkpoints, and these are missing: {'; '.join(absent)}: "
+                "run those stages (with the same --output and step counts) first"
+            )
+        gen, voc = install_demo_weights(finals["generator"], finals["vocoder"], install_to)
         result["installed"] = [str(gen), str(voc)]
     result["seconds"] = time.monotonic() - started
     (options.output / "result.json").write_text(json.dumps(result, indent=2) + "\n")

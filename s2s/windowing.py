@@ -15,19 +15,104 @@ windows, served on its own, joins exactly with its neighbours.
 
 The noise z of each window is drawn from a generator seeded by the video's bytes (and a seed
 parameter), so the same video always gives the same sound.
+
+What preprocess does with a video is one record, :class:`PreprocessOptions`: ``s2s export`` writes it
+into the preprocess model's Triton parameters, the Python model reads it back, and the benchmarks, the
+client and the in-process reference read it from a served or exported configuration.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
 from s2s.constants import REGNET, Recipe
-from s2s.flow import network_inputs
+from s2s.errors import OptionError
+from s2s.flags import flag
+from s2s.flow import FLOW_METHODS, network_inputs
 from s2s.video import VideoError, VideoLimits, decode_video
+
+#: parameters of the preprocess model that belong to the Python backend itself, not to this record
+BACKEND_PARAMETERS = ("FORCE_CPU_ONLY_INPUT_TENSORS",)
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    """What the preprocess step does: flow, windows, noise, limits, and how many videos it takes at once.
+
+    Serialised to the preprocess model's Triton parameters (:meth:`to_parameters`, one string each,
+    ``limits`` flattened) and read back from a model configuration (:meth:`from_model_config`), where
+    ``instances`` is the instance group's count, not a parameter.
+    """
+
+    flow_method: str = flag(
+        "dis", "--flow-method", "optical flow: dis (fast, the CPU default) or tvl1 (RegNet's reference)",
+        choices=FLOW_METHODS,
+    )  # fmt: skip
+    window_frames: int = flag(REGNET.frames_per_window, "--window-frames", "frames per window, 215 = 10 s at 21.5 fps")
+    #: noise width: the exported generator's (``s2s export`` fills it in; 0 until then)
+    z_dim: int = 0
+    seed: int = flag(0, "--noise-seed", "seed mixed with each video's hash for its noise z")
+    opencv_threads: int = flag(1, "--opencv-threads", "OpenCV threads per preprocess instance")
+    limits: VideoLimits = VideoLimits()
+    #: one stub process each, so this many videos decode and compute flow at once. Rule of thumb:
+    #: CPU cores / opencv_threads, minus what the networks need on a CPU-only machine
+    instances: int = flag(2, "--preprocess-instances", "preprocess instances = videos decoded at once")
+
+    def __post_init__(self) -> None:
+        if self.flow_method not in FLOW_METHODS:
+            raise OptionError(f"unknown flow method {self.flow_method!r}; known: {', '.join(FLOW_METHODS)}")
+        if self.window_frames < 1 or self.instances < 1 or self.opencv_threads < 0 or self.z_dim < 0:
+            raise OptionError(
+                f"window_frames and instances must be >= 1, opencv_threads and z_dim >= 0; got {self.window_frames}, "
+                f"{self.instances}, {self.opencv_threads}, {self.z_dim}"
+            )
+
+    def to_parameters(self) -> dict[str, str]:
+        """The Triton parameters of the preprocess model (``instances`` excluded: it is the instance count)."""
+        if self.z_dim < 1:
+            raise OptionError("z_dim is not set: it is the exported generator's noise width")
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("limits", "instances")}
+        values |= {f.name: getattr(self.limits, f.name) for f in fields(self.limits)}
+        return {key: str(value) for key, value in values.items()}
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, str], instances: int, model: str = "preprocess"):
+        """The record from Triton parameters (strings); an unknown, missing or malformed one is an error."""
+        own = {f.name: f for f in fields(cls) if f.name not in ("limits", "instances")}
+        limit_fields = {f.name: f for f in fields(VideoLimits)}
+        unknown = sorted(set(parameters) - set(own) - set(limit_fields) - set(BACKEND_PARAMETERS))
+        missing = sorted((set(own) | set(limit_fields)) - set(parameters))
+        if unknown or missing:
+            raise OptionError(
+                f"{model}: parameters do not match s2s's preprocess options (unknown: {unknown or 'none'}; "
+                f"missing: {missing or 'none'}): export the repository again with this version of s2s"
+            )
+
+        def read(name: str, kind: type) -> Any:
+            try:
+                return kind(parameters[name])
+            except ValueError:
+                raise OptionError(
+                    f"{model}: parameter {name}={parameters[name]!r} is not a valid {kind.__name__}"
+                ) from None
+
+        kinds = {f.name: type(getattr(cls(), f.name)) for f in own.values()}
+        limits = VideoLimits(**{n: read(n, type(getattr(VideoLimits(), n))) for n in limit_fields})
+        return cls(**{n: read(n, kinds[n]) for n in own}, limits=limits, instances=instances)
+
+    @classmethod
+    def from_model_config(cls, config: Mapping[str, Any]) -> PreprocessOptions:
+        """The record from a model configuration in Triton's JSON form (what a Python model is given,
+        what ``get_model_config`` answers, what :func:`s2s.export.triton_config.read_model_config` reads)."""
+        parameters = {k: (v or {}).get("string_value", "") for k, v in (config.get("parameters") or {}).items()}
+        groups = config.get("instance_group") or [{}]
+        return cls.from_parameters(parameters, int(groups[0].get("count", 1)), str(config.get("name", "preprocess")))
 
 
 @dataclass
@@ -69,16 +154,12 @@ def window_noise(video: bytes, windows: int, z_dim: int, seed: int = 0) -> np.nd
 
 def preprocess(
     video: bytes,
+    options: PreprocessOptions,
     *,
-    window_frames: int = REGNET.frames_per_window,
-    flow_method: str = "dis",
-    z_dim: int = 512,
-    seed: int = 0,
-    limits: VideoLimits = VideoLimits(),
-    recipe: Recipe = REGNET,
     window_start: int = 0,
     window_count: int = 0,
     flow_device: str | None = None,
+    recipe: Recipe = REGNET,
 ) -> Windows:
     """Decode, resample, compute flow and cut into windows (raises VideoError on unusable input).
 
@@ -88,10 +169,13 @@ def preprocess(
     ``flow_device`` (a torch device, e.g. "cuda:0"): compute TV-L1 and the network inputs there with
     PyTorch (s2s.tvl1); ``rgb`` and ``flow`` are then torch tensors on that device.
     """
+    if options.z_dim < 1:
+        raise OptionError("preprocess needs z_dim, the generator's noise width (PreprocessOptions.z_dim)")
+    window_frames, flow_method = options.window_frames, options.flow_method
     if window_start < 0 or window_count < 0:
         raise VideoError(f"window_start and window_count must be >= 0, got {window_start} and {window_count}")
     need = (window_start + window_count) * window_frames + 1 if window_count else None
-    decoded = decode_video(video, limits, recipe, max_frames=need)
+    decoded = decode_video(video, options.limits, recipe, max_frames=need)
     total = decoded.total_frames or decoded.num_frames
     index = window_indices(total, window_frames)
     windows = index.shape[0]
@@ -104,7 +188,7 @@ def preprocess(
     first = min(int(rows.min()), max(0, end - 2))
     if flow_device is not None:
         if flow_method != "tvl1":
-            raise ValueError(f"flow on a torch device is TV-L1 only, not {flow_method!r}")
+            raise OptionError(f"flow on a torch device is TV-L1 only, not {flow_method!r}")
         import torch
 
         from s2s.flow import network_inputs_torch
@@ -120,7 +204,7 @@ def preprocess(
     spans = np.array([at((k + 1) * window_s) - at(k * window_s) for k in range(window_start, window_start + n)])
     mel_per_window = recipe.mel_frames(window_frames)
     mel_frames = math.ceil(end_s * mel_per_window / window_s - 1e-6) - window_start * mel_per_window
-    z = window_noise(bytes(video), windows, z_dim, seed)[window_start : window_start + n]
+    z = window_noise(bytes(video), windows, options.z_dim, options.seed)[window_start : window_start + n]
     return Windows(
         rgb=rgb[rows - first], flow=flow[rows - first], z=z, duration_s=end_s - start_s, num_frames=total,
         total_windows=windows, window_start=window_start, spans=spans.astype(np.int32),

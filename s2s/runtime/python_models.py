@@ -2,7 +2,8 @@
 
 Each request gets exactly one response, in order; a video that cannot be used gets its own
 INVALID_ARG error naming the problem while the other requests of the same call are served.
-Configuration comes from the model config's ``parameters`` (written by ``s2s export``).
+The preprocess model reads its :class:`~s2s.windowing.PreprocessOptions` from its configuration's
+``parameters`` (written by ``s2s export``).
 """
 
 from __future__ import annotations
@@ -18,42 +19,9 @@ try:  # only importable inside a Triton Python-backend stub
 except ImportError:  # pragma: no cover - exercised outside the server
     pb_utils = None
 
-from s2s.constants import REGNET
-from s2s.flow import FLOW_METHODS
-from s2s.pipeline import postprocess, preprocess
-from s2s.video import VideoError, VideoLimits
-
-#: parameter name -> (converter, default) of the preprocess model
-PREPROCESS_PARAMETERS: dict[str, tuple[Any, Any]] = {
-    "flow_method": (str, "dis"),
-    "window_frames": (int, REGNET.frames_per_window),
-    "z_dim": (int, 512),
-    "seed": (int, 0),
-    "opencv_threads": (int, 1),
-    "max_bytes": (int, VideoLimits.max_bytes),
-    "max_duration_s": (float, VideoLimits.max_duration_s),
-    "max_width": (int, VideoLimits.max_width),
-    "max_height": (int, VideoLimits.max_height),
-    "max_pixels": (int, VideoLimits.max_pixels),
-    # the Python backend's own switch (GPU profile): inputs may arrive in GPU memory
-    "FORCE_CPU_ONLY_INPUT_TENSORS": (str, "yes"),
-}
-
-
-def read_parameters(config: dict, table: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
-    raw = {k: (v or {}).get("string_value", "") for k, v in (config.get("parameters") or {}).items()}
-    unknown = sorted(set(raw) - set(table))
-    if unknown:
-        raise ValueError(f"{config.get('name')}: unknown parameters {unknown}; known: {sorted(table)}")
-    values = {}
-    for key, (convert, default) in table.items():
-        try:
-            values[key] = convert(raw[key]) if key in raw else default
-        except ValueError:
-            raise ValueError(
-                f"{config.get('name')}: parameter {key}={raw[key]!r} is not a valid {convert.__name__}"
-            ) from None
-    return values
+from s2s.errors import OptionError
+from s2s.video import VideoError
+from s2s.windowing import PreprocessOptions, postprocess, preprocess
 
 
 def _error(message: str, code_name: str = "INVALID_ARG") -> Any:
@@ -90,23 +58,15 @@ class PreprocessModel:
     def initialize(self, args: dict[str, str]) -> None:
         import cv2
 
-        config = json.loads(args["model_config"])
-        self.params = read_parameters(config, PREPROCESS_PARAMETERS)
-        if self.params["flow_method"] not in FLOW_METHODS:
-            raise ValueError(f"flow_method {self.params['flow_method']!r} is not one of {FLOW_METHODS}")
-        cv2.setNumThreads(self.params["opencv_threads"])
+        self.options = PreprocessOptions.from_model_config(json.loads(args["model_config"]))
+        cv2.setNumThreads(self.options.opencv_threads)
         # a GPU instance computes TV-L1 with PyTorch on its GPU and leaves rgb/flow there (DLPack);
         # CPU instances (and DIS everywhere) use OpenCV
         self.flow_device = None
-        if args.get("model_instance_kind") == "GPU" and self.params["flow_method"] == "tvl1":
+        if args.get("model_instance_kind") == "GPU" and self.options.flow_method == "tvl1":
             self.flow_device = f"cuda:{args.get('model_instance_device_id', '0')}"
-        self.limits = VideoLimits(
-            max_bytes=self.params["max_bytes"], max_duration_s=self.params["max_duration_s"],
-            max_width=self.params["max_width"], max_height=self.params["max_height"],
-            max_pixels=self.params["max_pixels"],
-        )  # fmt: skip
         self.logger = pb_utils.Logger
-        self.logger.log_info(f"preprocess: {json.dumps(self.params)}, flow on {self.flow_device or 'CPU (OpenCV)'}")
+        self.logger.log_info(f"preprocess: {self.options}, flow on {self.flow_device or 'CPU (OpenCV)'}")
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
@@ -117,9 +77,7 @@ class PreprocessModel:
                 if video.dtype != np.uint8 or video.ndim != 1:
                     raise VideoError(f"video must be uint8 [bytes], got {video.dtype} {list(video.shape)}")
                 windows = preprocess(
-                    video.tobytes(), window_frames=self.params["window_frames"],
-                    flow_method=self.params["flow_method"], z_dim=self.params["z_dim"], seed=self.params["seed"],
-                    limits=self.limits, window_start=_optional_int(request, "window_start"),
+                    video.tobytes(), self.options, window_start=_optional_int(request, "window_start"),
                     window_count=_optional_int(request, "window_count"), flow_device=self.flow_device,
                 )  # fmt: skip
             except VideoError as exc:
@@ -160,7 +118,9 @@ class PostprocessModel:
     """waveform [W, S], mel [W, 80, F], spans [W], samples [1], mel_frames [1] -> waveform [samples], mel [80, M]."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        read_parameters(json.loads(args["model_config"]), {})
+        config = json.loads(args["model_config"])
+        if config.get("parameters"):
+            raise OptionError(f"postprocess takes no parameters, got {sorted(config['parameters'])}")
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []

@@ -22,6 +22,10 @@ from pathlib import Path
 
 from s2s.alignment import envelope_correlation, onset_scores
 from s2s.constants import REGNET
+from s2s.errors import OptionError, S2SError
+from s2s.flags import flag
+from s2s.flow import FLOW_METHODS
+from s2s.models.checkpoints import portable_path
 from s2s.synth import HELD_OUT_SEEDS, encode_clip, make_clip
 from s2s.video import VideoLimits
 
@@ -30,13 +34,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvalOptions:
-    output: Path = Path("runs/eval")
-    clips: int = 16
-    clip_seconds: float = 8.0
-    first_seed: int = HELD_OUT_SEEDS.start
-    flow_method: str = "dis"
-    generator_checkpoint: Path | None = None  #: default: the package's demo generator
-    vocoder_checkpoint: Path | None = None  #: default: the package's demo vocoder
+    output: Path = flag(Path("runs/eval"), "--output", "folder of eval.json and report.md")
+    clips: int = flag(16, "--clips", "held-out clips")
+    clip_seconds: float = flag(8.0, "--clip-seconds", "length of each clip, seconds")
+    first_seed: int = flag(HELD_OUT_SEEDS.start, "--first-seed", "seed of the first held-out clip")
+    flow_method: str = flag("dis", "--flow-method", "optical flow of the served preprocess", choices=FLOW_METHODS)
+    generator_checkpoint: Path | None = flag(
+        None, "--generator-checkpoint", "trained generator", type=Path, shown="the demo weights"
+    )
+    vocoder_checkpoint: Path | None = flag(
+        None, "--vocoder-checkpoint", "trained MelGAN", type=Path, shown="the demo weights"
+    )
     window_frames: int = REGNET.frames_per_window
 
 
@@ -73,18 +81,19 @@ def _summary(rows: list[dict]) -> dict:
 def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     from s2s.export.onnx_export import export_repository
     from s2s.export.specs import ExportOptions
-    from s2s.export.triton_config import PipelineOptions, ServingOptions
+    from s2s.export.triton_config import ServingOptions
+    from s2s.windowing import PreprocessOptions
 
     if options.first_seed < HELD_OUT_SEEDS.start:
-        raise ValueError(f"evaluation seeds start at {HELD_OUT_SEEDS.start} (lower ones are for training)")
+        raise OptionError(f"evaluation seeds start at {HELD_OUT_SEEDS.start} (lower ones are for training)")
     trained = replace(
         ExportOptions(),
         generator_checkpoint=options.generator_checkpoint,
         vocoder_checkpoint=options.vocoder_checkpoint,
     ).with_demo_weights()
     if trained.generator_checkpoint is None:
-        raise FileNotFoundError("no trained generator: pass --generator-checkpoint, or make the demo weights with "
-                                "`s2s train --install`")  # fmt: skip
+        raise S2SError("no trained generator: pass --generator-checkpoint, or make the demo weights with "
+                       "`s2s train --install`")  # fmt: skip
     from s2s.models.regnet import RegNetConfig, config_name, load_regnet_checkpoint
 
     _, meta = load_regnet_checkpoint(trained.generator_checkpoint)
@@ -92,7 +101,7 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
         config_name(RegNetConfig(**meta["config"])) if "config" in meta else "reference"
     )  # as build_regnet reads it
     if config == "custom":
-        raise ValueError(f"{trained.generator_checkpoint}: the untrained baseline needs a named RegNet configuration")
+        raise OptionError(f"{trained.generator_checkpoint}: the untrained baseline needs a named RegNet configuration")
     untrained = ExportOptions(generator_config=config)  # same architecture, seeded weights
     started = time.monotonic()
     clips = [
@@ -102,17 +111,18 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     longest = options.clip_seconds + 1.0
     windows = math.ceil(longest * REGNET.fps / options.window_frames)
     serving = ServingOptions(warmup_frames=0, max_windows=max(windows, ServingOptions.max_windows))
-    pipeline = PipelineOptions(
-        flow_method=options.flow_method, window_frames=options.window_frames, preprocess_instances=1,
+    preprocess = PreprocessOptions(
+        flow_method=options.flow_method, window_frames=options.window_frames, instances=1,
         limits=VideoLimits(max_duration_s=longest),
     )  # fmt: skip
-    results: dict = {"options": {k: str(v) for k, v in asdict(options).items()}, "weights": {}}
+    recorded = {k: portable_path(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
+    results: dict = {"options": recorded, "weights": {}}
     # the clips' own sound under the same scoring: what a perfect model would get
     reference = [_clip_row(c, c.audio) for c in clips]
     results["reference"] = {"summary": _summary(reference), "clips": reference}
     for label, export_options in (("trained", trained), ("untrained", untrained)):
         with tempfile.TemporaryDirectory(prefix=f"s2s-eval-{label}-") as tmp:
-            manifest = export_repository(Path(tmp), export_options, serving, None, None, pipeline)
+            manifest = export_repository(Path(tmp), export_options, serving, None, None, preprocess)
             results["weights"][label] = {name: m["source"] for name, m in manifest["models"].items()}
             rows = _score_repository(Path(tmp), videos, clips)
         results[label] = {"summary": _summary(rows), "clips": rows}

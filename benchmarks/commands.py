@@ -1,0 +1,98 @@
+"""``s2s bench``: networks, flow, pipeline (end to end) and perf (perf_analyzer); results under --output."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from s2s.bench.harness import HarnessOptions
+from s2s.flags import add_flags, comma_list, from_flags
+from s2s.repository import MODEL_NAMES, add_repository_flag
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("bench", help="benchmarks", description="Benchmarks; results land under --output.")
+    kinds = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    n = kinds.add_parser(
+        "networks",
+        help="each network per 10 s window: PyTorch eager vs ONNX Runtime on this CPU",
+        description="Time every network on one 10 s window in PyTorch eager and in ONNX Runtime (same inputs, "
+        "same threads), report medians as JSON and a Markdown table.",
+    )
+    n.add_argument("--output", type=Path, default=Path("runs/bench-networks"), help="folder (default: %(default)s)")
+    n.add_argument("--models", type=comma_list(str), default=MODEL_NAMES, help="comma-separated subset (default: all)")
+    n.add_argument("--repeats", type=int, default=3, help="timed runs per model and runtime (default: %(default)s)")
+    n.add_argument("--threads", type=int, help="threads for both runtimes (default: all cores)")
+    n.set_defaults(func=run_networks)
+
+    f = kinds.add_parser(
+        "flow",
+        help="TV-L1 per window: OpenCV on the CPU vs PyTorch batched on each device",
+        description="Time OpenCV's TV-L1 (pair by pair, all cores) against s2s's PyTorch TV-L1 (all pairs at once) on "
+        "a generated clip's 340x256 frames, per device; report per pair, per 10 s window and the difference.",
+    )
+    f.add_argument("--output", type=Path, default=Path("runs/bench-flow"), help="folder (default: %(default)s)")
+    f.add_argument(
+        "--frames", type=int, default=16, help="consecutive frames, pairs = frames - 1 (default: %(default)s)"
+    )
+    f.add_argument(
+        "--devices", type=comma_list(str), default=("cpu", "cuda"),
+        help="torch devices; cuda is skipped without one (default: cpu,cuda)",
+    )  # fmt: skip
+    f.add_argument("--repeats", type=int, default=3, help="timed runs (default: %(default)s)")
+    f.add_argument("--max-pairs", type=int, default=64, help="pairs solved at once (default: %(default)s)")
+    f.set_defaults(func=run_flow)
+
+    e = kinds.add_parser(
+        "pipeline",
+        help="end-to-end seconds per 10 s clip: the ensemble in Triton vs the same chain in-process",
+        description="For each flow method, a generated 10 s clip through the `s2s` ensemble in the embedded Triton "
+        "and through the same ONNX files in-process (ONNX Runtime), side by side; medians as JSON and Markdown.",
+    )
+    add_repository_flag(e, "exported model repository")
+    e.add_argument("--output", type=Path, default=Path("runs/bench-pipeline"), help="folder (default: %(default)s)")
+    e.add_argument(
+        "--flow-methods", type=comma_list(str), default=("dis", "tvl1"), help="comma-separated (default: dis,tvl1)"
+    )
+    e.add_argument("--repeats", type=int, default=3, help="timed runs with dis (default: %(default)s)")
+    e.add_argument("--tvl1-repeats", type=int, default=1, help="timed runs with tvl1 (over a minute each on CPU)")
+    e.set_defaults(func=run_end_to_end)
+
+    h = kinds.add_parser(
+        "perf",
+        help="perf_analyzer on the ensemble and every model, with a report",
+        description="Drive NVIDIA perf_analyzer against the embedded Triton (started on a temporary repository "
+        "linking the exported models, with the instance counts and flow method given here) or a running server "
+        "(--url). Scenarios: online (latency at fixed concurrencies), offline (max throughput), rate (latency at "
+        "fixed request rates), models (each composing model alone). The same clip also runs in-process as a "
+        "reference. Writes results.json/.csv, report.md and PNG plots under --output/<UTC time>/.",
+    )
+    add_flags(h, HarnessOptions)
+    h.set_defaults(func=run_perf)
+
+
+def run_networks(args: argparse.Namespace) -> int:
+    from s2s.bench.networks import main
+
+    return main(args.output, args.models, args.repeats, args.threads)
+
+
+def run_flow(args: argparse.Namespace) -> int:
+    from s2s.bench.flow import main
+
+    return main(args.output, args.frames, args.devices, args.repeats, args.max_pairs)
+
+
+def run_end_to_end(args: argparse.Namespace) -> int:
+    from s2s.bench.end_to_end import main
+
+    return main(args.model_repository, args.output, args.flow_methods, {"dis": args.repeats, "tvl1": args.tvl1_repeats})
+
+
+def run_perf(args: argparse.Namespace) -> int:
+    from s2s.bench.harness import run
+
+    out = run(from_flags(HarnessOptions, args))
+    print((out / "report.md").read_text())
+    print(f"results: {out}")
+    return 0

@@ -1,0 +1,34 @@
+"""What a Triton model repository of s2s holds, and where it lies: the names every layer addresses.
+
+<repository>/tsn_rgb, tsn_flow, generator, vocoder   the networks (`s2s export`: ONNX or TensorRT)
+<repository>/preprocess, postprocess                 the Python-backend steps
+<repository>/s2s                                     the ensemble that chains them
+<repository>/manifest.json                           where every artifact came from
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The networks `s2s export` writes, in pipeline order.
+MODEL_NAMES = ("tsn_rgb", "tsn_flow", "generator", "vocoder")
+#: The Python-backend steps before and after the networks.
+PREPROCESS, POSTPROCESS = "preprocess", "postprocess"
+#: The ensemble: one request per video (or range of its windows), one response.
+ENSEMBLE = "s2s"
+#: Manifest file at the repository root recording the source of every artifact.
+MANIFEST = "manifest.json"
+
+
+def default_repository() -> Path:
+    """$S2S_MODEL_REPOSITORY, or ``model_repository`` in the current directory."""
+    return Path(os.environ.get("S2S_MODEL_REPOSITORY", "model_repository"))
+
+
+def add_repository_flag(parser, help: str = "model repository folder") -> None:
+    """``--model-repository DIR``, defaulting to :func:`default_repository`."""
+    parser.add_argument(
+        "--model-repository", type=Path, default=default_repository(), metavar="DIR",
+        help=f"{help} (default: $S2S_MODEL_REPOSITORY or model_repository)",
+    )  # fmt: skip

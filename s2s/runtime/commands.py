@@ -1,0 +1,109 @@
+"""``s2s serve`` (Triton on a model repository) and ``s2s doctor`` (the serving stack, end to end)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from s2s.flags import add_flags, from_flags
+from s2s.runtime.server import ServerOptions
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run Triton Inference Server on the model repository",
+        description="Start the Triton Inference Server carried by the nvidia-pytriton wheel on a model "
+        "repository, with the Python-based onnxruntime backend prepared, and wait until it is ready. "
+        "Arguments after `--` go to tritonserver unchanged.",
+    )
+    add_flags(serve, ServerOptions)
+    serve.set_defaults(func=run_serve)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the serving stack end to end",
+        description="Start the embedded Triton on a throw-away repository with a tiny ONNX model under "
+        'backend "onnxruntime", infer over HTTP and gRPC, and check that dynamic batching batches.',
+    )
+    doctor.add_argument("--concurrency", type=int, default=8, help="concurrent requests (default: %(default)s)")
+    doctor.add_argument("--verbose", action="store_true", help="show the server log")
+    doctor.add_argument(
+        "--model-repository", type=Path, metavar="DIR",
+        help="also serve this exported repository and chain one synthetic window through its networks",
+    )  # fmt: skip
+    doctor.add_argument("--frames", type=int, default=None, help="frames of that window (default: one full window)")
+    doctor.add_argument(
+        "--wav",
+        type=Path,
+        default=Path("outputs/doctor.wav"),
+        help="where to write its waveform (default: %(default)s)",
+    )
+    doctor.set_defaults(func=run_doctor)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from s2s.runtime.server import ServerStartError, TritonServer
+
+    options = from_flags(ServerOptions, args)
+    server = TritonServer(options, echo=sys.stderr)
+    stopping = {"signal": None}
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping["signal"] = signum
+        server.send_signal(signum)
+
+    # Forward SIGINT/SIGTERM to the server, also while it is still loading models.
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            server.start()
+        except ServerStartError:
+            if stopping["signal"] is not None:
+                log.info("stopped by signal %d before the server was ready", stopping["signal"])
+                return 128 + stopping["signal"]
+            raise
+        print(
+            f"s2s: Triton is ready (pid {server.pid}) serving {options.model_repository.resolve()}\n"
+            f"  HTTP    http://{options.http_url}\n"
+            f"  gRPC    {options.grpc_url}\n"
+            f"  metrics {options.metrics_url}\n"
+            "  Ctrl-C to stop",
+            flush=True,
+        )
+        code = server.wait()
+        return 0 if stopping["signal"] is not None and code == 0 else (code or 0)
+    finally:
+        server.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from s2s.constants import REGNET
+    from s2s.runtime.selfcheck import run_repository_chain, run_selfcheck
+
+    echo = sys.stderr if args.verbose else None
+    result = run_selfcheck(concurrency=args.concurrency, echo=echo)
+    print(f"Triton server {result.server_version} (embedded) with the Python-based onnxruntime backend")
+    print(f"  HTTP inference     {'ok' if result.http_ok else 'WRONG RESULT'}")
+    print(f"  gRPC inference     {'ok' if result.grpc_ok else 'WRONG RESULT'}")
+    print(
+        f"  dynamic batching   {result.inference_count} inferences in {result.execution_count} executions "
+        f"({'batched' if result.batched else 'NOT batched'})"
+    )
+    ok = result.http_ok and result.grpc_ok and result.batched
+    if ok and args.model_repository is not None:
+        frames = args.frames or REGNET.frames_per_window
+        chain = run_repository_chain(args.model_repository, frames, args.wav, echo=echo)
+        print(f"Model repository {args.model_repository}: one synthetic window of {frames} frames")
+        for model, seconds in chain.seconds.items():
+            print(f"  {model:10s} {seconds:7.2f} s")
+        print(f"  mel {chain.mel_shape} -> {chain.samples} samples ({chain.samples / REGNET.sample_rate:.2f} s audio)")
+        print(f"  waveform written to {chain.wav_path}")
+    return 0 if ok else 1
