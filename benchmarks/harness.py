@@ -23,12 +23,13 @@ import csv
 import datetime
 import json
 import logging
+import os
 import shutil
 import statistics
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +42,15 @@ from s2s.export.triton_config import read_preprocess_options, relink_repository
 from s2s.flags import comma_list, flag
 from s2s.flow import FLOW_METHODS
 from s2s.repository import ENSEMBLE, MANIFEST, MODEL_NAMES, PREPROCESS, default_repository
+from s2s.runtime.server import ADMIN_APIS, ADMIN_KEY_ENV, admin_headers, read_admin_key
 from s2s.windowing import PreprocessOptions
 
 log = logging.getLogger(__name__)
 
 SCENARIOS = ("online", "offline", "rate", "models")
+PROTOCOLS = ("grpc", "http")
+#: what perf_analyzer reads from a server besides inference, and cannot unlock over gRPC
+PERF_ANALYZER_READS = ("model-config", "statistics")
 
 
 @dataclass
@@ -81,7 +86,23 @@ class HarnessOptions:
     preprocess_instances: int = flag(2, "--preprocess-instances", "preprocess instances of the started server")
     instances: int = flag(1, "--instances", "instances per network of the started server")
     reference_runs: int = flag(2, "--reference-runs", "in-process runs of the same clip, 0 to skip")
+    #: perf_analyzer 2.51 sends custom headers over HTTP only: over gRPC it needs the model configs and
+    #: statistics of the server open (the harness's own server leaves those two open for it)
+    protocol: str = flag(
+        "grpc", "--protocol", "perf_analyzer's protocol; http also carries the admin key to a server that "
+        "restricts model configs and statistics (as the Helm chart's Triton does)", choices=PROTOCOLS,
+    )  # fmt: skip
+    #: a running server's admin key (its statistics and configs are behind it); a started one has its own
+    admin_key: str | None = flag(
+        name="--admin-key-file", help="file holding the admin key of the server at --url (statistics, configs)",
+        type=read_admin_key, default_factory=lambda: os.environ.get(ADMIN_KEY_ENV), shown=f"${ADMIN_KEY_ENV}",
+        secret=True,
+    )  # fmt: skip
     measurement: Measurement = field(default_factory=Measurement)
+
+
+#: options never written to results (keys)
+_SECRETS = {f.name for f in fields(HarnessOptions) if not f.repr}
 
 
 # ------------------------------------------------------------------------------------ repository
@@ -136,19 +157,21 @@ def _run(options: HarnessOptions, version: str, out: Path) -> Path:
     results: list[PerfResult] = []
     with ExitStack() as stack:
         if options.url is None:
-            grpc_url, http_url, info = _start_server(options, stack)
+            grpc_url, http_url, info, headers = _start_server(options, stack)
         else:
             grpc_url, http_url = options.url, options.http_url or options.url.replace(":8001", ":8000")
+            headers = admin_headers(options.admin_key) if options.admin_key else None
             info = _remote_info(http_url)
         _check_models(http_url, [ENSEMBLE] if set(options.scenarios) - {"models"} else list(options.models))
         if options.url is not None:
-            info |= _served_preprocess(http_url)
+            info |= _served_preprocess(http_url, headers)
         ensemble_shape = {"video": [len(clip)]}
         video_data = raw / "input"
 
         def measure(scenario: str, model: str, **kwargs) -> None:
             log.info("perf_analyzer: %s %s %s", scenario, model, {k: v for k, v in kwargs.items() if k != "shapes"})
-            kw = dict(grpc_url=grpc_url, http_url=http_url, workdir=raw)
+            url = grpc_url if options.protocol == "grpc" else http_url
+            kw = dict(url=url, protocol=options.protocol, http_url=http_url, workdir=raw, headers=headers)
             m = options.measurement
             # fast models are noisy over few requests: on instability, measure longer, then accept a
             # relaxed threshold and say so in the report (never drop the measurement silently)
@@ -192,7 +215,7 @@ def _run(options: HarnessOptions, version: str, out: Path) -> Path:
         "machine": machine(),
         "perf_analyzer": version,
         "server": info.get("server", {}),
-        "options": _jsonable(asdict(options)),
+        "options": _jsonable({k: v for k, v in asdict(options).items() if k not in _SECRETS}),
         "clip": {"seconds": options.clip_seconds, "bytes": len(clip), "source": "generated 640x360 30 fps H.264"},
         "window_frames": info["window_frames"],
         "weights": info.get("weights", "unknown"),
@@ -207,19 +230,23 @@ def _run(options: HarnessOptions, version: str, out: Path) -> Path:
     return out
 
 
-def _start_server(options: HarnessOptions, stack: ExitStack) -> tuple[str, str, dict]:
+def _start_server(options: HarnessOptions, stack: ExitStack) -> tuple[str, str, dict, dict[str, str]]:
     from s2s.runtime.server import ServerOptions, TritonServer
 
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="s2s-bench-repo-")))
     info = prepare_repository(options, tmp)
+    # over gRPC perf_analyzer 2.51 cannot send the key: this throw-away loopback server leaves what it
+    # reads open; every other admin API stays behind the key
+    open_apis = PERF_ANALYZER_READS if options.protocol == "grpc" else ()
     server_options = ServerOptions.local(
-        tmp, shm_default_byte_size=64 * 1024 * 1024, log_level="error", exit_timeout_s=10
-    )
+        tmp, shm_default_byte_size=64 * 1024 * 1024, log_level="error", exit_timeout_s=10,
+        admin_apis=tuple(api for api in ADMIN_APIS if api not in open_apis),
+    )  # fmt: skip
     stack.enter_context(TritonServer(server_options))
     info.update(_remote_info(server_options.http_url))
     models = info.pop("manifest")["models"]
     info["weights"] = "seeded random" if any(m.get("noise_weights") for m in models.values()) else "checkpoints"
-    return server_options.grpc_url, server_options.http_url, info
+    return server_options.grpc_url, server_options.http_url, info, server_options.admin_headers()
 
 
 def _remote_info(http_url: str) -> dict:
@@ -234,16 +261,18 @@ def _remote_info(http_url: str) -> dict:
         raise PerfError(f"cannot reach Triton at {http_url}: {exc}") from None
 
 
-def _served_preprocess(http_url: str) -> dict:
-    """Window length and noise width of the preprocess step a running server serves."""
+def _served_preprocess(http_url: str, headers: dict[str, str] | None) -> dict:
+    """Window length and noise width of the preprocess step a running server serves (its config is an
+    admin API: ``headers`` carry the key)."""
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
     try:
         with httpclient.InferenceServerClient(http_url) as client:
-            served = PreprocessOptions.from_model_config(client.get_model_config(PREPROCESS))
+            served = PreprocessOptions.from_model_config(client.get_model_config(PREPROCESS, headers=headers))
     except (InferenceServerException, OptionError) as exc:
-        raise PerfError(f"cannot read the preprocess options served at {http_url}: {exc}") from None
+        hint = "" if headers else f" (give its admin key: --admin-key-file or ${ADMIN_KEY_ENV})"
+        raise PerfError(f"cannot read the preprocess options served at {http_url}{hint}: {exc}") from None
     return {"window_frames": served.window_frames, "z_dim": served.z_dim}
 
 

@@ -164,12 +164,13 @@ def parse_csv(path: Path, model: str, load: str) -> list[PerfResult]:
     return results
 
 
-def server_statistics(http_url: str) -> dict[str, dict[str, float]]:
-    """Cumulative per-model statistics from Triton (counts and nanosecond totals)."""
+def server_statistics(http_url: str, headers: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """Cumulative per-model statistics from Triton (counts and nanosecond totals); ``headers``: the admin key
+    where the server restricts its statistics API."""
     import tritonclient.http as httpclient
 
     with httpclient.InferenceServerClient(http_url) as client:
-        stats = client.get_inference_statistics("")
+        stats = client.get_inference_statistics("", headers=headers)
     out = {}
     for entry in stats.get("model_stats", []):
         s = entry["inference_stats"]
@@ -211,7 +212,8 @@ def statistics_delta(before: dict, after: dict) -> dict[str, dict[str, float]]:
 def profile(
     model: str,
     *,
-    grpc_url: str,
+    url: str,
+    protocol: str,
     http_url: str,
     workdir: Path,
     concurrency: int | None = None,
@@ -219,26 +221,35 @@ def profile(
     shapes: dict[str, list[int]] | None = None,
     input_data: Path | str = "random",
     measurement: Measurement = Measurement(),
+    headers: dict[str, str] | None = None,
 ) -> PerfResult:
-    """One perf_analyzer run (gRPC) at one concurrency or request rate, with the server-side split."""
+    """One perf_analyzer run at one concurrency or request rate, with the server-side split.
+
+    ``url``/``protocol``: where perf_analyzer sends its requests (grpc or http); ``headers``: the admin key,
+    for the statistics read here and, over HTTP, for perf_analyzer's own config and statistics requests
+    (perf_analyzer 2.51 sends custom headers over HTTP only).
+    """
     if (concurrency is None) == (request_rate is None):
         raise ValueError("give exactly one of concurrency and request_rate")
     load, level = ("concurrency", concurrency) if concurrency is not None else ("request_rate", request_rate)
     workdir.mkdir(parents=True, exist_ok=True)
     csv_path = workdir / f"{model}-{load}-{level:g}.csv"
     cmd = [
-        str(perf_analyzer_binary()), "-m", model, "-u", grpc_url, "-i", "grpc", "-f", str(csv_path),
+        str(perf_analyzer_binary()), "-m", model, "-u", url, "-i", protocol, "-f", str(csv_path),
         "--measurement-mode", "count_windows", "--measurement-request-count", str(measurement.request_count),
         "-s", f"{measurement.stability_percent:g}", "--max-trials", str(measurement.max_trials),
         "--input-data", str(input_data),
     ]  # fmt: skip
+    if protocol == "http":
+        for key, value in (headers or {}).items():
+            cmd += ["-H", f"{key}:{value}"]
     if concurrency is not None:
         cmd += ["--concurrency-range", f"{concurrency}:{concurrency}"]
     else:
         cmd += ["--request-rate-range", f"{request_rate}:{request_rate}", "--request-distribution", "constant"]
     for name, dims in (shapes or {}).items():
         cmd += ["--shape", f"{name}:{','.join(str(d) for d in dims)}"]
-    before = server_statistics(http_url)
+    before = server_statistics(http_url, headers)
     try:
         result = subprocess.run(
             cmd, capture_output=True, text=True, env=perf_environment(), timeout=measurement.timeout_s
@@ -252,5 +263,5 @@ def profile(
         kind = PerfUnstableError if "Failed to obtain stable measurement" in output else PerfError
         raise kind(f"perf_analyzer failed on {model} ({load} {level:g}), exit {result.returncode}:\n{tail}")
     (parsed,) = parse_csv(csv_path, model, load)
-    parsed.models = statistics_delta(before, server_statistics(http_url))
+    parsed.models = statistics_delta(before, server_statistics(http_url, headers))
     return parsed

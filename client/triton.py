@@ -40,8 +40,14 @@ class S2SClient:
     """A thin client for the ensemble; one instance per thread for HTTP (tritonclient's HTTP is gevent-based)."""
 
     def __init__(
-        self, url: str | None = None, protocol: str = "grpc", model: str = ENSEMBLE, timeout_s: float = 900.0
+        self,
+        url: str | None = None,
+        protocol: str = "grpc",
+        model: str = ENSEMBLE,
+        timeout_s: float = 900.0,
+        admin_key: str | None = None,
     ) -> None:
+        """``admin_key``: the server's admin key, for what sits behind it (the served preprocess options)."""
         if protocol not in PROTOCOLS:
             raise OptionError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         self.protocol, self.model, self.timeout_s = protocol, model, timeout_s
@@ -54,6 +60,10 @@ class S2SClient:
         kwargs = {} if protocol == "grpc" else {"connection_timeout": 30.0, "network_timeout": timeout_s}
         self._client = module.InferenceServerClient(self.url, **kwargs)
         self._config_kwargs = {"as_json": True} if protocol == "grpc" else {}
+        if admin_key:
+            from s2s.runtime.server import admin_headers
+
+            self._config_kwargs["headers"] = admin_headers(admin_key, protocol)
 
     def close(self) -> None:
         self._client.close()
@@ -73,7 +83,8 @@ class S2SClient:
             return False
 
     def window_frames(self) -> int:
-        """Frames per window of the served preprocess step (the recipe's 215 if it cannot be read)."""
+        """Frames per window of the served preprocess step (the recipe's 215 if it cannot be read: model
+        configs are an admin API, readable with the server's admin key)."""
         from tritonclient.utils import InferenceServerException
 
         from s2s.windowing import PreprocessOptions

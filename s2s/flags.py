@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from s2s.errors import S2SError
+
 _KEY = "s2s.flag"
 
 
@@ -58,10 +60,12 @@ def flag(
     shown: str | None = None,
     repeat: bool = False,
     nargs: str | None = None,
+    secret: bool = False,
 ) -> Any:
-    """A dataclass field with its command-line flag (use it as the field's default)."""
+    """A dataclass field with its command-line flag (use it as the field's default); ``secret`` keeps the
+    value out of the record's repr (and so out of logs)."""
     spec = Flag(name, help, type, tuple(choices) if choices else None, shown, repeat, nargs)
-    return dataclasses.field(default=default, default_factory=default_factory, metadata={_KEY: spec})
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={_KEY: spec}, repr=not secret)
 
 
 def add_flags(parser: argparse.ArgumentParser | Any, record: type, *, exclude: tuple[str, ...] = ()) -> None:
@@ -82,7 +86,7 @@ def add_flags(parser: argparse.ArgumentParser | Any, record: type, *, exclude: t
         if isinstance(default, bool) and spec.type is None:
             kwargs["action"] = "store_true"
         else:
-            kwargs["type"] = spec.type or _type_of(default)
+            kwargs["type"] = _parser_type(spec.type or _type_of(default))
             if spec.choices:
                 kwargs["choices"] = spec.choices
             else:
@@ -140,6 +144,19 @@ def _type_of(default: Any) -> Callable[[str], Any]:
     if isinstance(default, int | float | str):
         return type(default)
     return str
+
+
+def _parser_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` for argparse: the project's own errors become argparse's, so their message is shown."""
+
+    def checked(text: str) -> Any:
+        try:
+            return parse(text)
+        except S2SError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    checked.__name__ = getattr(parse, "__name__", "value")
+    return checked
 
 
 def _help(spec: Flag, default: Any) -> str:

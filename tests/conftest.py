@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from s2s.runtime.server import free_ports
+from s2s.runtime.server import ADMIN_KEY_ENV, admin_headers, free_ports
+
+#: the admin key of every `s2s serve` the tests start (Triton's admin APIs need it)
+ADMIN_KEY = "tests-admin-key-7f3a9c2e5b"
+ADMIN_HEADERS, ADMIN_GRPC_HEADERS = admin_headers(ADMIN_KEY, "http"), admin_headers(ADMIN_KEY, "grpc")
 
 
 def live_processes() -> list[tuple[int, int, str]]:
@@ -83,8 +87,9 @@ class Serve:
             "--address", "127.0.0.1", "--exit-timeout", "5", *self.extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            cmd, stdout=self.stdout_path.open("w"), stderr=self.stderr_path.open("w"), stdin=subprocess.DEVNULL
-        )
+            cmd, stdout=self.stdout_path.open("w"), stderr=self.stderr_path.open("w"), stdin=subprocess.DEVNULL,
+            env={**os.environ, ADMIN_KEY_ENV: ADMIN_KEY},
+        )  # fmt: skip
         return self
 
     def wait_ready(self, timeout_s: float = 120.0) -> Serve:

@@ -54,6 +54,19 @@ def test_tiny_run_writes_every_output(small_repository, tmp_path):
     assert "Triton/in-process" in report and "| online | s2s | c=1 |" in report
 
 
+def test_http_protocol_carries_the_admin_key_to_a_fully_restricted_server(small_repository, tmp_path):
+    """Over HTTP perf_analyzer sends the key (-H): every admin API of the started server stays restricted."""
+    options = HarnessOptions(
+        repository=small_repository, output=tmp_path / "runs", scenarios=("models",), models=("vocoder",),
+        model_concurrency=(1,), reference_runs=0, measurement=QUICK, protocol="http",
+    )  # fmt: skip
+    result = json.loads((run(options) / "results.json").read_text())
+    [vocoder] = result["measurements"]
+    assert vocoder["model"] == "vocoder" and vocoder["throughput"] > 0
+    assert vocoder["models"]["vocoder"]["requests"] >= 1, "the statistics were read with the key"
+    assert result["options"]["protocol"] == "http" and "admin_key" not in result["options"], "no key in results"
+
+
 def test_server_down_is_a_clear_error(small_repository, tmp_path):
     (port,) = free_ports(1)
     options = HarnessOptions(

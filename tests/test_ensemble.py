@@ -20,7 +20,7 @@ from s2s.export.specs import ExportOptions
 from s2s.export.triton_config import read_preprocess_options
 from s2s.synth import make_audio_only, make_video, make_zero_frame_video
 from s2s.video import VideoLimits
-from tests.conftest import SMALL_WINDOW, Serve, export_small_repository
+from tests.conftest import ADMIN_KEY, SMALL_WINDOW, Serve, export_small_repository
 
 #: short windows keep the test fast: 20 frames = 0.93 s
 WINDOW = SMALL_WINDOW
@@ -52,7 +52,7 @@ def reference(server):
 def test_ensemble_matches_the_in_process_reference(server, reference, protocol):
     video = make_video(duration_s=2.5, seed=3)
     url = server.grpc_url if protocol == "grpc" else server.http_url
-    with S2SClient(url, protocol) as client:
+    with S2SClient(url, protocol, admin_key=ADMIN_KEY) as client:
         assert client.ready() and client.window_frames() == WINDOW
         result = client.generate(video)
     want_wave, want_mel = reference(video)

@@ -294,6 +294,45 @@ def test_export_source_runs_the_real_export_cli_on_the_gpu_with_a_cache(rendered
     assert "trt-cache" not in volumes(dep)
 
 
+def test_triton_admin_apis_need_the_key_from_a_secret(rendered):
+    """The chart restricts exactly the admin APIs s2s serve restricts, with a key from a Secret."""
+    import base64
+
+    from s2s.runtime.server import ADMIN_APIS, ADMIN_HEADER, check_admin_key
+
+    triton = container(deployment(rendered["default"], "triton"), "triton")
+    expected = f"{','.join(ADMIN_APIS)}:{ADMIN_HEADER}=$(S2S_TRITON_ADMIN_KEY)"
+    assert flag(triton["args"], "--http-restricted-api") == expected
+    assert flag(triton["args"], "--grpc-restricted-protocol") == expected
+    source = next(e for e in triton["env"] if e["name"] == "S2S_TRITON_ADMIN_KEY")["valueFrom"]["secretKeyRef"]
+    secret = rendered["default"][("Secret", source["name"])]
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    check_admin_key(base64.b64decode(secret["data"][source["key"]]).decode())  # a key Triton accepts
+    objects = render({"triton": {"adminKey": {"existingSecret": "team-triton-admin", "secretKey": "key"}}})
+    triton = container(deployment(objects, "triton"), "triton")
+    source = next(e for e in triton["env"] if e["name"] == "S2S_TRITON_ADMIN_KEY")["valueFrom"]["secretKeyRef"]
+    assert source == {"name": "team-triton-admin", "key": "key"}
+    assert not [k for k in objects if k[0] == "Secret" and "admin" in k[1]], "the release's own Secret is used"
+
+
+def test_network_policy_lets_only_the_gateway_tests_and_prometheus_reach_triton(rendered):
+    objects = rendered["default"]
+    policy = objects[("NetworkPolicy", f"{RELEASE}-s2s-triton")]
+    triton = deployment(objects, "triton")
+    assert policy["spec"]["podSelector"]["matchLabels"] == triton["spec"]["selector"]["matchLabels"]
+    serving, metrics = policy["spec"]["ingress"]
+    gateway_labels = deployment(objects, "gateway")["spec"]["template"]["metadata"]["labels"]
+    test_labels = objects[("Pod", f"{RELEASE}-s2s-test")]["metadata"]["labels"]
+    for peer in serving["from"]:
+        wanted = peer["podSelector"]["matchLabels"]
+        assert "namespaceSelector" not in peer  # this namespace only
+        assert wanted.items() <= gateway_labels.items() or wanted.items() <= test_labels.items(), wanted
+    assert {p["port"] for p in serving["ports"]} == {"http", "grpc"}
+    assert [p["port"] for p in metrics["ports"]] == ["metrics"]
+    assert metrics["from"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    assert not [k for k in render({"networkPolicy": {"enabled": False}}) if k[0] == "NetworkPolicy"]
+
+
 def test_pvc_source_mounts_the_claim_read_only_without_export(rendered):
     dep = deployment(rendered["pvc"], "triton")
     assert "initContainers" not in dep["spec"]["template"]["spec"]

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper
 from tritonclient.utils import InferenceServerException
 
 from s2s.runtime.selfcheck import write_affine_model, write_affine_onnx
-from tests.conftest import Serve, leftovers, wait_until_gone
+from tests.conftest import ADMIN_GRPC_HEADERS, ADMIN_HEADERS, Serve, leftovers, wait_until_gone
 
 
 def write_add_vector_model(repository: Path, name: str = "add_vector", width: int = 4) -> Path:
@@ -99,13 +99,13 @@ def test_dynamic_batching_batches_concurrent_requests(server):
     results: queue.Queue = queue.Queue()
     x = np.ones((1, 4), dtype=np.float32)
     with grpcclient.InferenceServerClient(server.grpc_url) as grpc:
-        before = grpc.get_inference_statistics("affine", as_json=True)["model_stats"][0]
+        before = grpc.get_inference_statistics("affine", as_json=True, headers=ADMIN_GRPC_HEADERS)["model_stats"][0]
         for _ in range(n):
             inp = grpcclient.InferInput("x", [1, 4], "FP32")
             inp.set_data_from_numpy(x)
             grpc.async_infer("affine", [inp], callback=lambda result, error: results.put((result, error)))
         outputs = [results.get(timeout=60) for _ in range(n)]
-        after = grpc.get_inference_statistics("affine", as_json=True)["model_stats"][0]
+        after = grpc.get_inference_statistics("affine", as_json=True, headers=ADMIN_GRPC_HEADERS)["model_stats"][0]
     for result, error in outputs:
         assert error is None, error
         np.testing.assert_allclose(result.as_numpy("y"), 3 * x)
@@ -117,7 +117,7 @@ def test_dynamic_batching_batches_concurrent_requests(server):
 
 def test_instance_count_starts_one_stub_per_instance(server):
     with httpclient.InferenceServerClient(server.http_url) as http:
-        groups = http.get_model_config("affine")["instance_group"]
+        groups = http.get_model_config("affine", headers=ADMIN_HEADERS)["instance_group"]
     assert sum(g["count"] for g in groups) == 2
     assert all(g["kind"] == "KIND_CPU" for g in groups), "KIND_AUTO must resolve to CPU on a GPU-less machine"
     stubs = [p for p in leftovers(pgid=server.server_pid) if "triton_python_backend_stub" in p[2]]
@@ -243,3 +243,81 @@ def test_doctor_checks_the_stack_end_to_end():
     assert "HTTP inference     ok" in result.stdout
     assert "gRPC inference     ok" in result.stdout
     assert "(batched)" in result.stdout
+
+
+def _http(url: str, path: str, body: bytes | None = None, headers: dict | None = None) -> int:
+    """Status of one HTTP request to Triton (an error status is returned, not raised)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"http://{url}{path}", data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_admin_apis_refuse_requests_without_the_key_and_inference_still_works(tmp_path, serve_factory):
+    """The upload-a-model.py attack on explicit model control, and every other admin API, without the key."""
+    import base64
+    import json
+
+    root = tmp_path / "repo"
+    write_affine_model(root)
+    serve = serve_factory(root, "--model", "affine").wait_ready()  # explicit model control
+    marker = tmp_path / "pwned"
+    evil = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\nclass TritonPythonModel:\n    pass\n"
+    upload = json.dumps({"parameters": {
+        "config": json.dumps({"name": "evil", "backend": "python"}),
+        "file:1/model.py": base64.b64encode(evil.encode()).decode(),
+    }}).encode()  # fmt: skip
+    refused = {
+        "load a model from the request": ("/v2/repository/models/evil/load", upload),
+        "repository index": ("/v2/repository/index", b"{}"),
+        "model config": ("/v2/models/affine/config", None),
+        "statistics": ("/v2/models/stats", None),
+        "log settings": ("/v2/logging", b'{"log_verbose_level": 1}'),
+        "trace settings": ("/v2/trace/setting", None),
+        "shared memory": ("/v2/systemsharedmemory/status", None),
+    }
+    for what, (path, body) in refused.items():
+        status = _http(serve.http_url, path, body)
+        assert status in (401, 403), f"{what}: HTTP {status} without the admin key"
+        assert _http(serve.http_url, path, body, {"s2s-admin-key": "not-the-key-0123456789"}) in (401, 403), what
+    assert not marker.exists(), "the uploaded model.py ran"
+    with grpcclient.InferenceServerClient(serve.grpc_url) as grpc:
+        for call in (lambda: grpc.get_model_config("affine"), lambda: grpc.load_model("affine"),
+                     lambda: grpc.get_inference_statistics("affine"), lambda: grpc.get_log_settings()):  # fmt: skip
+            with pytest.raises(InferenceServerException):
+                call()
+        assert grpc.get_model_config("affine", headers=ADMIN_GRPC_HEADERS).config.name == "affine"
+        assert grpc.is_server_ready() and grpc.is_model_ready("affine")  # health stays open
+        x = grpcclient.InferInput("x", [1, 4], "FP32")
+        x.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
+        np.testing.assert_allclose(grpc.infer("affine", [x]).as_numpy("y"), 3.0)  # inference needs no key
+    assert _http(serve.http_url, "/v2/repository/index", b"{}", ADMIN_HEADERS) == 200  # the key opens them
+    assert _http(serve.http_url, "/v2/models/affine/config", None, ADMIN_HEADERS) == 200
+    assert not marker.exists()
+
+
+def test_serve_listens_on_loopback_unless_told_and_warns_beyond_it(tmp_path):
+    from s2s.runtime.server import ServerOptions, TritonServer
+
+    assert ServerOptions().address == "127.0.0.1"
+    root = tmp_path / "repo"
+    write_affine_model(root)
+    options = ServerOptions.local(root, address="0.0.0.0", exit_timeout_s=5)
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("s2s.runtime.server").addHandler(handler)
+    try:
+        with TritonServer(options):
+            pass
+    finally:
+        logging.getLogger("s2s.runtime.server").removeHandler(handler)
+    text = " ".join(r.getMessage() for r in records)
+    assert "for local use" in text and "CVE-2025-23319" in text and options.admin_key not in text

@@ -125,7 +125,7 @@ def run_selfcheck(concurrency: int = 8, echo=None) -> CheckResult:
                 if not all(np.allclose(r, expected[:1]) for r in results):
                     raise SelfCheckError("concurrent requests to the affine model returned wrong values")
                 time.sleep(0.1)
-                stats = http.get_inference_statistics("affine")["model_stats"][0]
+                stats = http.get_inference_statistics("affine", headers=options.admin_headers())["model_stats"][0]
             finally:
                 http.close()
                 grpc.close()
@@ -178,7 +178,7 @@ def run_repository_chain(
         start = time.perf_counter()
         result = client.infer(model, inputs)
         seconds[model] = time.perf_counter() - start
-        config = client.get_model_config(model, as_json=True)["config"]
+        config = client.get_model_config(model, as_json=True, headers=options.admin_headers("grpc"))["config"]
         return result.as_numpy(config["output"][0]["name"])
 
     with TritonServer(options, echo=echo), grpcclient.InferenceServerClient(options.grpc_url) as client:
@@ -186,7 +186,8 @@ def run_repository_chain(
         flow = rng.integers(0, 256, (1, frames, 2, size, size), dtype=np.uint8)
         rgb_features = infer(client, "tsn_rgb", frames=rgb)
         flow_features = infer(client, "tsn_flow", frames=flow)
-        z_dim = client.get_model_config("generator", as_json=True)["config"]["input"][2]["dims"][0]
+        config = client.get_model_config("generator", as_json=True, headers=options.admin_headers("grpc"))["config"]
+        z_dim = config["input"][2]["dims"][0]
         z = rng.standard_normal((1, int(z_dim))).astype(np.float32)
         mel = infer(client, "generator", rgb_features=rgb_features, flow_features=flow_features, z=z)
         waveform = infer(client, "vocoder", mel=mel)

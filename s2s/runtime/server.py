@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import ipaddress
 import logging
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -38,6 +41,61 @@ LOG_LEVELS = ("error", "warning", "info", "verbose")
 _PR_SET_PDEATHSIG = 1
 _SHM = 16 * 1024 * 1024
 
+#: Triton APIs that only a request carrying the admin key reaches, over HTTP and gRPC alike: loading a
+#: model from a request (model-repository), shared-memory registration, configs, statistics, trace and
+#: log settings. Health, metadata and inference stay open.
+ADMIN_APIS = ("shared-memory", "model-repository", "model-config", "statistics", "trace", "logging")
+#: the HTTP header that carries the admin key; over gRPC, Triton expects it as metadata key
+#: ``triton-grpc-protocol-s2s-admin-key`` (see :func:`admin_headers`)
+ADMIN_HEADER = "s2s-admin-key"
+#: where the admin key comes from when no --admin-key-file is given
+ADMIN_KEY_ENV = "S2S_TRITON_ADMIN_KEY"
+_KEY = re.compile(r"^[A-Za-z0-9_.~-]{16,256}$")
+#: Public advisories fixed after Triton 2.51.0 (NGC 24.10), the release the pip wheel carries
+EMBEDDED_CVES = "CVE-2025-23310, CVE-2025-23311, CVE-2025-23319, CVE-2025-23320, CVE-2025-23334"
+
+
+def check_admin_key(key: str, source: str = "the admin key") -> str:
+    """``key`` if it can be a Triton restricted-API value: 16 to 256 of ``A-Z a-z 0-9 _ . ~ -``."""
+    if not _KEY.match(key):
+        raise ServerConfigError(
+            f"{source} must be 16 to 256 characters of A-Z, a-z, 0-9, '_', '.', '~' or '-' (got {len(key)} characters)"
+        )
+    return key
+
+
+def read_admin_key(path: str) -> str:
+    """The admin key in a file (a mounted Secret): its content without surrounding whitespace."""
+    try:
+        return check_admin_key(Path(path).read_text().strip(), f"admin key file {path}")
+    except OSError as exc:
+        raise ServerConfigError(f"cannot read the admin key file {path}: {exc.strerror}") from None
+
+
+def admin_key_from_environment() -> str:
+    """$S2S_TRITON_ADMIN_KEY, or a new random key: then only this process holds it."""
+    key = os.environ.get(ADMIN_KEY_ENV)
+    return check_admin_key(key, f"${ADMIN_KEY_ENV}") if key else secrets.token_urlsafe(32)
+
+
+def admin_headers(key: str, protocol: str = "http") -> dict[str, str]:
+    """Headers (HTTP) or metadata (gRPC: Triton prefixes restricted-protocol keys) that unlock the admin APIs."""
+    return {ADMIN_HEADER if protocol == "http" else f"triton-grpc-protocol-{ADMIN_HEADER}": key}
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` reaches this machine only (127.0.0.0/8, ::1, localhost)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ServerConfigError(S2SError, ValueError):
+    """Server options that cannot work (a malformed admin key, an unreadable key file)."""
+
 
 class ServerStartError(S2SError, RuntimeError):
     """tritonserver exited or did not become ready; ``log_tail`` holds its last log lines."""
@@ -59,7 +117,10 @@ class ServerOptions:
     http_port: int = flag(8000, "--http-port", "HTTP/REST port", type=port)
     grpc_port: int = flag(8001, "--grpc-port", "gRPC port", type=port)
     metrics_port: int = flag(8002, "--metrics-port", "Prometheus metrics port", type=port)
-    address: str = flag("0.0.0.0", "--address", "address to listen on")
+    address: str = flag(
+        "127.0.0.1", "--address", "address to listen on; 0.0.0.0 for every interface (the embedded server is for "
+        "local use: see the warning it prints)",
+    )  # fmt: skip
     #: Python-backend shared memory region per stub (bytes); raise it for large tensors.
     shm_default_byte_size: int = flag(
         _SHM, "--shm-size", "Python-backend shared memory per stub, e.g. 64M", type=parse_size, shown=format_size(_SHM)
@@ -76,10 +137,21 @@ class ServerOptions:
     extra_args: list[str] = flag(
         name="triton_args", help="extra tritonserver arguments (after --)", default_factory=list, nargs="*"
     )
+    #: unlocks :data:`ADMIN_APIS` (header ``s2s-admin-key``); s2s's own tools send it
+    admin_key: str = flag(
+        name="--admin-key-file", help=f"file holding the key of Triton's admin APIs ({', '.join(ADMIN_APIS)}), sent "
+        f"as header '{ADMIN_HEADER}'", type=read_admin_key, default_factory=admin_key_from_environment,
+        shown=f"${ADMIN_KEY_ENV}, else a new random key at each start", secret=True,
+    )  # fmt: skip
+    admin_apis: tuple[str, ...] = ADMIN_APIS
     binary: Path | None = None
     backend_directory: Path | None = None
     #: None: detect. Without a GPU the pinned-memory pool and GPU metrics are switched off.
     gpu: bool | None = None
+
+    def admin_headers(self, protocol: str = "http") -> dict[str, str]:
+        """Headers (HTTP) or metadata (gRPC) that unlock the admin APIs of this server."""
+        return admin_headers(self.admin_key, protocol)
 
     @property
     def model_control_mode(self) -> str:
@@ -118,6 +190,9 @@ class ServerOptions:
             f"--model-control-mode={self.model_control_mode}",
         ]
         cmd += [f"--load-model={name}" for name in self.load_models]
+        if self.admin_apis:
+            restricted = f"{','.join(self.admin_apis)}:{ADMIN_HEADER}={check_admin_key(self.admin_key)}"
+            cmd += [f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}"]
         if not (has_gpu() if self.gpu is None else self.gpu):
             cmd += ["--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false"]
         return cmd + list(self.extra_args)
@@ -236,7 +311,14 @@ class TritonServer:
             self._tmpdir = Path(tempfile.mkdtemp(prefix=f"{_BACKEND_DIR_PREFIX}{os.getpid()}-"))
             backend_dir = embedded.prepare_backend_dir(self._tmpdir, triton)
         cmd = self.options.command(binary, backend_dir)
-        log.debug("starting %s", " ".join(cmd))
+        log.debug("starting %s", " ".join(cmd).replace(self.options.admin_key, "<admin key>"))
+        if not is_loopback(self.options.address):
+            log.warning(
+                "the embedded Triton (2.51.0) listens on %s, beyond this machine: it is for local use. Public "
+                "advisories fixed in later Triton releases (%s) affect it; its admin APIs need the admin key, but "
+                "serve real traffic from the NGC image the Helm chart deploys (k8s/README.md)",
+                self.options.address, EMBEDDED_CVES,
+            )  # fmt: skip
         self.process = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
