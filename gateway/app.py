@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -37,6 +37,7 @@ from s2s.gateway.runner import (
     TritonRejectedError,
     TritonUnavailableError,
 )
+from s2s.gateway.uploads import FIELD, Upload, UploadRejectedError, receive_upload
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -134,6 +135,13 @@ def view(job: Job) -> dict:
     return {k: data[k] for k in JobView.model_fields}
 
 
+def upload_body(description: str) -> dict:
+    """OpenAPI for a multipart request body with one file field (the handlers stream it themselves)."""
+    schema = {"type": "object", "required": [FIELD],
+              "properties": {FIELD: {"type": "string", "format": "binary", "description": description}}}  # fmt: skip
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     store = JobStore(settings.data_dir)
@@ -217,20 +225,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 retryable=True, retry_after=settings.retry_after_s,
             )  # fmt: skip
 
-    async def read_upload(upload: UploadFile, limit: int) -> bytes:
-        kind = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
-        if kind not in settings.allowed_types:
-            raise GatewayError(415, "unsupported_type", f"content type {kind!r} is not a video type we accept")
-        chunks, size = [], 0
-        while chunk := await upload.read(1 << 20):
-            size += len(chunk)
-            if size > limit:
-                raise GatewayError(413, "too_large", f"upload larger than the limit of {limit} bytes")
-            chunks.append(chunk)
-        if size == 0:
-            raise GatewayError(400, "empty_upload", "the uploaded file is empty")
-        metrics.bytes_in.inc(size)
-        return b"".join(chunks)
+    async def read_upload(request: Request, limit: int) -> Upload:
+        """The request's video, streamed to a file under the data dir (never whole in memory)."""
+        destination = store.uploads_dir / f"{store.new_id()}.partial"
+        try:
+            upload = await receive_upload(request, destination, limit=limit, allowed_types=settings.allowed_types)
+        except UploadRejectedError as exc:
+            raise GatewayError(exc.status, exc.code, exc.message) from None
+        metrics.bytes_in.inc(upload.size)
+        return upload
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the gateway process answers")
     async def healthz() -> dict:
@@ -243,15 +246,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return {"status": "ready", "triton": settings.triton_url}
 
     @app.post("/v1/jobs", status_code=202, response_model=JobView, tags=["jobs"], responses=responses,
-              summary="Upload a video; returns a job to follow")  # fmt: skip
-    async def create_job(file: UploadFile = File(description="the video file (mp4, webm, mov, avi, mkv)")):
+              summary="Upload a video; returns a job to follow",
+              openapi_extra=upload_body("the video file (mp4, webm, mov, avi, mkv)"))  # fmt: skip
+    async def create_job(request: Request):
         await ensure_triton_ready()
         if not app.state.runner.has_room():
             raise GatewayError(429, "busy", "too many jobs waiting; try again later", True, settings.retry_after_s)
-        data = await read_upload(file, settings.max_upload_bytes)
-        job = Job(id=store.new_id(), filename=(file.filename or "")[:200], content_type=file.content_type or "",
-                  size_bytes=len(data))  # fmt: skip
-        store.create(job, data)
+        upload = await read_upload(request, settings.max_upload_bytes)
+        job = Job(id=store.new_id(), filename=upload.filename, content_type=upload.content_type,
+                  size_bytes=upload.size)  # fmt: skip
+        store.create(job, upload.path)
         try:
             app.state.runner.submit(job)
         except QueueFullError as exc:
@@ -317,10 +321,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return Response(status_code=204)
 
     @app.post("/v1/generate", tags=["jobs"], responses={**responses, 200: {"content": {"video/mp4": {}}}},
-              response_class=Response, summary="One call for small files: upload, wait, get the mp4 back")  # fmt: skip
-    async def generate(file: UploadFile = File(description="a small video file")):
+              response_class=Response, summary="One call for small files: upload, wait, get the mp4 back",
+              openapi_extra=upload_body("a small video file"))  # fmt: skip
+    async def generate(request: Request):
         await ensure_triton_ready()
-        data = await read_upload(file, settings.sync_max_bytes)
+        upload = await read_upload(request, settings.sync_max_bytes)
+        try:
+            data = upload.path.read_bytes()  # at most sync_max_bytes: the one request to Triton holds it anyway
+        finally:
+            upload.path.unlink(missing_ok=True)
         from s2s.client.mux import mux_audio
 
         began = time.monotonic()

@@ -4,6 +4,7 @@
     <data>/jobs/<id>/input       the upload, as received
     <data>/jobs/<id>/video.mp4   the result: the video with its new sound
     <data>/jobs/<id>/audio.wav   the result: the sound alone
+    <data>/uploads/<id>.partial  an upload while it streams in (moved into its job folder when complete)
 
 Job ids are random (``secrets.token_urlsafe``) and validated against a strict pattern before any path
 is built from them; nothing the user sends (file names included) becomes part of a path.
@@ -71,6 +72,10 @@ class JobStore:
         self.root = Path(root)
         self.jobs_dir = self.root / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.uploads_dir = self.root / "uploads"
+        self.uploads_dir.mkdir(exist_ok=True)
+        for stale in self.uploads_dir.glob("*.partial"):  # uploads a previous process was receiving
+            stale.unlink(missing_ok=True)
 
     @staticmethod
     def new_id() -> str:
@@ -87,12 +92,20 @@ class JobStore:
             raise ValueError(f"not a job file: {name}")
         return self.folder(job_id) / name
 
-    def create(self, job: Job, data: bytes) -> Job:
+    def create(self, job: Job, data: bytes | Path) -> Job:
+        """A new job with its input: the bytes, or a file (an upload on this filesystem) moved into place."""
         folder = self.folder(job.id)
         folder.mkdir(parents=True)
-        (folder / "input").write_bytes(data)
+        if isinstance(data, Path):
+            os.replace(data, folder / "input")
+        else:
+            (folder / "input").write_bytes(data)
         self.save(job)
         return job
+
+    def drop_input(self, job_id: str) -> None:
+        """Delete a job's input once it can no longer be used (a failure that retrying cannot fix)."""
+        self.path(job_id, "input").unlink(missing_ok=True)
 
     def save(self, job: Job) -> None:
         job.updated_at = time.time()

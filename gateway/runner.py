@@ -172,6 +172,8 @@ class JobRunner:
             self.metrics.running.set(len(self.running))
         job.finished_at = time.time()
         job.processing_s = time.monotonic() - began
+        if job.status == "failed" and job.error is not None and not job.error.retryable:
+            self.store.drop_input(job_id)  # nothing can use it again
         if job_id in self.cancelled:
             self.cancelled.discard(job_id)
             self.store.delete(job_id)

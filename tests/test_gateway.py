@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ class Gateway:
 
     def __init__(self, triton_url: str, data_dir: Path, *extra: str) -> None:
         (self.port,) = free_ports(1)
+        self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"gateway-{self.port}.log"
         cmd = [sys.executable, "-m", "s2s", "gateway", "--port", str(self.port), "--triton-url", triton_url,
@@ -135,12 +137,46 @@ def test_bad_uploads_get_clear_json_errors(gateway, data, kind, status, code):
     assert response.json()["error"]["code"] == code and response.json()["error"]["message"]
 
 
+def _send_and_read_status(port: int, request: bytes) -> tuple[int, dict]:
+    """Send ``request`` (headers, perhaps the start of a body) on a raw socket; the response's status and JSON."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body[body.index(b"{") :])
+
+
+def test_uploads_are_refused_as_soon_as_the_request_shows_it_breaks_a_limit(gateway):
+    """No need to send (or hold) a whole body: a declared size over the limit is refused at the headers, a
+    wrong content type at the file part's headers; nothing is left on disk."""
+    boundary = "s2s-test-boundary"
+
+    def head(length: int) -> bytes:
+        return (f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n").encode()  # fmt: skip
+
+    status, body = _send_and_read_status(gateway.port, head(10 * 1024**3))  # 10 GB announced, none sent
+    assert status == 413 and body["error"]["code"] == "too_large"
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"notes.txt\"\r\n"
+            "Content-Type: text/plain\r\n\r\nthe first bytes of a large file").encode()  # fmt: skip
+    status, body = _send_and_read_status(gateway.port, head(1024 * 1024) + part)  # the rest never comes
+    assert status == 415 and body["error"]["code"] == "unsupported_type"
+    assert not list((gateway.data_dir / "uploads").iterdir()), "a refused upload left a file"
+    assert gateway.http.get("/healthz").status_code == 200
+
+
 def test_what_preprocess_rejects_is_422_with_its_message(gateway):
     garbage = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
     job = gateway.upload(garbage).json()
     state = gateway.wait(job["id"])
     assert state["status"] == "failed" and state["error"]["code"] == "invalid_video"
     assert "cannot read the input as a video file" in state["error"]["message"]
+    assert not (gateway.data_dir / "jobs" / job["id"] / "input").exists(), "an unusable input is not kept"
     assert gateway.http.get(f"/v1/jobs/{job['id']}/video").status_code == 409
     sync = gateway.http.post("/v1/generate", files={"file": ("x.mp4", garbage, "video/mp4")})
     assert sync.status_code == 422 and "cannot read the input" in sync.json()["error"]["message"]
