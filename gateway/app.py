@@ -30,6 +30,7 @@ from s2s.flags import flag, format_size, parse_size
 from s2s.gateway.jobs import Job, JobStore
 from s2s.gateway.metrics import GatewayMetrics
 from s2s.gateway.runner import (
+    UNAVAILABLE,
     JobRunner,
     QueueFullError,
     RunnerSettings,
@@ -50,6 +51,15 @@ VIDEO_TYPES = (
 
 
 _MAX_UPLOAD = 256 * 1024 * 1024
+#: on every response: no MIME sniffing, no framing, no referrer leaks
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+#: the page and the API load nothing from elsewhere
+CONTENT_SECURITY_POLICY = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
 
 @dataclass
@@ -76,6 +86,8 @@ class GatewaySettings:
     expiry_interval_s: float = 300.0
     triton_timeout_s: float = 900.0
     retry_after_s: int = 10
+    max_event_streams: int = 64  #: progress streams (SSE) open at once; more get 429
+    event_stream_s: float = 900.0  #: a progress stream ends after this (the browser's EventSource reconnects)
 
     @property
     def result_ttl_s(self) -> float:
@@ -184,6 +196,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings, app.state.store, app.state.metrics = settings, store, metrics
+    app.state.event_streams = 0
     responses = {code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 415, 422, 429, 503)}
 
     @app.exception_handler(GatewayError)
@@ -208,6 +221,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
         response = await call_next(request)
+        for header, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(header, value)
+        if not request.url.path.startswith(("/docs", "/redoc")):  # Swagger UI / ReDoc load their assets
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         route = request.scope.get("route")
         metrics.requests.labels(request.method, getattr(route, "path", "unmatched"), str(response.status_code)).inc()
         return response
@@ -243,7 +260,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
              responses={503: {"model": ErrorResponse}})  # fmt: skip
     async def readyz() -> dict:
         await ensure_triton_ready()
-        return {"status": "ready", "triton": settings.triton_url}
+        return {"status": "ready"}
 
     @app.post("/v1/jobs", status_code=202, response_model=JobView, tags=["jobs"], responses=responses,
               summary="Upload a video; returns a job to follow",
@@ -271,10 +288,22 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.get("/v1/jobs/{job_id}/events", tags=["jobs"], summary="Server-sent events: the job's status until it ends")
     async def job_events(job_id: str, request: Request):
         load(job_id)
+        if app.state.event_streams >= settings.max_event_streams:
+            raise GatewayError(429, "busy", "too many progress streams open; poll the job instead",
+                               True, settings.retry_after_s)  # fmt: skip
+        app.state.event_streams += 1
+        ends = time.monotonic() + settings.event_stream_s
 
         async def stream():
+            try:
+                async for event in job_states():
+                    yield event
+            finally:
+                app.state.event_streams -= 1
+
+        async def job_states():
             last = None
-            while not await request.is_disconnected():
+            while not await request.is_disconnected() and time.monotonic() < ends:
                 try:
                     job = store.load(job_id)
                 except KeyError:
@@ -340,7 +369,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raise GatewayError(422, "invalid_video", str(exc)) from None
         except TritonUnavailableError as exc:
             metrics.triton_errors.labels("unavailable").inc()
-            raise GatewayError(503, "triton_unavailable", str(exc), True, settings.retry_after_s) from None
+            log.warning("synchronous request: Triton unavailable: %s", exc)
+            raise GatewayError(503, "triton_unavailable", UNAVAILABLE, True, settings.retry_after_s) from None
         target = settings.data_dir / f"sync-{store.new_id()}.mp4"
         try:
             await asyncio.to_thread(mux_audio, data, out.waveform, target)

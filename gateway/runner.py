@@ -43,12 +43,20 @@ class RunnerSettings:
     timeout_s: float = 900.0
 
 
+#: what users are told when Triton cannot be reached (its address and gRPC status stay in the log)
+UNAVAILABLE = "the inference server is unavailable; try again shortly"
+
+
 def classify(exc: Exception) -> Exception:
-    """tritonclient's exception -> ours (rejected input vs unavailable server vs anything else)."""
+    """tritonclient's exception -> ours (rejected input vs unavailable server vs anything else).
+
+    A rejected input keeps preprocess's own words (meant for the user), without the gRPC status name.
+    """
     message = server_message(exc)
     status = str(getattr(exc, "status", lambda: "")() or "")
     if "INVALID_ARG" in status or "INVALID_ARGUMENT" in status or "INVALID_ARG" in message:
-        return TritonRejectedError(message)
+        text = getattr(exc, "message", None)
+        return TritonRejectedError(text() if callable(text) else message)
     if "UNAVAILABLE" in status or "DEADLINE" in status or "failed to connect" in message.lower():
         return TritonUnavailableError(message)
     return RuntimeError(message)
@@ -160,12 +168,14 @@ class JobRunner:
             self.metrics.triton_errors.labels("invalid_input").inc()
         except TritonUnavailableError as exc:
             job.status, outcome = "failed", "triton_unavailable"
-            job.error = JobError("triton_unavailable", f"Triton is unavailable: {exc}", retryable=True)
+            log.warning("job %s: Triton unavailable: %s", job_id, exc)
+            job.error = JobError("triton_unavailable", UNAVAILABLE, retryable=True)
             self.metrics.triton_errors.labels("unavailable").inc()
         except Exception as exc:  # muxing or anything else: tell the user what happened, keep going
             log.exception("job %s failed", job_id)
             job.status, outcome = "failed", "internal"
-            job.error = JobError("internal", f"{type(exc).__name__}: {exc}", retryable=True)
+            job.error = JobError("internal", f"internal error ({type(exc).__name__}); it is in the gateway's log "
+                                 f"under job {job_id}", retryable=True)  # fmt: skip
             self.metrics.triton_errors.labels("other").inc()
         finally:
             self.running.discard(job_id)

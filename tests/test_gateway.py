@@ -176,6 +176,7 @@ def test_what_preprocess_rejects_is_422_with_its_message(gateway):
     state = gateway.wait(job["id"])
     assert state["status"] == "failed" and state["error"]["code"] == "invalid_video"
     assert "cannot read the input as a video file" in state["error"]["message"]
+    assert "StatusCode" not in state["error"]["message"] and "INVALID_ARG" not in state["error"]["message"]
     assert not (gateway.data_dir / "jobs" / job["id"] / "input").exists(), "an unusable input is not kept"
     assert gateway.http.get(f"/v1/jobs/{job['id']}/video").status_code == 409
     sync = gateway.http.post("/v1/generate", files={"file": ("x.mp4", garbage, "video/mp4")})
@@ -227,6 +228,16 @@ def test_openapi_docs_describe_the_service(gateway):
     assert "RegNet" in spec["info"]["description"]
 
 
+def test_every_response_carries_the_security_headers(gateway):
+    for path in ("/", "/healthz", "/v1/jobs/unknown-job-id-0000000", "/static/app.js", "/docs"):
+        response = gateway.http.get(path)
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert response.headers["x-frame-options"] == "DENY" and response.headers["referrer-policy"] == "no-referrer"
+        if path != "/docs":  # Swagger UI loads its assets from elsewhere
+            assert "default-src 'self'" in response.headers["content-security-policy"], path
+    assert gateway.http.get("/readyz").json() == {"status": "ready"}, "no internal address"
+
+
 def test_triton_down_is_503_with_retry_hint(tmp_path):
     (dead,) = free_ports(1)
     gw = Gateway(f"127.0.0.1:{dead}", tmp_path / "data")
@@ -234,7 +245,10 @@ def test_triton_down_is_503_with_retry_hint(tmp_path):
         response = gw.upload(make_video(duration_s=0.3))
         assert response.status_code == 503 and response.headers["retry-after"]
         assert response.json()["error"]["retryable"] is True
-        assert gw.http.get("/readyz").status_code == 503
+        ready = gw.http.get("/readyz")
+        assert ready.status_code == 503
+        for text in (response.text, ready.text):  # the user learns nothing of the inside
+            assert str(dead) not in text and "StatusCode" not in text
         assert gw.http.get("/healthz").status_code == 200  # liveness is its own
     finally:
         gw.stop()
