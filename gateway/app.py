@@ -19,11 +19,13 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
 
 from s2s import __version__
 from s2s.flags import flag, format_size, parse_size
@@ -60,6 +62,11 @@ SECURITY_HEADERS = {
 }
 #: the page and the API load nothing from elsewhere
 CONTENT_SECURITY_POLICY = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+#: the API docs: Swagger UI from the package (no CDN), started by an inline script
+DOCS_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 @dataclass
@@ -194,6 +201,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         "BN-Inception RGB and flow encoders, the RegNet spectrogram generator, a MelGAN/HiFi-GAN vocoder) run "
         "in NVIDIA Triton Inference Server as the `s2s` ensemble; this gateway only uploads, tracks and muxes.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the package's own Swagger UI copy: no CDN, works offline
+        redoc_url=None,
     )
     app.state.settings, app.state.store, app.state.metrics = settings, store, metrics
     app.state.event_streams = 0
@@ -223,8 +232,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         response = await call_next(request)
         for header, value in SECURITY_HEADERS.items():
             response.headers.setdefault(header, value)
-        if not request.url.path.startswith(("/docs", "/redoc")):  # Swagger UI / ReDoc load their assets
-            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        docs = request.url.path == "/docs"
+        response.headers.setdefault(
+            "Content-Security-Policy", DOCS_CONTENT_SECURITY_POLICY if docs else CONTENT_SECURITY_POLICY
+        )
         route = request.scope.get("route")
         metrics.requests.labels(request.method, getattr(route, "path", "unmatched"), str(response.status_code)).inc()
         return response
@@ -387,6 +398,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title=f"{app.title} - API docs",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )  # fmt: skip
 
     @app.get("/", include_in_schema=False)
     async def index():
