@@ -114,6 +114,11 @@ def from_flags(record: type, args: argparse.Namespace, **overrides: Any) -> Any:
     return record(**values, **overrides)
 
 
+def is_given(args: argparse.Namespace, record: type, name: str) -> bool:
+    """Whether the flag of ``record``'s field ``name`` was on the command line."""
+    return hasattr(args, f"{record.__name__}.{name}")
+
+
 def flags_of(record: type) -> dict[str, str]:
     """field name -> flag of the dataclass ``record`` (nested records included)."""
     out = {}

@@ -266,6 +266,7 @@ def test_admin_apis_refuse_requests_without_the_key_and_inference_still_works(tm
     root = tmp_path / "repo"
     write_affine_model(root)
     serve = serve_factory(root, "--model", "affine").wait_ready()  # explicit model control
+    assert "header s2s-admin-key (the key you gave)" in serve.stdout()  # the test sets $S2S_TRITON_ADMIN_KEY
     marker = tmp_path / "pwned"
     evil = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\nclass TritonPythonModel:\n    pass\n"
     upload = json.dumps({"parameters": {

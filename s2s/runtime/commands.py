@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
-from s2s.flags import add_flags, from_flags
-from s2s.runtime.server import ServerOptions
+from s2s.flags import add_flags, from_flags, is_given
+from s2s.runtime.server import ADMIN_HEADER, ADMIN_KEY_ENV, ServerOptions
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ def run_serve(args: argparse.Namespace) -> int:
     from s2s.runtime.server import ServerStartError, TritonServer
 
     options = from_flags(ServerOptions, args)
+    if is_given(args, ServerOptions, "admin_key") or os.environ.get(ADMIN_KEY_ENV):
+        key_note = "the key you gave"
+    else:
+        key_note = f"a random key: give --admin-key-file or ${ADMIN_KEY_ENV} to use them"
     server = TritonServer(options, echo=sys.stderr)
     stopping = {"signal": None}
 
@@ -73,6 +78,8 @@ def run_serve(args: argparse.Namespace) -> int:
             f"  HTTP    http://{options.http_url}\n"
             f"  gRPC    {options.grpc_url}\n"
             f"  metrics {options.metrics_url}\n"
+            f"  admin   {', '.join(options.admin_apis)}: header {ADMIN_HEADER} "
+            f"({key_note})\n"
             "  Ctrl-C to stop",
             flush=True,
         )
