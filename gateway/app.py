@@ -302,10 +302,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if app.state.event_streams >= settings.max_event_streams:
             raise GatewayError(429, "busy", "too many progress streams open; poll the job instead",
                                True, settings.retry_after_s)  # fmt: skip
-        app.state.event_streams += 1
         ends = time.monotonic() + settings.event_stream_s
 
-        async def stream():
+        async def stream():  # counted while it runs: a stream that never starts holds no slot
+            app.state.event_streams += 1
             try:
                 async for event in job_states():
                     yield event
