@@ -55,7 +55,7 @@ class _Receiver:
         self.destination, self.limit, self.allowed_types = destination, limit, allowed_types
         self.part = _Part()
         self.header_field, self.header_value = bytearray(), bytearray()
-        self.size, self.found = 0, None
+        self.size, self.other_bytes, self.found = 0, 0, None
 
     def callbacks(self) -> dict:
         return {
@@ -93,8 +93,9 @@ class _Receiver:
         self.part.handle = open(self.destination, "wb")  # noqa: SIM115 (closed in on_part_end or by receive)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self.part.handle is None:
-            if self.part.name != FIELD and end - start + self.size > FRAMING_BYTES:
+        if self.part.handle is None:  # another form field: counted, not kept
+            self.other_bytes += end - start
+            if self.other_bytes > FRAMING_BYTES:
                 raise UploadRejectedError(400, "bad_request", "form fields other than the file are not expected")
             return
         self.size += end - start

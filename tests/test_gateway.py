@@ -171,6 +171,15 @@ def test_uploads_are_refused_as_soon_as_the_request_shows_it_breaks_a_limit(gate
     assert gateway.http.get("/healthz").status_code == 200
 
 
+def test_other_form_fields_are_bounded_too(gateway):
+    """Bytes of fields beside the file are counted however they arrive, not kept, and bounded."""
+    response = gateway.http.post(
+        "/v1/jobs", data={"note": "x" * 200_000}, files={"file": ("a.mp4", b"\0" * 10, "video/mp4")}
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "bad_request"
+    assert not list((gateway.data_dir / "uploads").iterdir())
+
+
 def test_what_preprocess_rejects_is_422_with_its_message(gateway):
     garbage = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
     job = gateway.upload(garbage).json()
