@@ -113,7 +113,10 @@ def prepare_repository(options: HarnessOptions, target: Path) -> dict:
     preprocess = replace(exported, flow_method=options.flow_method, instances=options.preprocess_instances)
     relink_repository(source, target, preprocess, options.instances)
     manifest = json.loads((source / MANIFEST).read_text())
-    return {"window_frames": preprocess.window_frames, "z_dim": preprocess.z_dim, "manifest": manifest}
+    return {
+        "window_frames": preprocess.window_frames, "z_dim": preprocess.z_dim, "preprocess": preprocess,
+        "manifest": manifest,
+    }  # fmt: skip
 
 
 def model_shapes(name: str, window_frames: int, z_dim: int, clip_bytes: int) -> dict[str, list[int]]:
@@ -291,8 +294,7 @@ def _reference(options: HarnessOptions, clip: bytes, info: dict) -> dict:
         return {}
     from s2s.bench.reference import ReferencePipeline
 
-    exported = read_preprocess_options(options.repository)
-    pipeline = ReferencePipeline.onnxruntime(options.repository, replace(exported, flow_method=options.flow_method))
+    pipeline = ReferencePipeline.onnxruntime(options.repository, info["preprocess"])  # what the server runs
     pipeline(clip)  # warm-up
     times = []
     for _ in range(options.reference_runs):
