@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.s2s-installed
 # for the web page's browser test
 DEB_PACKAGES := libb64-0d chromium chromium-driver
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test lint format audit clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,13 @@ test: setup lint
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Dependency advisories: pip-audit over the installed environment with PyPI's advisory data. --strict
+# fails when a package cannot be audited (so an unreachable advisory service is a failure, not a pass);
+# pip-audit-allow.txt lists what cannot be upgraded, one advisory id per line with its reason.
+audit: setup
+	$(BIN)/pip-audit --strict --progress-spinner off --skip-editable \
+	  $$(sed -e 's/#.*//' -e '/^[[:space:]]*$$/d' pip-audit-allow.txt | awk '{print "--ignore-vuln", $$1}')
 
 format: setup
 	$(BIN)/ruff format .

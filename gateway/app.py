@@ -17,10 +17,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -28,9 +29,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
 from s2s import __version__
+from s2s.errors import OptionError
 from s2s.flags import flag, format_size, parse_size
+from s2s.gateway.audit import audit
+from s2s.gateway.audit import configure as configure_audit
+from s2s.gateway.auth import ANONYMOUS, Caller, KeyRing, Quota, read_secret, same_secret
 from s2s.gateway.jobs import Job, JobStore
 from s2s.gateway.metrics import GatewayMetrics
+from s2s.gateway.quotas import Admission, QuotaError
 from s2s.gateway.runner import (
     UNAVAILABLE,
     JobRunner,
@@ -53,6 +59,7 @@ VIDEO_TYPES = (
 
 
 _MAX_UPLOAD = 256 * 1024 * 1024
+_KEY_DISK = 5 * 1024**3
 #: on every response: no MIME sniffing, no framing, no referrer leaks
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -60,8 +67,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-#: the page and the API load nothing from elsewhere
-CONTENT_SECURITY_POLICY = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+#: the page and the API load nothing from elsewhere (the page plays results it fetched as blobs)
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 #: the API docs: Swagger UI from the package (no CDN), started by an inline script
 DOCS_CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
@@ -89,6 +98,26 @@ class GatewaySettings:
     workers: int = flag(2, "--workers", "jobs sent to Triton at once")
     max_queued: int = flag(8, "--max-queued", "jobs waiting beyond those; more get 429")
     windows_per_request: int = flag(1, "--windows-per-request", "windows per Triton request")
+    max_sync: int = flag(2, "--max-sync", "synchronous /v1/generate requests at once; more get 429")
+    api_keys: Path | None = flag(
+        name="--api-keys", type=Path, shown="$S2S_GATEWAY_API_KEYS",
+        help="file of API keys, stored hashed, one per line (make them with `s2s gateway-key`); reread when it "
+        "changes, so keys rotate without a restart",
+        default_factory=lambda: Path(os.environ["S2S_GATEWAY_API_KEYS"]) if os.environ.get("S2S_GATEWAY_API_KEYS")
+        else None,
+    )  # fmt: skip
+    no_auth: bool = flag(False, "--no-auth", "serve without authentication or per-key quotas (local use only)")
+    metrics_key_file: Path | None = flag(
+        None, "--metrics-key-file", "file holding the one key that may read /metrics (default: any API key)",
+        type=Path,
+    )  # fmt: skip
+    key_jobs: int = flag(2, "--key-jobs", "unfinished jobs per key at once, synchronous requests included")
+    key_rate: float = flag(10.0, "--key-rate", "new jobs per minute per key")
+    key_disk: int = flag(
+        _KEY_DISK, "--key-disk", "uploads and results stored per key", type=parse_size, shown=format_size(_KEY_DISK)
+    )
+    audit_log: Path | None = flag(None, "--audit-log", "append the audit log (JSON lines) here (default: stderr)",
+                                  type=Path)  # fmt: skip
     result_ttl_h: float = flag(24.0, "--result-ttl", "hours results are kept")
     expiry_interval_s: float = 300.0
     triton_timeout_s: float = 900.0
@@ -99,6 +128,24 @@ class GatewaySettings:
     @property
     def result_ttl_s(self) -> float:
         return self.result_ttl_h * 3600.0
+
+    @property
+    def key_quota(self) -> Quota:
+        """The bounds of a key whose line in the keys file sets none of its own."""
+        return Quota(self.key_jobs, self.key_rate, self.key_disk)
+
+    def keyring(self) -> KeyRing | None:
+        """The API keys (None with ``--no-auth``); :class:`OptionError` when neither is given."""
+        if self.no_auth:
+            if self.api_keys is not None:
+                raise OptionError("--no-auth and --api-keys contradict each other: choose one")
+            return None
+        if self.api_keys is None:
+            raise OptionError(
+                "the gateway needs API keys: --api-keys FILE (or $S2S_GATEWAY_API_KEYS; make keys with "
+                "`s2s gateway-key ID --keys-file FILE`), or --no-auth for local use"
+            )
+        return KeyRing(self.api_keys, self.key_quota)
 
 
 class ErrorBody(BaseModel):
@@ -163,7 +210,11 @@ def upload_body(description: str) -> dict:
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
+    keyring = settings.keyring()
+    metrics_key = read_secret(settings.metrics_key_file) if settings.metrics_key_file else None
+    configure_audit(settings.audit_log)
     store = JobStore(settings.data_dir)
+    admission = Admission(store, settings.max_sync, settings.retry_after_s)
     metrics = GatewayMetrics()
     runner_settings = RunnerSettings(
         triton_url=settings.triton_url, workers=settings.workers, max_queued=settings.max_queued,
@@ -206,11 +257,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.settings, app.state.store, app.state.metrics = settings, store, metrics
     app.state.event_streams = 0
-    responses = {code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 415, 422, 429, 503)}
+    responses = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422, 429, 503)}
 
     @app.exception_handler(GatewayError)
     async def gateway_error(_request: Request, exc: GatewayError):
-        return _error(exc.status, exc.code, exc.message, exc.retryable, exc.retry_after)
+        response = _error(exc.status, exc.code, exc.message, exc.retryable, exc.retry_after)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(QuotaError)
+    async def quota_error(_request: Request, exc: QuotaError):
+        return _error(exc.status, exc.code, exc.message, exc.status == 429, exc.retry_after or None)
 
     @app.exception_handler(StarletteHTTPException)  # also the router's own 404/405
     async def http_error(_request: Request, exc: StarletteHTTPException):
@@ -240,11 +298,56 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         metrics.requests.labels(request.method, getattr(route, "path", "unmatched"), str(response.status_code)).inc()
         return response
 
-    def load(job_id: str) -> Job:
+    bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
+    api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
+
+    async def presented_key(
+        credentials: HTTPAuthorizationCredentials | None = Security(bearer),
+        header: str | None = Security(api_key_header),
+    ) -> str | None:
+        """The key a request carries (either header), if any."""
+        return credentials.credentials if credentials else header
+
+    async def authenticate(request: Request, key: str | None = Depends(presented_key)) -> Caller:
+        """The caller of a request: its key's id and quota (the anonymous caller with ``--no-auth``)."""
+        if keyring is None:
+            return ANONYMOUS
+        caller = keyring.lookup(key)
+        if caller is None:
+            reason = "no key" if not key else "unknown key"
+            audit("auth.refused", "", reason=reason, path=request.url.path,
+                  client=request.client.host if request.client else None)  # fmt: skip
+            raise GatewayError(401, "unauthorized", "send a valid API key (Authorization: Bearer <key>)")
+        return caller
+
+    async def metrics_reader(request: Request, key: str | None = Depends(presented_key)) -> None:
+        """/metrics: the metrics key if one is set (Prometheus holds it), else any API key."""
+        if keyring is None:
+            return
+        if metrics_key is None:
+            await authenticate(request, key)
+        elif not same_secret(key, metrics_key):
+            raise GatewayError(401, "unauthorized", "send the metrics key (Authorization: Bearer <key>)")
+
+    def load(job_id: str, caller: Caller) -> Job:
+        """The caller's job; another key's job is as unknown as a job that never was."""
         try:
-            return store.load(job_id)
+            job = store.load(job_id)
         except KeyError:
-            raise GatewayError(404, "not_found", f"no job {job_id!r} (unknown, deleted or expired)") from None
+            job = None
+        if job is None or job.owner != caller.id:
+            raise GatewayError(404, "not_found", f"no job {job_id!r} (unknown, deleted or expired)")
+        return job
+
+    def admit(request: Request, caller: Caller, limit: int, *, sync: bool = False):
+        """Room for the request in its key's bounds (and the synchronous bound); refusals are audited."""
+        declared = request.headers.get("content-length", "")
+        nbytes = min(int(declared), limit) if declared.isdigit() else limit
+        try:
+            return admission.admit(caller, nbytes, sync=sync)
+        except QuotaError as exc:
+            audit("quota.refused", caller.id, code=exc.code, path=request.url.path)
+            raise
 
     async def ensure_triton_ready() -> None:
         if not await app.state.triton.ready():
@@ -276,29 +379,40 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.post("/v1/jobs", status_code=202, response_model=JobView, tags=["jobs"], responses=responses,
               summary="Upload a video; returns a job to follow",
               openapi_extra=upload_body("the video file (mp4, webm, mov, avi, mkv)"))  # fmt: skip
-    async def create_job(request: Request):
+    async def create_job(request: Request, caller: Caller = Depends(authenticate)):
         await ensure_triton_ready()
         if not app.state.runner.has_room():
             raise GatewayError(429, "busy", "too many jobs waiting; try again later", True, settings.retry_after_s)
-        upload = await read_upload(request, settings.max_upload_bytes)
-        job = Job(id=store.new_id(), filename=upload.filename, content_type=upload.content_type,
-                  size_bytes=upload.size)  # fmt: skip
-        store.create(job, upload.path)
+        ticket = admit(request, caller, settings.max_upload_bytes)
+        try:
+            upload = await read_upload(request, settings.max_upload_bytes)
+            job = Job(id=store.new_id(), owner=caller.id, filename=upload.filename,
+                      content_type=upload.content_type, size_bytes=upload.size)  # fmt: skip
+            store.create(job, upload.path)
+        finally:
+            ticket.release()  # from here the job on disk counts against the key
         try:
             app.state.runner.submit(job)
         except QueueFullError as exc:
             store.delete(job.id)
             raise GatewayError(429, "busy", str(exc), True, settings.retry_after_s) from None
+        audit("job.created", caller.id, job=job.id, bytes=job.size_bytes)
         return view(job)
+
+    @app.get("/v1/me", tags=["jobs"], responses=responses,
+             summary="The calling key: its id, its bounds and what it uses now")  # fmt: skip
+    async def me(caller: Caller = Depends(authenticate)) -> dict:
+        return {"key": caller.id or None, "auth": keyring is not None, "quota": caller.quota.describe(),
+                "usage": admission.usage(caller)}  # fmt: skip
 
     @app.get("/v1/jobs/{job_id}", response_model=JobView, tags=["jobs"], responses=responses,
              summary="A job's status and progress")  # fmt: skip
-    async def get_job(job_id: str):
-        return view(load(job_id))
+    async def get_job(job_id: str, caller: Caller = Depends(authenticate)):
+        return view(load(job_id, caller))
 
     @app.get("/v1/jobs/{job_id}/events", tags=["jobs"], summary="Server-sent events: the job's status until it ends")
-    async def job_events(job_id: str, request: Request):
-        load(job_id)
+    async def job_events(job_id: str, request: Request, caller: Caller = Depends(authenticate)):
+        load(job_id, caller)
         if app.state.event_streams >= settings.max_event_streams:
             raise GatewayError(429, "busy", "too many progress streams open; poll the job instead",
                                True, settings.retry_after_s)  # fmt: skip
@@ -330,8 +444,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    def result(job_id: str, name: str, media_type: str, download: str) -> FileResponse:
-        job = load(job_id)
+    def result(job_id: str, caller: Caller, name: str, media_type: str, download: str) -> FileResponse:
+        job = load(job_id, caller)
         if job.status != "done":
             raise GatewayError(409, "not_ready", f"job {job_id} is {job.status}, it has no result")
         path = store.path(job_id, name)
@@ -340,18 +454,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.get("/v1/jobs/{job_id}/video", tags=["results"], responses=responses,
              summary="The video with its new sound (mp4)")  # fmt: skip
-    async def job_video(job_id: str):
-        return result(job_id, "video.mp4", "video/mp4", f"s2s-{job_id}.mp4")
+    async def job_video(job_id: str, caller: Caller = Depends(authenticate)):
+        return result(job_id, caller, "video.mp4", "video/mp4", f"s2s-{job_id}.mp4")
 
     @app.get("/v1/jobs/{job_id}/audio", tags=["results"], responses=responses,
              summary="The sound alone (16-bit WAV, 22050 Hz)")  # fmt: skip
-    async def job_audio(job_id: str):
-        return result(job_id, "audio.wav", "audio/wav", f"s2s-{job_id}.wav")
+    async def job_audio(job_id: str, caller: Caller = Depends(authenticate)):
+        return result(job_id, caller, "audio.wav", "audio/wav", f"s2s-{job_id}.wav")
 
     @app.delete("/v1/jobs/{job_id}", status_code=204, tags=["jobs"], responses=responses,
                 summary="Delete a job and its results (cancels it if it is still running)")  # fmt: skip
-    async def delete_job(job_id: str):
-        job = load(job_id)
+    async def delete_job(job_id: str, caller: Caller = Depends(authenticate)):
+        job = load(job_id, caller)
+        audit("job.deleted", caller.id, job=job_id, status=job.status)
         if job.status in ("queued", "running"):
             app.state.runner.cancel(job_id)
             if job.status == "queued":
@@ -363,8 +478,21 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.post("/v1/generate", tags=["jobs"], responses={**responses, 200: {"content": {"video/mp4": {}}}},
               response_class=Response, summary="One call for small files: upload, wait, get the mp4 back",
               openapi_extra=upload_body("a small video file"))  # fmt: skip
-    async def generate(request: Request):
+    async def generate(request: Request, caller: Caller = Depends(authenticate)):
         await ensure_triton_ready()
+        ticket = admit(request, caller, settings.sync_max_bytes, sync=True)
+        outcome = "failed"
+        began = time.monotonic()
+        try:
+            body, duration_s = await synchronous(request)
+            outcome = "done"
+        finally:
+            ticket.release()
+            audit("generate", caller.id, outcome=outcome, seconds=round(time.monotonic() - began, 3))
+        return Response(body, media_type="video/mp4", headers={"X-S2S-Duration": f"{duration_s:.3f}"})
+
+    async def synchronous(request: Request) -> tuple[bytes, float]:
+        """Upload, one Triton request, mux: the mp4's bytes and the sound's duration."""
         upload = await read_upload(request, settings.sync_max_bytes)
         try:
             data = upload.path.read_bytes()  # at most sync_max_bytes: the one request to Triton holds it anyway
@@ -390,9 +518,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             target.unlink(missing_ok=True)
         metrics.bytes_out.inc(len(body))
         metrics.job_seconds.observe(time.monotonic() - began)
-        return Response(body, media_type="video/mp4", headers={"X-S2S-Duration": f"{out.duration_s:.3f}"})
+        return body, out.duration_s
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", dependencies=[Depends(metrics_reader)])
     async def prometheus_metrics():
         metrics.queue_depth.set(app.state.runner.queue.qsize())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

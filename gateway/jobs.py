@@ -12,6 +12,7 @@ is built from them; nothing the user sends (file names included) becomes part of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -35,6 +36,7 @@ class JobError:
 @dataclass
 class Job:
     id: str
+    owner: str = ""  #: the key id that created it ("" without authentication); only it sees the job
     status: str = "queued"
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
@@ -131,6 +133,18 @@ class JobStore:
             except (KeyError, ValueError, TypeError):
                 continue  # a foreign or half-written folder: leave it alone
         return jobs
+
+    def usage(self, owner: str) -> tuple[int, int]:
+        """(unfinished jobs, bytes stored in their folders) of ``owner``: one pass over the job records."""
+        unfinished = stored = 0
+        for job in self.all():
+            if job.owner != owner:
+                continue
+            unfinished += not job.finished
+            for name in ("input", "video.mp4", "audio.wav"):
+                with contextlib.suppress(OSError):
+                    stored += os.stat(self.path(job.id, name)).st_size
+        return unfinished, stored
 
     def recover(self) -> list[Job]:
         """At start: jobs a previous gateway left queued or running are failed, retryable - never lost silently."""

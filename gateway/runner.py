@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from s2s.client.mux import mux_audio, write_wav
 from s2s.client.triton import Generated, WindowPlan, generated, request_tensors, server_message
+from s2s.gateway.audit import audit
 from s2s.gateway.jobs import Job, JobError, JobStore
 from s2s.gateway.metrics import GatewayMetrics
 from s2s.repository import ENSEMBLE
@@ -190,4 +191,6 @@ class JobRunner:
         else:
             self.store.save(job)
         self.metrics.jobs.labels(outcome).inc()
+        audit("job.finished", job.owner, job=job_id, outcome=outcome, windows=job.windows_done,
+              seconds=round(job.processing_s, 3))  # fmt: skip
         self.metrics.job_seconds.observe(job.finished_at - job.created_at)

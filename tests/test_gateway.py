@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import wave
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
@@ -20,6 +21,7 @@ import pytest
 
 from s2s.client.generate import probe_duration
 from s2s.constants import REGNET
+from s2s.gateway.auth import key_line, new_key
 from s2s.runtime.server import free_ports
 from s2s.synth import make_video
 from tests.conftest import Serve, export_small_repository
@@ -27,16 +29,28 @@ from tests.conftest import Serve, export_small_repository
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
-class Gateway:
-    """`s2s gateway` as a child process on a free port."""
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
-    def __init__(self, triton_url: str, data_dir: Path, *extra: str) -> None:
+
+class Gateway:
+    """`s2s gateway` as a child process on a free port, with a keys file holding the key of ``tester``
+    (``self.key``, sent by ``self.http``) unless ``--no-auth`` is among ``extra``."""
+
+    def __init__(self, triton_url: str, data_dir: Path, *extra: str, key_options: str = "") -> None:
         (self.port,) = free_ports(1)
         self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"gateway-{self.port}.log"
+        self.audit_log = data_dir.parent / f"audit-{self.port}.jsonl"
+        self.keys_file = data_dir.parent / f"keys-{self.port}.txt"
+        self.key = new_key()
+        auth = ["--no-auth"] if "--no-auth" in extra else ["--api-keys", str(self.keys_file)]
+        if "--no-auth" not in extra:
+            self.keys_file.write_text(f"# test keys\n{key_line('tester', self.key)} {key_options}\n")
         cmd = [sys.executable, "-m", "s2s", "gateway", "--port", str(self.port), "--triton-url", triton_url,
-               "--data-dir", str(data_dir), *extra]  # fmt: skip
+               "--data-dir", str(data_dir), "--audit-log", str(self.audit_log), *auth,
+               *(e for e in extra if e != "--no-auth")]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -46,7 +60,17 @@ class Gateway:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        self.http = httpx.Client(base_url=self.url, timeout=60)
+        self.http = httpx.Client(base_url=self.url, timeout=60, headers=bearer(self.key))
+
+    def add_key(self, key_id: str, options: str = "") -> str:
+        """A new key in the keys file (the running gateway rereads it); returns the key."""
+        key = new_key()
+        with self.keys_file.open("a") as out:
+            out.write(f"{key_line(key_id, key)} {options}\n")
+        return key
+
+    def audit(self) -> list[dict]:
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip()]
 
     def stop(self) -> None:
         self.http.close()
@@ -77,7 +101,10 @@ def triton(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gateway(triton, tmp_path_factory):
-    gw = Gateway(triton.grpc_url, tmp_path_factory.mktemp("gw") / "data", "--max-upload", "2M")
+    # the module's tests share one key: a quota roomy enough for all of them (the quotas have their own test)
+    gw = Gateway(
+        triton.grpc_url, tmp_path_factory.mktemp("gw") / "data", "--max-upload", "2M", key_options="jobs=10 rate=1000"
+    )
     yield gw
     gw.stop()
 
@@ -159,6 +186,7 @@ def test_uploads_are_refused_as_soon_as_the_request_shows_it_breaks_a_limit(gate
 
     def head(length: int) -> bytes:
         return (f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n"
+                f"Authorization: Bearer {gateway.key}\r\n"
                 f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n").encode()  # fmt: skip
 
     status, body = _send_and_read_status(gateway.port, head(10 * 1024**3))  # 10 GB announced, none sent
@@ -268,7 +296,7 @@ def test_triton_down_is_503_with_retry_hint(tmp_path):
 
 
 def test_concurrency_limit_gives_429(triton, tmp_path):
-    gw = Gateway(triton.grpc_url, tmp_path / "data", "--workers", "1", "--max-queued", "1")
+    gw = Gateway(triton.grpc_url, tmp_path / "data", "--workers", "1", "--max-queued", "1", key_options="jobs=10")
     try:
         videos = [make_video(duration_s=3.0, fps=20.0, seed=i) for i in range(4)]
         responses = [gw.upload(v) for v in videos]  # one running + one waiting at most
@@ -283,6 +311,123 @@ def test_concurrency_limit_gives_429(triton, tmp_path):
         gw.stop()
 
 
+def upload_of(data: bytes) -> dict:
+    return {"file": ("a.mp4", data, "video/mp4")}
+
+
+def _most_at_once(intervals: list[tuple[float, float]]) -> int:
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_abuse_keys_quotas_and_audit(triton, tmp_path):
+    """Bounded, loopback only: no key or a wrong key -> 401; another key's job is invisible; a key over
+    its job, rate or disk quota -> 429/413 with Retry-After; 20 rapid synchronous requests run at most
+    ``--max-sync`` at a time, never 5xx, and what was refused never reached Triton; keys rotate without a
+    restart; the audit log names key ids, never keys; Triton's restricted APIs refuse without their key."""
+    import tritonclient.http as httpclient
+
+    from tests.conftest import ADMIN_HEADERS
+
+    gw = Gateway(triton.grpc_url, tmp_path / "data", "--max-sync", "2", "--key-rate", "3", key_options="jobs=1")
+    anonymous = httpx.Client(base_url=gw.url, timeout=120)
+    try:
+        someone = "/v1/jobs/AAAAAAAAAAAAAAAAAAAAAA"
+        routes = [("POST", "/v1/jobs"), ("POST", "/v1/generate"), ("GET", "/v1/me"), ("GET", "/metrics"),
+                  ("GET", someone), ("GET", f"{someone}/video"), ("DELETE", someone)]  # fmt: skip
+        for headers in ({}, bearer("s2s_wrong-key"), {"X-API-Key": "s2s_wrong-key"}):
+            for method, path in routes:
+                response = anonymous.request(method, path, headers=headers)
+                assert response.status_code == 401, (method, path, headers, response.text)
+                assert response.json()["error"]["code"] == "unauthorized"
+                assert response.headers["www-authenticate"] == "Bearer"
+        for path in ("/healthz", "/readyz", "/", "/docs", "/openapi.json", "/static/app.js"):
+            assert anonymous.get(path).status_code == 200, path
+        me = anonymous.get("/v1/me", headers={"X-API-Key": gw.key}).json()
+        assert me["key"] == "tester" and me["quota"]["jobs"] == 1 and me["quota"]["jobs_per_minute"] == 3
+
+        other, small, burst = gw.add_key("other"), gw.add_key("small", "disk=1K"), gw.add_key("burst", "jobs=20")
+        time.sleep(2.5)  # the gateway checks the keys file at most every 2 s
+        video = make_video(duration_s=3.0, fps=20.0, seed=7)
+        job = gw.upload(video).json()
+        assert anonymous.get(f"/v1/jobs/{job['id']}", headers=bearer(other)).status_code == 404
+        assert anonymous.delete(f"/v1/jobs/{job['id']}", headers=bearer(other)).status_code == 404
+        # the key's one unfinished job is running: another job, or a synchronous request, is over its quota
+        clip = make_video(duration_s=1.0, fps=20.0, seed=8)
+        for response in (gw.upload(clip), gw.http.post("/v1/generate", files=upload_of(clip))):
+            assert response.status_code == 429 and response.json()["error"]["code"] == "quota_jobs", response.text
+            assert int(response.headers["retry-after"]) > 0
+        assert gw.wait(job["id"])["status"] == "done"
+        # rate: 3 new jobs a minute (refused uploads count: they cost the gateway work too)
+        codes = [anonymous.post("/v1/jobs", headers=bearer(other), files={"file": ("n.txt", b"x", "text/plain")})
+                 for _ in range(4)]  # fmt: skip
+        assert [c.status_code for c in codes] == [415, 415, 415, 429], [c.text for c in codes]
+        assert codes[-1].json()["error"]["code"] == "rate_limited" and int(codes[-1].headers["retry-after"]) >= 1
+        # disk: one upload larger than the key's whole quota
+        too_big = anonymous.post("/v1/jobs", headers=bearer(small), files=upload_of(b"\0" * 4096))
+        assert too_big.status_code == 413 and "disk quota" in too_big.json()["error"]["message"]
+
+        # 20 synchronous requests at once from one key: at most 2 run, the rest get 429, none 5xx
+        stats = httpclient.InferenceServerClient(triton.http_url)
+        served_before = stats.get_inference_statistics("s2s", headers=ADMIN_HEADERS)["model_stats"][0]
+        with ThreadPoolExecutor(20) as pool:
+            responses = list(pool.map(
+                lambda _: anonymous.post("/v1/generate", headers=bearer(burst), files=upload_of(clip)),
+                range(20),
+            ))  # fmt: skip
+        codes = sorted(r.status_code for r in responses)
+        assert set(codes) <= {200, 429} and codes.count(200) >= 1 and codes.count(429) >= 1, codes
+        served_after = stats.get_inference_statistics("s2s", headers=ADMIN_HEADERS)["model_stats"][0]
+        assert served_after["inference_count"] - served_before["inference_count"] == codes.count(200)
+        runs = [(line["time"] - line["seconds"], line["time"]) for line in gw.audit()
+                if line["event"] == "generate" and line["key"] == "burst"]  # fmt: skip
+        assert len(runs) == codes.count(200) and _most_at_once(runs) <= 2, runs
+        assert gw.http.get("/readyz").status_code == 200 and triton.ready()
+
+        # rotation without a restart: a keys file that does not parse keeps the keys; a removed line revokes
+        good = gw.keys_file.read_text()
+        gw.keys_file.write_text(good + "broken-line-without-hash\n")
+        time.sleep(2.5)
+        assert anonymous.get("/v1/me", headers=bearer(other)).status_code == 200
+        gw.keys_file.write_text("\n".join(line for line in good.splitlines() if not line.startswith("other ")) + "\n")
+        time.sleep(2.5)
+        assert anonymous.get("/v1/me", headers=bearer(other)).status_code == 401
+        assert gw.http.get("/v1/me").status_code == 200
+
+        audit = gw.audit()
+        events = {(line["event"], line["key"]) for line in audit}
+        assert {
+            ("job.created", "tester"),
+            ("job.finished", "tester"),
+            ("auth.refused", ""),
+            ("quota.refused", "tester"),
+            ("quota.refused", "other"),
+            ("quota.refused", "small"),
+        } <= events
+        text = gw.audit_log.read_text()
+        assert all(key not in text for key in (gw.key, other, small, burst, "s2s_wrong-key"))
+        # Triton's own admin surface refuses without its key
+        assert httpx.post(f"http://{triton.http_url}/v2/repository/index", content=b"{}").status_code in (401, 403)
+    finally:
+        anonymous.close()
+        gw.stop()
+
+
+def test_the_gateway_refuses_to_start_without_keys_or_no_auth(tmp_path, caplog, monkeypatch):
+    from s2s.cli import main
+
+    monkeypatch.delenv("S2S_GATEWAY_API_KEYS", raising=False)
+    assert main(["gateway", "--data-dir", str(tmp_path)]) == 1
+    assert "s2s gateway failed: the gateway needs API keys" in caplog.text
+    (tmp_path / "keys").write_text("alice sha256:nothex\n")
+    assert main(["gateway", "--data-dir", str(tmp_path), "--api-keys", str(tmp_path / "keys")]) == 1
+    assert "line 1" in caplog.text
+
+
 def test_restart_keeps_finished_jobs_and_reports_unfinished(triton, tmp_path):
     data = tmp_path / "data"
     gw = Gateway(triton.grpc_url, data)
@@ -293,7 +438,9 @@ def test_restart_keeps_finished_jobs_and_reports_unfinished(triton, tmp_path):
     stale = data / "jobs" / "BBBBBBBBBBBBBBBBBBBBBB"
     stale.mkdir()
     (stale / "input").write_bytes(b"x")
-    (stale / "job.json").write_text(json.dumps({"id": stale.name, "status": "running", "windows_done": 1}))
+    (stale / "job.json").write_text(
+        json.dumps({"id": stale.name, "owner": "tester", "status": "running", "windows_done": 1})
+    )
     again = Gateway(triton.grpc_url, data)
     try:
         assert again.http.get(f"/v1/jobs/{job['id']}").json()["status"] == "done"
@@ -327,15 +474,35 @@ def test_page_in_headless_chromium(gateway, tmp_path):
     try:
         browser.get(gateway.url + "/")
         assert "Silence to sound" in browser.title or "s2s" in browser.title
+        wait = WebDriverWait(browser, 180)
+        # no key yet: the page asks for one; a wrong one is refused in words
+        wait.until(ec.visibility_of_element_located((By.ID, "auth")))
+        assert not browser.find_element(By.ID, "pick").is_displayed()
+        browser.find_element(By.ID, "key").send_keys("s2s_not-a-key")
+        browser.find_element(By.ID, "key-save").click()
+        wait.until(ec.visibility_of_element_located((By.ID, "error")))
+        assert "refused" in browser.find_element(By.ID, "error").text
+        browser.find_element(By.ID, "key").send_keys(gateway.key)
+        browser.find_element(By.ID, "key-save").click()
+        wait.until(ec.visibility_of_element_located((By.ID, "pick")))
+        assert "tester" in browser.find_element(By.ID, "whoami").text
         browser.find_element(By.ID, "file").send_keys(str(video))
         browser.find_element(By.ID, "start").click()
-        WebDriverWait(browser, 180).until(ec.visibility_of_element_located((By.ID, "result")))
+        wait.until(ec.visibility_of_element_located((By.ID, "result")))
         assert browser.find_element(By.ID, "upload").get_attribute("value") == "1"
         assert float(browser.find_element(By.ID, "process").get_attribute("value")) == 1.0
-        src = browser.find_element(By.ID, "player").get_attribute("src")
-        assert src.endswith("/video") and httpx.get(src).status_code == 200
+        # the results come as blobs fetched with the key: the player plays the video, the link holds the WAV
+        wait.until(lambda b: b.execute_script("return document.getElementById('player').readyState") >= 1)
+        duration = browser.execute_script("return document.getElementById('player').duration")
+        assert abs(duration - probe_duration(video.read_bytes())) < 0.2, duration
         audio_link = browser.find_element(By.ID, "download-audio").get_attribute("href")
-        assert audio_link.endswith("/audio") and httpx.get(audio_link).headers["content-type"] == "audio/wav"
+        assert audio_link.startswith("blob:")
+        fetched = browser.execute_script(
+            "return performance.getEntriesByType('resource').filter((e) => e.name.endsWith('/audio'))"
+            ".map((e) => [e.responseStatus, e.decodedBodySize]);"
+        )  # the page fetched the WAV with its key (a 16-bit WAV of the clip, header included)
+        wav_bytes = 44 + 2 * round(probe_duration(video.read_bytes()) * REGNET.sample_rate)
+        assert fetched == [[200, wav_bytes]], fetched
         assert not browser.find_element(By.ID, "error").is_displayed()
         ARTIFACTS.mkdir(exist_ok=True)
         assert browser.save_screenshot(str(ARTIFACTS / "gateway-page.png"))

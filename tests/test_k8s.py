@@ -312,7 +312,7 @@ def test_triton_admin_apis_need_the_key_from_a_secret(rendered):
     triton = container(deployment(objects, "triton"), "triton")
     source = next(e for e in triton["env"] if e["name"] == "S2S_TRITON_ADMIN_KEY")["valueFrom"]["secretKeyRef"]
     assert source == {"name": "team-triton-admin", "key": "key"}
-    assert not [k for k in objects if k[0] == "Secret" and "admin" in k[1]], "the release's own Secret is used"
+    assert ("Secret", f"{RELEASE}-s2s-triton-admin") not in objects, "the release's own Secret is used"
 
 
 def test_network_policy_lets_only_the_gateway_tests_and_prometheus_reach_triton(rendered):
@@ -387,6 +387,56 @@ def test_gateway_points_at_triton_with_a_results_volume_and_optional_ingress(ren
     assert "emptyDir" in volumes(deployment(objects, "gateway"))["data"]
 
     assert not [k for k in rendered["monitoring-no-gateway"] if k[1].endswith("-gateway")]
+
+
+def test_gateway_wants_api_keys_from_secrets_it_rereads(rendered, tmp_path):
+    """The chart's own key works against the keys file the gateway mounts; Prometheus gets the metrics key;
+    auth off means --no-auth, and then no Ingress."""
+    import base64
+
+    from s2s.gateway.auth import KeyRing
+
+    objects = rendered["default"]
+    dep = deployment(objects, "gateway")
+    gw = container(dep, "gateway")
+    settings = from_flags(GatewaySettings, build_parser().parse_args(["gateway", *gw["args"]]))
+    assert not settings.no_auth and settings.key_quota.jobs == 2 and settings.key_quota.disk_bytes == 5 << 30
+
+    def secret_file(path: Path) -> tuple[dict, str]:
+        mount = next(m for m in gw["volumeMounts"] if path.parent == Path(m["mountPath"]))
+        assert mount["readOnly"] and "subPath" not in mount, "a subPath mount would never see an edited Secret"
+        source = volumes(dep)[mount["name"]]["secret"]
+        secret = objects[("Secret", source["secretName"])]
+        return secret, base64.b64decode(secret["data"][path.name]).decode()
+
+    secret, keys_file = secret_file(settings.api_keys)
+    (tmp_path / "keys").write_text(keys_file)
+    plain = objects[("Secret", f"{RELEASE}-s2s-gateway-admin-key")]
+    assert plain["metadata"]["name"] not in str(volumes(dep)), "the plain key is not mounted into the gateway"
+    key = base64.b64decode(plain["data"]["key"]).decode()
+    assert key not in keys_file and KeyRing(tmp_path / "keys", settings.key_quota).lookup(key).id == "admin"
+    for kept in (secret, plain):
+        assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    metrics_secret, metrics_key = secret_file(settings.metrics_key_file)
+    assert len(metrics_key) >= 16
+    for value_set in ("autoscaling-queue-ratio", "autoscaling-pending-podmonitor"):
+        monitors = [o for k, o in rendered[value_set].items() if k[0] in ("ServiceMonitor", "PodMonitor")]
+        endpoint = next((m["spec"].get("endpoints") or m["spec"]["podMetricsEndpoints"])[0]
+                        for m in monitors if m["metadata"]["name"].endswith("-gateway"))  # fmt: skip
+        assert endpoint["authorization"]["credentials"] == {"name": metrics_secret["metadata"]["name"],
+                                                            "key": "metrics-key"}  # fmt: skip
+
+    own = render({"gateway": {"auth": {"existingSecret": "team-keys", "secretKey": "keys.txt"}}})
+    gw = container(deployment(own, "gateway"), "gateway")
+    assert flag(gw["args"], "--api-keys") == "/etc/s2s/keys/keys.txt"
+    assert volumes(deployment(own, "gateway"))["api-keys"]["secret"]["secretName"] == "team-keys"
+    assert not [k for k in own if k[0] == "Secret" and ("keys" in k[1] or "admin-key" in k[1])]
+
+    off = render({"gateway": {"auth": {"enabled": False}}})
+    gw = container(deployment(off, "gateway"), "gateway")
+    assert "--no-auth" in gw["args"] and flag(gw["args"], "--api-keys") is None
+    assert from_flags(GatewaySettings, build_parser().parse_args(["gateway", *gw["args"]])).no_auth
+    assert not [k for k in off if k[0] == "Secret" and "gateway" in k[1]]
 
 
 def test_pod_disruption_budgets_never_block_a_drain(rendered):
@@ -477,6 +527,8 @@ def test_autoscaling_and_monitoring_are_off_by_default(rendered):
         ({"autoscaling": {"targetQueueComputeRatio": "half"}}, "/autoscaling/targetQueueComputeRatio"),
         ({"monitoring": {"scrape": {"kind": "Probe"}}}, "/monitoring/scrape/kind"),
         ({"triton": {"replica": 2}}, "replica"),
+        ({"gateway": {"auth": {"jobsPerKey": 0}}}, "/gateway/auth/jobsPerKey"),
+        ({"gateway": {"auth": {"token": "x"}}}, "token"),
     ],
 )
 def test_values_schema_rejects_bad_values(values, message):
@@ -492,6 +544,7 @@ def test_values_schema_rejects_bad_values(values, message):
     [
         ({"triton": {"shm": {"sizeLimitMiB": 128, "pythonDefaultMiB": 256}}}, "larger than triton.shm.sizeLimitMiB"),
         ({"autoscaling": {"enabled": True}}, "needs monitoring.prometheusRule.enabled"),
+        ({"gateway": {"auth": {"enabled": False}, "ingress": {"enabled": True}}}, "needs gateway.auth.enabled"),
         (
             {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 2}, "monitoring": MONITORING},
             "maxReplicas",
@@ -553,8 +606,11 @@ def test_images_are_built_from_the_dockerfile_with_the_project_pins():
     assert base, "the Triton image is the NGC release"
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     deps = pyproject["project"]["dependencies"]
-    # NGC 24.10 is Triton 2.51.0: the client pin must be the same release
-    assert base.group(1) == "24.10" and any(d.startswith("tritonclient[all]==2.51.0") for d in deps)
+    # the August 2025 advisories (CVE-2025-23310/23311/23319/23320/23334) are fixed from NGC 25.07 on
+    assert tuple(int(p) for p in base.group(1).split(".")) >= (25, 7), f"{base.group(1)} predates the fixes"
+    assert any(d.startswith("tritonclient[all]==") for d in deps)
     torch_pin = next(d for d in pyproject["project"]["optional-dependencies"]["models"] if d.startswith("torch=="))
     assert f"ARG TORCH_VERSION={torch_pin.removeprefix('torch==')}" in text
-    assert re.search(r"^ARG TENSORRT_VERSION=10\.5\.", text, flags=re.M), "tritonserver 24.10 links TensorRT 10.5"
+    # TensorRT follows the image: no version of its own, the one libnvinfer reports, for the image's CUDA
+    assert "TENSORRT_VERSION" not in text and "getInferLibVersion()" in text
+    assert '"tensorrt-cu${CUDA_MAJOR}==${TRT}.*"' in text

@@ -63,6 +63,15 @@ app.kubernetes.io/part-of: s2s
 {{- default (include "s2s.component" (dict "root" . "component" "gateway-data")) .Values.gateway.persistence.existingClaim -}}
 {{- end -}}
 
+{{/* The Secret holding the gateway's keys file, and the one holding the key Prometheus reads /metrics with. */}}
+{{- define "s2s.gatewayKeysSecret" -}}
+{{- default (include "s2s.component" (dict "root" . "component" "gateway-keys")) .Values.gateway.auth.existingSecret -}}
+{{- end -}}
+
+{{- define "s2s.gatewayMetricsSecret" -}}
+{{- include "s2s.component" (dict "root" . "component" "gateway-metrics") -}}
+{{- end -}}
+
 {{/* Where Triton reads its model repository from. */}}
 {{- define "s2s.modelRepositoryPath" -}}
 {{- if eq .Values.modelRepository.source "objectStore" -}}
@@ -91,6 +100,10 @@ namespace="{{ .Release.Namespace }}", pod=~"{{ include "s2s.component" (dict "ro
 {{- end -}}
 {{- if lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas) -}}
 {{- fail "autoscaling.maxReplicas is smaller than autoscaling.minReplicas" -}}
+{{- end -}}
+{{- $gw := .Values.gateway -}}
+{{- if and $gw.enabled $gw.ingress.enabled (not $gw.auth.enabled) -}}
+{{- fail "gateway.ingress.enabled needs gateway.auth.enabled: an Ingress would put GPUs behind a gateway anyone can use" -}}
 {{- end -}}
 {{- end -}}
 
