@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import onnxruntime
 
-from s2s.bench.measure import cpu_name, write_report
+from s2s.bench.measure import cpu_name, openvino_version, write_report
 from s2s.bench.reference import ReferencePipeline
 from s2s.client.triton import S2SClient
 from s2s.constants import REGNET
@@ -57,7 +57,7 @@ def run(repository: Path, methods: tuple[str, ...], repeats: dict[str, int], dur
             with TritonServer(options), S2SClient(options.grpc_url, timeout_s=3600) as client:
                 client.generate(clip)  # warm-up
                 served = [client.generate(clip).seconds for _ in range(n)]
-        reference = ReferencePipeline.onnxruntime(repository, preprocess)
+        reference = ReferencePipeline.served(repository, preprocess)
         reference(clip)  # warm-up
         stages: dict[str, list[float]] = {"preprocess": [], "networks": [], "postprocess": [], "total": []}
         for _ in range(n):
@@ -82,7 +82,7 @@ def run(repository: Path, methods: tuple[str, ...], repeats: dict[str, int], dur
         )
     return {
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count()},
-        "versions": {"onnxruntime": onnxruntime.__version__},
+        "versions": {"onnxruntime": onnxruntime.__version__, "openvino": openvino_version()},
         "clip": {"duration_s": duration_s, "source": "generated 640x360 30 fps H.264", "windows": 1},
         "weights": "seeded" if any(m.get("noise_weights") for m in manifest["models"].values()) else "checkpoints",
         "results": results,

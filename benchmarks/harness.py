@@ -294,7 +294,7 @@ def _reference(options: HarnessOptions, clip: bytes, info: dict) -> dict:
         return {}
     from s2s.bench.reference import ReferencePipeline
 
-    pipeline = ReferencePipeline.onnxruntime(options.repository, info["preprocess"])  # what the server runs
+    pipeline = ReferencePipeline.served(options.repository, info["preprocess"])  # what the server runs
     pipeline(clip)  # warm-up
     times = []
     for _ in range(options.reference_runs):

@@ -72,3 +72,12 @@ def write_report(output: Path, json_name: str, md_name: str, result: dict, table
     (output / json_name).write_text(json.dumps(result, indent=2) + "\n")
     (output / md_name).write_text(table)
     print(table)  # noqa: T201 (a report is this command's output)
+
+
+def openvino_version() -> str | None:
+    """The OpenVINO runtime's version (what the openvino accelerator runs on), or None without it."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return openvino.__version__.split("-")[0]

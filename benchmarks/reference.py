@@ -2,8 +2,9 @@
 
 Same preprocess and postprocess code, windows batched the same way, and the networks either as the
 PyTorch modules the export traced (same weights, same seeds: :meth:`ReferencePipeline.pytorch`) or as
-the very ONNX files of a model repository run by ONNX Runtime in this process
-(:meth:`ReferencePipeline.onnxruntime`), with that repository's preprocess options. Tests compare the
+the very ONNX files of a model repository run in this process exactly as the embedded backend serves
+them, on the runtime and precision their configs name (:meth:`ReferencePipeline.served`), with that
+repository's preprocess options. Tests compare the
 served ensemble against the first; benchmarks time the second beside the ensemble to show what serving
 through Triton costs and gains.
 """
@@ -49,28 +50,23 @@ class ReferencePipeline:
         return cls(networks, replace(preprocess or PreprocessOptions(), z_dim=exports["generator"].extra["z_dim"]))
 
     @classmethod
-    def onnxruntime(
-        cls, repository: Path, preprocess: PreprocessOptions | None = None, threads: int = 0
-    ) -> ReferencePipeline:
-        """The ONNX files of an exported ``repository``, in ONNX Runtime sessions in this process, and its
+    def served(cls, repository: Path, preprocess: PreprocessOptions | None = None) -> ReferencePipeline:
+        """The networks of an exported ``repository`` in this process, each as the embedded backend serves
+        it (its config: ONNX Runtime, or the openvino accelerator in its precision), and the repository's
         preprocess options (``preprocess``: others, e.g. another flow method; the noise width stays the
         generator's)."""
-        import onnxruntime as ort
-
-        from s2s.export.triton_config import read_preprocess_options
+        from s2s.export.triton_config import read_model_config, read_preprocess_options
+        from s2s.runtime.ort_backend import ModelSpec, OrtModel
 
         manifest = json.loads((Path(repository) / MANIFEST).read_text())
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
 
         def wrap(name: str):
-            session = ort.InferenceSession(
-                str(Path(repository) / manifest["models"][name]["file"]), options, providers=["CPUExecutionProvider"]
-            )
-            names = [i.name for i in session.get_inputs()]
+            spec = ModelSpec.from_config(read_model_config(Path(repository) / name / "config.pbtxt"))
+            model = OrtModel(spec, Path(repository) / manifest["models"][name]["file"])
+            names = [t.name for t in spec.inputs]
 
             def run(*arrays: np.ndarray) -> np.ndarray:
-                return session.run(None, dict(zip(names, arrays, strict=True)))[0]
+                return model.run(dict(zip(names, arrays, strict=True)))[0]
 
             return run
 

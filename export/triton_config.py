@@ -16,11 +16,13 @@ from s2s.constants import REGNET
 from s2s.errors import OptionError
 from s2s.flags import flag
 from s2s.repository import ENSEMBLE, MANIFEST, MODEL_NAMES, POSTPROCESS, PREPROCESS
+from s2s.runtime.ort_backend import OPENVINO, PRECISIONS
 from s2s.windowing import PreprocessOptions
 
 #: ServingOptions.device -> the networks' instance kind
 DEVICES = {"auto": "KIND_AUTO", "gpu": "KIND_GPU"}
 FORMATS = ("onnx", "tensorrt")
+CPU_ACCELERATORS = (OPENVINO, "none")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,15 @@ class ServingOptions:
     warmup_frames: int = flag(
         REGNET.frames_per_window, "--warmup-frames", "frames of a warm-up request at model load, 0 for none"
     )
+    cpu_accelerator: str = flag(
+        OPENVINO, "--cpu-accelerator", "CPU execution accelerator of the onnxruntime models: openvino (the embedded "
+        "backend runs them on the OpenVINO runtime, the NGC image's backend on ONNX Runtime's OpenVINO provider) or "
+        "none (ONNX Runtime's CPU provider); not written with --device gpu", choices=CPU_ACCELERATORS,
+    )  # fmt: skip
+    cpu_precision: str = flag(
+        "auto", "--cpu-precision", "precision of the openvino accelerator: auto (bf16 on a CPU with AMX or "
+        "AVX512-BF16, else fp32, decided where the model loads), bf16 or fp32", choices=PRECISIONS,
+    )  # fmt: skip
     trt_accelerator: bool = flag(
         False, "--trt-accelerator", "add the ONNX Runtime TensorRT FP16 execution accelerator to the onnxruntime "
         "configs (GPU)",
@@ -56,6 +67,8 @@ class ServingOptions:
             raise OptionError(f"unknown device {self.device!r} ({' or '.join(DEVICES)})")
         if self.format not in FORMATS:
             raise OptionError(f"unknown format {self.format!r} ({' or '.join(FORMATS)})")
+        if self.cpu_accelerator not in CPU_ACCELERATORS or self.cpu_precision not in PRECISIONS:
+            raise OptionError(f"unknown CPU accelerator or precision {self.cpu_accelerator!r}/{self.cpu_precision!r}")
 
 
 def _dims(dims: tuple[int, ...]) -> str:
@@ -98,17 +111,25 @@ def model_config(export: ModelExport, options: ServingOptions = ServingOptions()
         + f"dynamic_batching {{ max_queue_delay_microseconds: {options.max_queue_delay_us} }}\n"
         + f"instance_group [ {{ count: {options.instances} kind: {DEVICES[options.device]} }} ]\n"
     )
+    accelerators = []
     if options.trt_accelerator and options.format == "onnx":
-        text += (
-            "optimization { execution_accelerators { gpu_execution_accelerator: [ {\n"
-            '  name: "tensorrt"\n'
-            '  parameters { key: "precision_mode" value: "FP16" }\n'
-            '  parameters { key: "max_workspace_size_bytes" value: "4294967296" }\n'
-            '  parameters { key: "trt_engine_cache_enable" value: "1" }\n'
-            + (f'  parameters {{ key: "trt_engine_cache_path" value: "{options.trt_cache_path}" }}\n'
+        accelerators.append(
+            "  gpu_execution_accelerator: [ {\n"
+            '    name: "tensorrt"\n'
+            '    parameters { key: "precision_mode" value: "FP16" }\n'
+            '    parameters { key: "max_workspace_size_bytes" value: "4294967296" }\n'
+            '    parameters { key: "trt_engine_cache_enable" value: "1" }\n'
+            + (f'    parameters {{ key: "trt_engine_cache_path" value: "{options.trt_cache_path}" }}\n'
                if options.trt_cache_path else "")
-            + "} ] } }\n"
+            + "  } ]\n"
         )  # fmt: skip
+    if options.cpu_accelerator == OPENVINO and options.format == "onnx" and options.device != "gpu":
+        accelerators.append(
+            f'  cpu_execution_accelerator: [ {{ name: "{OPENVINO}" '
+            f'parameters {{ key: "precision" value: "{options.cpu_precision}" }} }} ]\n'
+        )
+    if accelerators:
+        text += "optimization { execution_accelerators {\n" + "".join(accelerators) + "} }\n"
     if options.warmup_frames > 0:
         text += _warmup(export, options.warmup_frames)
     return text
@@ -241,10 +262,14 @@ def parse_model_config(text: str) -> Any:
 
 def read_model_config(path: Path) -> dict:
     """A config.pbtxt in Triton's JSON form, as the server hands it to a Python model."""
+    return model_config_dict(Path(path).read_text())
+
+
+def model_config_dict(text: str) -> dict:
+    """config.pbtxt text in Triton's JSON form."""
     from google.protobuf import json_format
 
-    message = parse_model_config(Path(path).read_text())
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return json_format.MessageToDict(parse_model_config(text), preserving_proto_field_name=True)
 
 
 def with_instances(text: str, count: int) -> str:

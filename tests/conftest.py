@@ -187,6 +187,11 @@ def export_small_repository(path: Path, max_duration_s: float = 5.0, **limits) -
         window_frames=SMALL_WINDOW, limits=VideoLimits(max_duration_s=max_duration_s, **limits)
     )
     export_repository(
-        path, ExportOptions(generator_config="small"), ServingOptions(warmup_frames=0), None, None, preprocess
+        path,
+        ExportOptions(generator_config="small"),
+        ServingOptions(warmup_frames=0, cpu_precision="fp32"),
+        None,
+        None,
+        preprocess,
     )
     return path

@@ -16,6 +16,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from s2s.constants import REGNET
+from s2s.errors import OptionError
 from s2s.export.onnx_export import OPSET, export_repository
 from s2s.export.specs import ExportOptions, build_exports
 from s2s.export.triton_config import ServingOptions, model_config, pipeline_configs
@@ -39,7 +40,8 @@ def exported(tmp_path_factory):
     """All four models (reference generator, MelGAN) exported once, without warm-up."""
     repo = tmp_path_factory.mktemp("model_repository")
     options = ExportOptions(seed=0)
-    manifest = export_repository(repo, options, ServingOptions(warmup_frames=0))
+    # fp32: these tests hold the served graphs to PyTorch's numbers (bf16 has its own accuracy gate)
+    manifest = export_repository(repo, options, ServingOptions(warmup_frames=0, cpu_precision="fp32"))
     return repo, {e.name: e for e in build_exports(options)}, manifest
 
 
@@ -159,6 +161,28 @@ def test_configs_carry_warmup_and_trt_accelerator():
     assert "trt_engine_cache_path" not in text
     cached = model_config(export, ServingOptions(trt_accelerator=True, trt_cache_path="/trt-cache/h100-sm90-trt10.5.0"))
     assert 'parameters { key: "trt_engine_cache_path" value: "/trt-cache/h100-sm90-trt10.5.0" }' in cached
+
+
+def test_onnx_configs_name_the_openvino_cpu_accelerator_except_on_the_gpu():
+    from s2s.export.triton_config import model_config_dict
+
+    export = build_exports(ExportOptions(), ("vocoder",))[0]
+
+    def accelerators(**options) -> dict:
+        return (
+            model_config_dict(model_config(export, ServingOptions(**options)))
+            .get("optimization", {})
+            .get("execution_accelerators", {})
+        )
+
+    assert accelerators()["cpu_execution_accelerator"] == [{"name": "openvino", "parameters": {"precision": "auto"}}]
+    both = accelerators(cpu_precision="bf16", trt_accelerator=True)  # one block, both kinds
+    assert both["cpu_execution_accelerator"][0]["parameters"] == {"precision": "bf16"}
+    assert both["gpu_execution_accelerator"][0]["name"] == "tensorrt"
+    assert "cpu_execution_accelerator" not in accelerators(device="gpu", trt_accelerator=True)
+    assert accelerators(cpu_accelerator="none") == {} and accelerators(format="tensorrt") == {}
+    with pytest.raises(OptionError):
+        ServingOptions(cpu_precision="int4")
 
 
 def test_gpu_profile_puts_networks_and_tvl1_preprocess_on_the_gpu():

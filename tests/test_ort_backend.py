@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,71 @@ def test_parse_size():
     assert parse_size("1G") == 1024**3
     assert parse_size("4096") == 4096
     assert parse_size("64MiB") == 64 * 1024**2
+
+
+def openvino(config_dict: dict, precision: str = "fp32") -> dict:
+    accelerator = {"name": "openvino", "parameters": {"precision": precision}}
+    return {**config_dict, "optimization": {"execution_accelerators": {"cpu_execution_accelerator": [accelerator]}}}
+
+
+def test_openvino_accelerator_runs_the_graph_on_openvino(tmp_path):
+    path = write_affine_onnx(tmp_path / "model.onnx", width=4)
+    model = OrtModel(
+        ModelSpec.from_config(openvino(config(parameters={"intra_op_thread_count": {"string_value": "1"}}))), path
+    )
+    assert model.engine == "OpenVINO CPU (fp32, 1 threads)"
+    rng = np.random.default_rng(2)
+    requests = [{"x": rng.normal(size=(n, 4)).astype(np.float32)} for n in (2, 1, 3)]
+    for req, res in zip(requests, model.infer(requests), strict=True):  # one batch of 6, split back
+        np.testing.assert_allclose(res[0], 2 * req["x"] + 1, rtol=1e-6)
+    first = model.run(requests[0])[0]
+    model.run(requests[1])
+    np.testing.assert_allclose(first, 2 * requests[0]["x"] + 1, rtol=1e-6)  # not overwritten by the next run
+    with pytest.raises(UnsupportedConfigError, match=r"config dims \[5\]"):
+        OrtModel(
+            ModelSpec.from_config(openvino(config(input=[{"name": "x", "data_type": "TYPE_FP32", "dims": [5]}]))), path
+        )
+    with pytest.raises(UnsupportedConfigError, match="precision 'fp8'"):
+        OrtModel(ModelSpec.from_config(openvino(config(), "fp8")), path)
+
+
+def test_openvino_auto_precision_follows_the_cpu_and_a_missing_package_falls_back(tmp_path, monkeypatch):
+    from s2s.runtime.ort_backend import native_bf16, resolve_precision
+
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    flags = next(line for line in cpuinfo if line.startswith("flags")).split()
+    assert native_bf16() == bool({"amx_bf16", "avx512_bf16"} & set(flags))
+    assert resolve_precision("auto") == ("bf16" if native_bf16() else "fp32") and resolve_precision("fp32") == "fp32"
+    path = write_affine_onnx(tmp_path / "model.onnx", width=4)
+    messages = []
+    monkeypatch.setitem(__import__("sys").modules, "openvino", None)  # the package is not installed
+    model = OrtModel(ModelSpec.from_config(openvino(config())), path, logger=lambda level, msg: messages.append(msg))
+    assert model.engine.startswith("ONNX Runtime") and any("needs the openvino package" in m for m in messages)
+
+
+def test_openvino_bf16_encoders_match_fp32_on_real_pipeline_inputs(tmp_path):
+    """The accuracy gate of the accelerated path: each TSN encoder's features on the frames and flow of a
+    generated clip, through the real preprocess, stay within cosine 0.999 of ONNX Runtime fp32."""
+    from s2s.export.onnx_export import export_onnx
+    from s2s.export.specs import ExportOptions, build_exports
+    from s2s.export.triton_config import ServingOptions, model_config, read_model_config
+    from s2s.synth import make_video
+    from s2s.windowing import PreprocessOptions, preprocess
+
+    windows = preprocess(make_video(duration_s=2.0, fps=20.0, seed=5), PreprocessOptions(window_frames=43, z_dim=1))
+    exports = build_exports(ExportOptions(generator_config="small"), ("tsn_rgb", "tsn_flow"), warn_noise=False)
+    for export, frames in zip(exports, (windows.rgb, windows.flow), strict=True):
+        path = export_onnx(export, tmp_path / export.name / "1" / "model.onnx")
+        (tmp_path / export.name / "config.pbtxt").write_text(model_config(export, ServingOptions(warmup_frames=0)))
+        served = read_model_config(tmp_path / export.name / "config.pbtxt")
+        assert served["optimization"]["execution_accelerators"]["cpu_execution_accelerator"][0]["name"] == "openvino"
+        reference = OrtModel(ModelSpec.from_config({**served, "optimization": {}}), path)
+        fast = OrtModel(ModelSpec.from_config(openvino(served, "bf16")), path)
+        assert fast.engine.startswith("OpenVINO CPU (bf16")
+        feeds = {export.inputs[0].name: np.ascontiguousarray(frames[:1])}
+        want, got = reference.run(feeds)[0].reshape(-1, 1024), fast.run(feeds)[0].reshape(-1, 1024)
+        norms = np.linalg.norm(want, axis=1)
+        silent = norms == 0  # e.g. the flow encoder on a frame without motion: ReLU'd to exactly zero
+        assert np.abs(got[silent]).max(initial=0.0) <= 1e-3 * norms.max(), export.name
+        cosine = np.sum(want * got, 1)[~silent] / (norms[~silent] * np.linalg.norm(got[~silent], axis=1))
+        assert len(cosine) > 30 and cosine.min() >= 0.999, (export.name, float(cosine.min()))

@@ -129,5 +129,7 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["ap"] <= 1 and -1 <= row["envelope_correlation"] <= 1
     [reference] = results["reference"]["clips"]  # the clip's own sound, scored the same way
     assert reference["truth"] == row["truth"] and reference["accuracy"] >= 0.5
-    assert "| trained |" in report(results) and "own sound" in report(results)
+    assert "| trained (" in report(results) and "own sound" in report(results)
+    if results["precision"] != "fp32":  # the reduced precision is scored against fp32 too
+        assert "| trained (fp32) |" in report(results) and len(results["trained-fp32"]["clips"]) == 1
     assert (tmp_path / "eval" / "eval.json").exists()

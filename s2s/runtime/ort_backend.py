@@ -12,6 +12,12 @@ use of it:
 - the native backend's session parameters (``intra_op_thread_count``, ``inter_op_thread_count``,
   ``execution_mode``, ``enable_mem_arena``, ``enable_mem_pattern``) and ``optimization.graph.level``.
 
+- the CPU execution accelerator ``openvino`` (what the native backend calls ONNX Runtime's OpenVINO
+  execution provider): the model runs on the OpenVINO runtime (the ``openvino`` package) instead, with
+  its ``precision`` parameter (``fp32``, ``bf16``, or ``auto``: bf16 where the CPU computes it natively,
+  AMX or AVX512-BF16, else fp32) and ``intra_op_thread_count`` as its thread count. Without the package
+  it is logged and the CPU execution provider serves.
+
 GPU-only settings (TensorRT/CUDA execution accelerators) are logged and ignored when no CUDA execution
 provider is available. Anything else it cannot honour (sequence batching, ragged batching, reshape,
 shape tensors, optional inputs, string tensors, ...) fails the model load with an error naming it.
@@ -82,6 +88,29 @@ SESSION_PARAMETERS: dict[str, Callable[[str], Any]] = {
 
 #: ONNX model metadata key whose value the backend logs as a warning at load (e.g. "weights are random").
 WARNING_METADATA_KEY = "s2s_warning"
+
+#: the CPU execution accelerator served by the OpenVINO runtime, and its precisions
+OPENVINO = "openvino"
+PRECISIONS = ("auto", "bf16", "fp32")
+_OV_PRECISION = {"bf16": "bf16", "fp32": "f32"}
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AMX tiles or AVX512-BF16), read from /proc/cpuinfo."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return False
+    return bool({"amx_bf16", "avx512_bf16"} & set(flags.split()))
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> bf16 on a CPU with native bf16, else fp32; anything else as given (validated)."""
+    if precision not in PRECISIONS:
+        raise UnsupportedConfigError(f"openvino precision {precision!r} (one of {', '.join(PRECISIONS)})")
+    if precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return precision
 
 
 class UnsupportedConfigError(ValueError):
@@ -197,10 +226,50 @@ class OrtModel:
         device_id: int = 0,
         logger: Callable[[str, str], None] | None = None,
     ) -> None:
-        import onnxruntime as ort
-
         self.spec = spec
         self._log = logger or (lambda level, msg: log.log(getattr(logging, level), msg))
+        self._output_names = [o.name for o in spec.outputs]
+        openvino = next((a for a in spec.cpu_accelerators if a.get("name") == OPENVINO), None)
+        self._openvino = None
+        if openvino is not None and not use_gpu:
+            self._openvino = self._load_openvino(model_path, openvino)
+        if self._openvino is None:
+            self._load_onnxruntime(model_path, use_gpu, device_id)
+        self._check_graph()
+        warning = _onnx_metadata(model_path).get(WARNING_METADATA_KEY)
+        if warning:
+            self._log("WARNING", f"{spec.name}: {warning}")
+
+    @property
+    def engine(self) -> str:
+        """What runs the model, in words (for the load log)."""
+        if self._openvino is not None:
+            return f"OpenVINO CPU ({self.precision}, {self._openvino_threads or 'all'} threads)"
+        return f"ONNX Runtime {self.session.get_providers()}"
+
+    def _load_openvino(self, model_path: Path, accelerator: dict[str, Any]) -> Any:
+        try:
+            import openvino as ov
+        except ImportError:
+            self._log("WARNING", f"{self.spec.name}: the openvino accelerator needs the openvino package; "
+                      "serving on the ONNX Runtime CPU execution provider instead")  # fmt: skip
+            return None
+        parameters = accelerator.get("parameters") or {}
+        self.precision = resolve_precision(parameters.get("precision", "auto"))
+        threads = int(self.spec.parameters.get("intra_op_thread_count", "0") or 0)
+        self._openvino_threads = threads
+        config = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[self.precision], "PERFORMANCE_HINT": "LATENCY"}
+        if threads > 0:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = ov.Core().compile_model(str(model_path), "CPU", config)
+        self._ov_outputs = {port.get_any_name(): port for port in compiled.outputs}
+        self._ov_request = compiled.create_infer_request()
+        return compiled
+
+    def _load_onnxruntime(self, model_path: Path, use_gpu: bool, device_id: int) -> None:
+        import onnxruntime as ort
+
+        spec = self.spec
         options = ort.SessionOptions()
         params = spec.parameters
         if "intra_op_thread_count" in params:
@@ -237,15 +306,11 @@ class OrtModel:
                 "memory.enable_memory_arena_shrinkage", params["memory.enable_memory_arena_shrinkage"]
             )
         self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
-        self._check_graph()
-        warning = self.session.get_modelmeta().custom_metadata_map.get(WARNING_METADATA_KEY)
-        if warning:
-            self._log("WARNING", f"{spec.name}: {warning}")
-        self._output_names = [o.name for o in spec.outputs]
 
     def _providers(self, ort: Any, use_gpu: bool, device_id: int) -> list[Any]:
         available = set(ort.get_available_providers())
-        accel_names = [a.get("name", "?") for a in self.spec.gpu_accelerators + self.spec.cpu_accelerators]
+        accel_names = [a.get("name", "?") for a in self.spec.gpu_accelerators + self.spec.cpu_accelerators
+                       if use_gpu or a.get("name") != OPENVINO]  # fmt: skip
         if use_gpu and "CUDAExecutionProvider" in available:
             providers: list[Any] = []
             for acc in self.spec.gpu_accelerators:
@@ -263,11 +328,24 @@ class OrtModel:
             )
         return ["CPUExecutionProvider"]
 
+    def _graph(self) -> tuple[dict[str, _GraphTensor], dict[str, _GraphTensor]]:
+        """The loaded graph's inputs and outputs (name, numpy dtype, shape with dynamic axes not > 0)."""
+        if self._openvino is not None:
+            return tuple(
+                {name: _GraphTensor(port.get_element_type().to_dtype(),
+                                    [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()])
+                 for port in ports for name in [port.get_any_name()]}
+                for ports in (self._openvino.inputs, self._openvino.outputs)
+            )  # type: ignore[return-value]  # fmt: skip
+        return tuple(
+            {node.name: _GraphTensor(ORT_TO_NUMPY.get(node.type), list(node.shape)) for node in nodes}
+            for nodes in (self.session.get_inputs(), self.session.get_outputs())
+        )  # type: ignore[return-value]
+
     def _check_graph(self) -> None:
         spec, problems = self.spec, []
         batch = 1 if spec.max_batch_size > 0 else 0
-        graph_inputs = {i.name: i for i in self.session.get_inputs()}
-        graph_outputs = {o.name: o for o in self.session.get_outputs()}
+        graph_inputs, graph_outputs = self._graph()
         config_inputs = {t.name for t in spec.inputs}
         for missing in sorted(set(graph_inputs) - config_inputs):
             problems.append(f"graph input {missing!r} is not in the config")
@@ -280,10 +358,9 @@ class OrtModel:
                 if node is None:
                     problems.append(f"config {kind} {t.name!r} is not in the graph (graph has {sorted(graph)})")
                     continue
-                graph_dtype = ORT_TO_NUMPY.get(node.type)
-                if graph_dtype != t.dtype:
-                    problems.append(f"{kind} {t.name!r}: config dtype {t.dtype} but graph has {node.type}")
-                shape = list(node.shape)
+                if node.dtype != t.dtype:
+                    problems.append(f"{kind} {t.name!r}: config dtype {t.dtype} but graph has {node.dtype}")
+                shape = node.shape
                 if len(shape) != len(t.dims) + batch:
                     problems.append(
                         f"{kind} {t.name!r}: config dims {list(t.dims)} (max_batch_size {spec.max_batch_size}) "
@@ -302,7 +379,11 @@ class OrtModel:
             raise UnsupportedConfigError(f"model {spec.name!r} does not match its ONNX graph: " + "; ".join(problems))
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """One ONNX Runtime run; returns the config's outputs in config order."""
+        """One run; returns the config's outputs in config order."""
+        if self._openvino is not None:
+            results = self._ov_request.infer(feeds)
+            # the request reuses its output buffers: copy before the next run
+            return [np.array(results[self._ov_outputs[name]]) for name in self._output_names]
         return self.session.run(self._output_names, feeds, self._run_options)
 
     def infer(self, requests: Sequence[dict[str, np.ndarray]]) -> list[list[np.ndarray] | Exception]:
@@ -344,6 +425,19 @@ class OrtModel:
             return exc
 
 
+@dataclass(frozen=True)
+class _GraphTensor:
+    dtype: np.dtype | None
+    shape: list[Any]
+
+
+def _onnx_metadata(model_path: Path) -> dict[str, str]:
+    """The ONNX file's metadata properties (without loading external weights)."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(model_path), load_external_data=False).metadata_props}
+
+
 class TritonPythonModel:
     """Adapter between the Triton Python backend and :class:`OrtModel`."""
 
@@ -364,8 +458,7 @@ class TritonPythonModel:
             device_id=int(args.get("model_instance_device_id") or 0),
             logger=log_to_triton,
         )
-        providers = self.model.session.get_providers()
-        logger.log_info(f"{self.spec.name}: loaded {path} with {providers} ({args.get('model_instance_name')})")
+        logger.log_info(f"{self.spec.name}: loaded {path} on {self.model.engine} ({args.get('model_instance_name')})")
 
     def execute(self, requests: list[Any]) -> list[Any]:
         feeds = [

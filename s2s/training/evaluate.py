@@ -6,7 +6,9 @@ trained weights (the package's demo weights, or checkpoints given) and once with
 weights of the same architecture as the baseline. Each generated waveform is scored against the clip's
 exact ground-truth onsets (s2s.alignment: onset accuracy, onset AP) and its own waveform (energy-envelope
 correlation). The clips' own sound is scored the same way as a reference (what a perfect model would
-get). Results: ``<output>/eval.json`` and ``<output>/report.md``.
+get). When the networks are served in reduced precision (the openvino CPU accelerator in bf16, the
+export default on CPUs that compute bf16), the trained weights are also scored in fp32, so the report
+shows what the precision costs. Results: ``<output>/eval.json`` and ``<output>/report.md``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from s2s.errors import OptionError, S2SError
 from s2s.flags import flag
 from s2s.flow import FLOW_METHODS
 from s2s.models.checkpoints import portable_path
+from s2s.runtime.ort_backend import PRECISIONS, resolve_precision
 from s2s.synth import HELD_OUT_SEEDS, encode_clip, make_clip
 from s2s.video import VideoLimits
 
@@ -45,6 +48,10 @@ class EvalOptions:
     vocoder_checkpoint: Path | None = flag(
         None, "--vocoder-checkpoint", "trained MelGAN", type=Path, shown="the demo weights"
     )
+    cpu_precision: str = flag(
+        "auto", "--cpu-precision", "precision of the served networks (the openvino accelerator); below fp32 the "
+        "trained weights are also scored in fp32", choices=PRECISIONS,
+    )  # fmt: skip
     window_frames: int = REGNET.frames_per_window
 
 
@@ -110,7 +117,13 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     videos = [encode_clip(c) for c in clips]
     longest = options.clip_seconds + 1.0
     windows = math.ceil(longest * REGNET.fps / options.window_frames)
-    serving = ServingOptions(warmup_frames=0, max_windows=max(windows, ServingOptions.max_windows))
+    serving = ServingOptions(
+        warmup_frames=0, max_windows=max(windows, ServingOptions.max_windows), cpu_precision=options.cpu_precision
+    )
+    runs = [("trained", trained, serving)]
+    if resolve_precision(options.cpu_precision) != "fp32":
+        runs.append(("trained-fp32", trained, replace(serving, cpu_precision="fp32")))
+    runs.append(("untrained", untrained, serving))
     preprocess = PreprocessOptions(
         flow_method=options.flow_method, window_frames=options.window_frames, instances=1,
         limits=VideoLimits(max_duration_s=longest),
@@ -120,9 +133,10 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     # the clips' own sound under the same scoring: what a perfect model would get
     reference = [_clip_row(c, c.audio) for c in clips]
     results["reference"] = {"summary": _summary(reference), "clips": reference}
-    for label, export_options in (("trained", trained), ("untrained", untrained)):
+    results["precision"] = resolve_precision(options.cpu_precision)
+    for label, export_options, served in runs:
         with tempfile.TemporaryDirectory(prefix=f"s2s-eval-{label}-") as tmp:
-            manifest = export_repository(Path(tmp), export_options, serving, None, None, preprocess)
+            manifest = export_repository(Path(tmp), export_options, served, None, None, preprocess)
             results["weights"][label] = {name: m["source"] for name, m in manifest["models"].items()}
             rows = _score_repository(Path(tmp), videos, clips)
         results[label] = {"summary": _summary(rows), "clips": rows}
@@ -140,11 +154,14 @@ def report(results: dict) -> str:
         "| weights | onset accuracy | onset AP | energy-envelope correlation | accuracy pooled over onsets |",
         "|---|---:|---:|---:|---:|",
     ]
-    for label in ("trained", "untrained", "reference"):
+    precision = results.get("precision", "fp32")
+    names = {"trained": f"trained ({precision})", "trained-fp32": "trained (fp32)",
+             "untrained": f"untrained ({precision})", "reference": "reference (the clips' own sound)"}  # fmt: skip
+    for label in ("trained", "trained-fp32", "untrained", "reference"):
         if label not in results:
             continue
         s = results[label]["summary"]
-        name = "reference (the clips' own sound)" if label == "reference" else label
+        name = names[label]
         lines.append(f"| {name} | {s['accuracy']:.3f} | {s['ap']:.3f} | {s['envelope_correlation']:.3f} "
                      f"| {s['pooled_accuracy']:.3f} |")  # fmt: skip
     return "\n".join(lines) + "\n"
