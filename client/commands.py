@@ -74,6 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from s2s.alignment import envelope_correlation, onset_scores
     from s2s.client.generate import generate_file
+    from s2s.runtime.ort_backend import cpu_path
     from s2s.runtime.server import ServerOptions, TritonServer
     from s2s.synth import DEMO_SEED, encode_clip, make_clip
 
@@ -90,6 +91,9 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"starting the embedded Triton on {repo} (models load and warm up) ...", flush=True)
     with TritonServer(options, echo=sys.stderr if args.verbose else None):
         print(f"Triton ready: gRPC {options.grpc_url}, HTTP {options.http_url}", flush=True)
+        serving = json.loads((repo / MANIFEST).read_text()).get("serving", {})
+        path = cpu_path(serving.get("cpu_accelerator"), serving.get("cpu_precision", "auto"))
+        print(f"networks on this CPU: {path}", flush=True)
         result = generate_file(sample, out / "sample_with_sound.mp4", wav=out / "sample_with_sound.wav",
                                url=options.grpc_url)  # fmt: skip
     print(f"video with sound: {result.muxed.path}")

@@ -86,4 +86,9 @@ def run_export(args: argparse.Namespace) -> int:
             weights = f"seed {source['seed']} (the encoders the generator was trained on)"
         print(f"{name:10s} {entry['file']:28s} {entry['bytes'] / 1e6:8.1f} MB  weights: {weights}")
     print(f"manifest: {args.model_repository / 'manifest.json'}")
+    if serving.format == "onnx" and serving.device != "gpu":
+        from s2s.runtime.ort_backend import cpu_path
+
+        path = cpu_path(serving.cpu_accelerator, serving.cpu_precision)
+        print(f"networks on this machine's CPU (embedded server): {path}")
     return 0

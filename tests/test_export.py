@@ -274,6 +274,11 @@ def test_export_uses_the_demo_weights_unless_told_otherwise(tmp_path):
     cmd = [sys.executable, "-m", "s2s", "export", "--models", "tsn_flow,generator,vocoder", "--warmup-frames", "0"]
     demo = subprocess.run([*cmd, "--model-repository", str(tmp_path / "demo")], capture_output=True, text=True)
     assert demo.returncode == 0, demo.stderr
+    # the export says which path the networks take on this CPU (the default accelerator, its precision here)
+    from s2s.runtime.ort_backend import cpu_path
+
+    assert f"networks on this machine's CPU (embedded server): {cpu_path('openvino')}" in demo.stdout
+    assert cpu_path("openvino").startswith("OpenVINO ") and cpu_path("none").startswith("ONNX Runtime fp32")
     models = json.loads((tmp_path / "demo" / "manifest.json").read_text())["models"]
     # recorded relative to the project, never as this machine's absolute path
     assert (

@@ -104,6 +104,23 @@ def native_bf16() -> bool:
     return bool({"amx_bf16", "avx512_bf16"} & set(flags.split()))
 
 
+def cpu_path(accelerator: str | None, precision: str = "auto") -> str:
+    """How the embedded backend runs a model whose config names CPU ``accelerator`` (None or "none": no
+    accelerator) with ``precision``, on this machine's CPU, in words."""
+    if accelerator in (None, "none"):
+        return "ONNX Runtime fp32 (no CPU accelerator in the configs)"
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "ONNX Runtime fp32 (the configs ask for openvino, which is not installed)"
+    resolved = resolve_precision(precision)
+    why = {
+        ("auto", "bf16"): "this CPU computes bf16: AMX / AVX512-BF16",
+        ("auto", "fp32"): "this CPU has no bf16 units",
+    }.get((precision, resolved), f"precision {precision} in the configs")
+    return f"OpenVINO {resolved} ({why})"
+
+
 def resolve_precision(precision: str) -> str:
     """``auto`` -> bf16 on a CPU with native bf16, else fp32; anything else as given (validated)."""
     if precision not in PRECISIONS:
