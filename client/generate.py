@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from s2s.client.mux import MuxResult, mux_audio, write_wav
+from s2s.client.mux import MuxResult, mux_audio, output_format, write_wav
 from s2s.client.triton import ClientError, Generated, S2SClient
 from s2s.constants import REGNET
 from s2s.video import declared_duration
@@ -49,6 +49,8 @@ def generate_file(
     ``chunk_windows`` > 0 sends that many windows per request and reports progress per window;
     0 sends the whole video at once (fastest) with an elapsed-time line.
     """
+    if output is not None:
+        output_format(output)  # an output we cannot write is refused before any inference
     video = Path(source).read_bytes()
     duration = probe_duration(video)
     windows = None

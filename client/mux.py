@@ -2,7 +2,9 @@
 
 The video stream is copied packet by packet (not re-encoded); existing audio streams are dropped and
 replaced by one AAC stream of the waveform. Where the output container cannot hold the input's video
-codec as it is (e.g. MJPEG into mp4), the video is re-encoded to H.264 instead, and the result says so.
+codec as it is (e.g. MJPEG, GIF or FLV1 into mp4), the video is re-encoded to H.264 instead, with
+timestamps from the decoded frames' own times (variable frame rates kept) and even dimensions, and the
+result says so. A video that cannot be written either way is a :class:`MuxError`.
 """
 
 from __future__ import annotations
@@ -11,18 +13,34 @@ import io
 import logging
 import wave
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from s2s.constants import REGNET
-from s2s.errors import OptionError
+from s2s.errors import OptionError, S2SError
 from s2s.video import encode_mono_audio
 
 log = logging.getLogger(__name__)
 
 #: output container by file suffix
 FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+#: time base of re-encoded video: milliseconds, so any frame timing survives
+_REENCODE_TIME_BASE = Fraction(1, 1000)
+
+
+class MuxError(S2SError):
+    """The video could not be written back with its sound, neither copied nor re-encoded."""
+
+
+def output_format(output: str | Path) -> str:
+    """The container for ``output``'s suffix; :class:`OptionError` for a suffix we cannot write (checked
+    before any inference)."""
+    fmt = FORMATS.get(Path(output).suffix.lower())
+    if fmt is None:
+        raise OptionError(f"unsupported output type {Path(output).suffix!r}; use one of {sorted(FORMATS)}")
+    return fmt
 
 
 @dataclass
@@ -48,17 +66,20 @@ def mux_audio(
 ) -> MuxResult:
     """Write ``output``: the video of ``video`` (bytes of the input file) with ``waveform`` as its only audio."""
     output = Path(output)
-    fmt = FORMATS.get(output.suffix.lower())
-    if fmt is None:
-        raise OptionError(f"unsupported output type {output.suffix!r}; use one of {sorted(FORMATS)}")
+    fmt = output_format(output)
     audio_codec = "libopus" if fmt == "webm" else "aac"
     try:
         _mux(video, waveform, output, fmt, audio_codec, sample_rate, copy_video=True)
         return MuxResult(output, True)
     except Exception as exc:  # FFmpeg refuses this codec in this container: re-encode the video
-        log.warning("cannot copy the video stream into %s (%s); re-encoding it", fmt, exc)
+        log.info("cannot copy the video stream into %s (%s); re-encoding it", fmt, exc)
         output.unlink(missing_ok=True)
-    _mux(video, waveform, output, fmt, audio_codec, sample_rate, copy_video=False)
+    try:
+        _mux(video, waveform, output, fmt, audio_codec, sample_rate, copy_video=False)
+    except Exception as exc:
+        output.unlink(missing_ok=True)
+        reason = getattr(exc, "strerror", None) or type(exc).__name__  # FFmpeg's words, without file paths
+        raise MuxError(f"cannot write this video with its sound as {fmt} ({reason})") from None
     return MuxResult(output, False)
 
 
@@ -74,9 +95,9 @@ def _mux(
         else:
             codec = "libvpx-vp9" if fmt == "webm" else "libx264"
             out_video = dst.add_stream(codec, rate=in_video.average_rate or 25)
-            out_video.width, out_video.height, out_video.pix_fmt = (
-                in_video.codec_context.width, in_video.codec_context.height, "yuv420p",
-            )  # fmt: skip
+            width, height = (max(2, d - d % 2) for d in (in_video.codec_context.width, in_video.codec_context.height))
+            out_video.width, out_video.height, out_video.pix_fmt = width, height, "yuv420p"
+            out_video.codec_context.time_base = _REENCODE_TIME_BASE
         rate = 48000 if audio_codec == "libopus" else sample_rate
         out_audio = dst.add_stream(audio_codec, rate=rate)
         out_audio.layout = "mono"
@@ -87,9 +108,14 @@ def _mux(
                 packet.stream = out_video
                 dst.mux(packet)
         else:
-            for frame in src.decode(in_video):
-                frame.pts = None
-                for packet in out_video.encode(frame.reformat(format="yuv420p")):
+            fps, last = float(in_video.average_rate or 25), -1
+            for index, frame in enumerate(src.decode(in_video)):
+                # the frame's own time (GIF delays, FLV timestamps), strictly increasing in milliseconds
+                seconds = frame.time if frame.time is not None else index / fps
+                last = max(round(seconds / _REENCODE_TIME_BASE), last + 1)
+                picture = frame.reformat(width=width, height=height, format="yuv420p")
+                picture.pts, picture.time_base = last, _REENCODE_TIME_BASE
+                for packet in out_video.encode(picture):
                     dst.mux(packet)
             for packet in out_video.encode():
                 dst.mux(packet)

@@ -54,7 +54,7 @@ STATIC = Path(__file__).parent / "static"
 #: content types accepted for uploads (browsers report these for the containers PyAV reads)
 VIDEO_TYPES = (
     "video/mp4", "video/webm", "video/quicktime", "video/x-msvideo", "video/avi", "video/x-matroska",
-    "video/mpeg", "video/ogg", "video/3gpp", "application/octet-stream",
+    "video/mpeg", "video/ogg", "video/3gpp", "video/x-flv", "image/gif", "application/octet-stream",
 )  # fmt: skip
 
 
@@ -498,7 +498,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             data = upload.path.read_bytes()  # at most sync_max_bytes: the one request to Triton holds it anyway
         finally:
             upload.path.unlink(missing_ok=True)
-        from s2s.client.mux import mux_audio
+        from s2s.client.mux import MuxError, mux_audio
 
         began = time.monotonic()
         try:
@@ -514,6 +514,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             await asyncio.to_thread(mux_audio, data, out.waveform, target)
             body = target.read_bytes()
+        except MuxError as exc:
+            raise GatewayError(422, "invalid_video", str(exc)) from None
         finally:
             target.unlink(missing_ok=True)
         metrics.bytes_out.inc(len(body))

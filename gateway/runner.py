@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from s2s.client.mux import mux_audio, write_wav
+from s2s.client.mux import MuxError, mux_audio, write_wav
 from s2s.client.triton import Generated, WindowPlan, generated, request_tensors, server_message
 from s2s.gateway.audit import audit
 from s2s.gateway.jobs import Job, JobError, JobStore
@@ -167,6 +167,9 @@ class JobRunner:
             job.status, outcome = "failed", "invalid_video"
             job.error = JobError("invalid_video", str(exc), retryable=False)
             self.metrics.triton_errors.labels("invalid_input").inc()
+        except MuxError as exc:  # the sound is there, but this video cannot carry it: retrying will not help
+            job.status, outcome = "failed", "invalid_video"
+            job.error = JobError("invalid_video", str(exc), retryable=False)
         except TritonUnavailableError as exc:
             job.status, outcome = "failed", "triton_unavailable"
             log.warning("job %s: Triton unavailable: %s", job_id, exc)

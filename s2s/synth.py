@@ -60,6 +60,8 @@ CONTAINERS: dict[str, tuple[str, str, str]] = {
     "avi": ("avi", "mjpeg", "yuvj420p"),
     "mov": ("mov", "mpeg4", "yuv420p"),
     "mkv": ("matroska", "libx264", "yuv420p"),
+    "gif": ("gif", "gif", "rgb8"),  # an animated GIF: mp4 cannot hold it, the mux re-encodes
+    "flv": ("flv", "flv", "yuv420p"),  # Sorenson H.263 (FLV1) in FLV: likewise
 }
 
 

@@ -158,6 +158,28 @@ def test_generate_cli_muxes_the_sound_into_a_copy_of_the_video(server, tmp_path)
     assert wav.stat().st_size > 44 + 2 * round(1.5 * REGNET.sample_rate)
 
 
+@pytest.mark.parametrize("container", ["gif", "flv"])
+def test_generate_cli_reencodes_what_mp4_cannot_hold(server, tmp_path, container):
+    """An animated GIF or an FLV1 video comes back as mp4 with its frame times kept, re-encoded; an output
+    we cannot write is refused before any inference."""
+    source = tmp_path / f"clip.{container}"
+    make_video(source, duration_s=1.5, fps=20.0, container=container, width=161, height=91)
+    output = tmp_path / "out.mp4"
+    cmd = [sys.executable, "-m", "s2s", "generate", str(source), "--url", server.grpc_url]
+    result = subprocess.run([*cmd, "-o", str(output)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "re-encoded" in result.stdout and "Traceback" not in result.stderr
+    with av.open(str(output)) as muxed:
+        video, audio = muxed.streams.video[0], muxed.streams.audio[0]
+        size = (video.codec_context.width, video.codec_context.height)
+        assert video.codec_context.name == "h264" and size == (160, 90)  # even, as H.264 4:2:0 wants
+        assert math.isclose(float(video.duration * video.time_base), 1.5, abs_tol=0.1)
+        assert math.isclose(float(audio.duration * audio.time_base), 1.5, abs_tol=0.1)
+    refused = subprocess.run([*cmd, "-o", str(tmp_path / "out.txt")], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "unsupported output type '.txt'" in refused.stderr
+    assert "generated" not in refused.stderr, "refused before any inference"
+
+
 def test_generate_cli_reports_server_errors(server, tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("not a video")

@@ -230,6 +230,19 @@ def test_synchronous_generate_returns_the_mp4(gateway):
         assert {s.type for s in container.streams} == {"video", "audio"}
 
 
+def test_gif_and_flv_come_back_as_mp4_jobs_and_synchronously(gateway):
+    for container, kind in (("gif", "image/gif"), ("flv", "video/x-flv")):
+        video = make_video(duration_s=1.0, fps=20.0, container=container)
+        job = gateway.upload(video, name=f"a.{container}", kind=kind).json()
+        done = gateway.wait(job["id"])
+        assert done["status"] == "done" and done["video_copied"] is False, done
+        sync = gateway.http.post("/v1/generate", files={"file": (f"b.{container}", video, kind)})
+        assert sync.status_code == 200, sync.text
+        for data in (gateway.http.get(done["links"]["video"]).content, sync.content):
+            with av.open(io.BytesIO(data)) as muxed:
+                assert [s.type for s in muxed.streams] == ["video", "audio"]
+
+
 def test_unknown_ids_and_paths_are_404(gateway):
     for job_id in ("AAAAAAAAAAAAAAAAAAAAAA", "..%2F..%2Fetc%2Fpasswd", "x" * 100):
         response = gateway.http.get(f"/v1/jobs/{job_id}")
