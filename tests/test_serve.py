@@ -189,7 +189,7 @@ def _bad_repo(tmp_path: Path, kind: str) -> Path:
         ("missing-file", "ONNX model file not found"),
         ("syntax", "config.pbtxt"),
         ("unsupported", "does not support: sequence_batching"),
-        ("dtype-mismatch", "input 'x': config dtype int32 but graph has tensor(float)"),
+        ("dtype-mismatch", "input 'x': config dtype int32 but graph has float32"),
     ],
 )
 def test_broken_model_fails_serve_with_clear_message(tmp_path, serve_factory, kind, message):
