@@ -1,4 +1,5 @@
-"""``s2s bench``: networks, flow, pipeline (end to end) and perf (perf_analyzer); results under --output."""
+"""``s2s bench``: networks, flow, pipeline (end to end), burst (memory under load) and perf (perf_analyzer);
+results under --output."""
 
 from __future__ import annotations
 
@@ -58,6 +59,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     e.add_argument("--tvl1-repeats", type=int, default=1, help="timed runs with tvl1 (over a minute each on CPU)")
     e.set_defaults(func=run_end_to_end)
 
+    b = kinds.add_parser(
+        "burst",
+        help="Triton's memory and clips/s when several clips arrive at once",
+        description="Start the embedded Triton on an exported repository, warm it up, then send bursts of clips at "
+        "once (one burst per --concurrency value), sampling the RSS of the server and its stubs: idle, peak, and "
+        "after the burst; JSON and Markdown.",
+    )
+    add_repository_flag(b, "exported model repository")
+    b.add_argument("--output", type=Path, default=Path("runs/bench-burst"), help="folder (default: %(default)s)")
+    b.add_argument("--concurrency", type=comma_list(int), default=(1, 2, 8), help="clips at once (default: 1,2,8)")
+    b.add_argument("--clip-seconds", type=float, default=10.0, help="length of each clip (default: %(default)s)")
+    b.set_defaults(func=run_burst)
+
     h = kinds.add_parser(
         "perf",
         help="perf_analyzer on the ensemble and every model, with a report",
@@ -87,6 +101,12 @@ def run_end_to_end(args: argparse.Namespace) -> int:
     from s2s.bench.end_to_end import main
 
     return main(args.model_repository, args.output, args.flow_methods, {"dis": args.repeats, "tvl1": args.tvl1_repeats})
+
+
+def run_burst(args: argparse.Namespace) -> int:
+    from s2s.bench.burst import main
+
+    return main(args.model_repository, args.output, args.concurrency, args.clip_seconds)
 
 
 def run_perf(args: argparse.Namespace) -> int:

@@ -113,3 +113,16 @@ def test_flow_benchmark_times_both_implementations_and_reports_agreement(tmp_pat
         assert row["median_s"] > 0 and row["per_window_s"] == pytest.approx(row["median_s"] * 214)
     assert rows["torch"]["epe_vs_opencv_px"] < 0.05
     assert "| torch | cpu" in (tmp_path / "report.md").read_text()
+
+
+def test_burst_samples_the_servers_memory_around_concurrent_clips(small_repository, tmp_path):
+    """`s2s bench burst` on a tiny burst: every figure present and coherent (no timing assertions)."""
+    from s2s.cli import main
+
+    assert main(["bench", "burst", "--model-repository", str(small_repository), "--output", str(tmp_path),
+                 "--concurrency", "2", "--clip-seconds", "1"]) == 0  # fmt: skip
+    result = json.loads((tmp_path / "burst.json").read_text())
+    (row,) = result["bursts"]
+    assert row["clips"] == 2 and row["clips_per_s"] > 0
+    assert 100e6 < row["idle_bytes"] <= row["peak_bytes"], "the server and its stubs are sampled"
+    assert "| 2 |" in (tmp_path / "burst.md").read_text()
