@@ -10,8 +10,7 @@ use of it:
   non-batch shapes are concatenated into one ONNX Runtime run and split back,
 - instance counts (Triton starts one stub process per instance),
 - the native backend's session parameters (``intra_op_thread_count``, ``inter_op_thread_count``,
-  ``execution_mode``, ``enable_mem_arena``, ``enable_mem_pattern``) and ``optimization.graph.level``.
-
+  ``execution_mode``, ``enable_mem_arena``, ``enable_mem_pattern``) and ``optimization.graph.level``,
 - the CPU execution accelerator ``openvino`` (what the native backend calls ONNX Runtime's OpenVINO
   execution provider): the model runs on the OpenVINO runtime (the ``openvino`` package) instead, with
   its ``precision`` parameter (``fp32``, ``bf16``, or ``auto``: bf16 where the CPU computes it natively,
