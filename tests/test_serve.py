@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import signal
@@ -212,16 +213,35 @@ def test_missing_repository_is_an_error(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ shutdown
+def shm_regions() -> set[str]:
+    from s2s.runtime.server import SHM_DIR
+
+    return {p.name for p in SHM_DIR.glob("triton_*_backend_shm_region_*")}
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_server_and_stubs(tmp_path, serve_factory, signum):
+    """Nothing outlives the server: no process, and no shared-memory region - neither its own nor the
+    ones a killed server left earlier (removed at start)."""
+    import uuid
+
+    from s2s.runtime.server import SHM_DIR
+
+    orphan = SHM_DIR / f"triton_python_backend_shm_region_{uuid.uuid4()}"  # as a killed server leaves them
+    orphan.write_bytes(b"\0" * 4096)
+    os.utime(orphan, (time.time() - 3600, time.time() - 3600))
+    before = shm_regions() - {orphan.name}
     write_affine_model(tmp_path / "repo", instances=2)
     serve = serve_factory(tmp_path / "repo").wait_ready()
+    assert not orphan.exists(), "an unmapped region of a dead server is removed at start"
     pgid = serve.server_pid
     assert len([p for p in leftovers(pgid=pgid) if "triton_python_backend_stub" in p[2]]) == 2
+    assert shm_regions() - before, "the stubs share memory with the server"
     assert serve.stop(signum) == 0
     assert not serve.ready()
     assert not wait_until_gone(pgid=pgid), "server or stub processes left behind"
     assert not leftovers(mentioning=str(tmp_path))
+    assert not shm_regions() - before, "shared-memory regions left in /dev/shm"
 
 
 def test_killed_launcher_takes_the_server_with_it(tmp_path, serve_factory):

@@ -282,8 +282,49 @@ def _remove_stale_backend_dirs() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+#: where the Python-based backends' stubs share tensors with the server (one region per stub, by UUID)
+SHM_DIR = Path("/dev/shm")
+_SHM_REGIONS = "triton_*_backend_shm_region_*"
+
+
+def _mapped_shm() -> set[str]:
+    """Names of the /dev/shm files some live process maps (from /proc/<pid>/maps)."""
+    names = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text()
+        except OSError:
+            continue  # gone, or another user's
+        for line in text.splitlines():
+            at = line.find(f"{SHM_DIR}/")
+            if at >= 0:
+                names.add(line[at + len(str(SHM_DIR)) + 1 :].removesuffix(" (deleted)").strip())
+    return names
+
+
+def remove_orphan_shm(*, min_age_s: float, created_after: float | None = None) -> list[str]:
+    """Unlink the backends' shared-memory regions that no live process maps: what a server that was
+    killed (or whose stubs were) leaves in /dev/shm. Only regions older than ``min_age_s`` (one being
+    created is mapped a moment later) and, if given, modified after ``created_after``; returns the names."""
+    now, mapped, removed = time.time(), _mapped_shm(), []
+    for path in SHM_DIR.glob(_SHM_REGIONS):
+        try:
+            changed = path.stat().st_mtime
+        except OSError:
+            continue
+        if path.name in mapped or now - changed < min_age_s or (created_after and changed < created_after):
+            continue
+        with contextlib.suppress(OSError):  # another user's, or gone meanwhile
+            path.unlink()
+            removed.append(path.name)
+    return removed
+
+
 class TritonServer:
     """A running tritonserver; use as a context manager or call :meth:`start` / :meth:`stop`.
+
+    Shared memory: at start, regions a killed server left are removed; at stop, the ones this server's
+    stubs created and did not remove.
 
     ``echo`` (a text stream) receives the server's log lines as they come, e.g. ``sys.stderr``.
     """
@@ -295,6 +336,7 @@ class TritonServer:
         self._log: deque[str] = deque(maxlen=log_lines)
         self._reader: threading.Thread | None = None
         self._tmpdir: Path | None = None
+        self._started_at: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, timeout_s: float | None = None) -> TritonServer:
@@ -311,6 +353,10 @@ class TritonServer:
             self._tmpdir = Path(tempfile.mkdtemp(prefix=f"{_BACKEND_DIR_PREFIX}{os.getpid()}-"))
             backend_dir = embedded.prepare_backend_dir(self._tmpdir, triton)
         cmd = self.options.command(binary, backend_dir)
+        orphans = remove_orphan_shm(min_age_s=60.0)
+        if orphans:
+            log.info("removed %d shared-memory region(s) a stopped server left in %s", len(orphans), SHM_DIR)
+        self._started_at = time.time()
         log.debug("starting %s", " ".join(cmd).replace(self.options.admin_key, "<admin key>"))
         if not is_loopback(self.options.address):
             log.warning(
@@ -377,6 +423,8 @@ class TritonServer:
             if code is None:
                 code = proc.wait()
             self._join_reader()
+            if self._started_at is not None:  # the stubs are gone: what they left is nobody's
+                remove_orphan_shm(min_age_s=2.0, created_after=self._started_at - 1.0)
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
