@@ -95,6 +95,7 @@ async function follow(job) {
   for (;;) {
     const response = await fetch(job.links.events, { headers: headers() });
     if (response.status === 404) throw new Error("the job is gone (deleted or expired)");
+    if (response.status === 401) throw new Error("the server no longer accepts this key; enter another");
     if (response.ok) {
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
