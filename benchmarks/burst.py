@@ -16,22 +16,19 @@ from pathlib import Path
 
 from s2s.bench.measure import cpu_name, openvino_version, write_report
 from s2s.client.triton import S2SClient
-from s2s.runtime.server import ServerOptions, TritonServer
+from s2s.runtime.server import ServerOptions, TritonServer, live_processes
 from s2s.synth import make_video
 
 
 def group_rss(pgid: int) -> int:
     """Bytes resident in the processes of process group ``pgid`` (from /proc)."""
     total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for pid, group, _ in live_processes():
+        if group != pgid:
             continue
         try:
-            stat = (entry / "stat").read_text()
-            if int(stat[stat.rindex(")") + 2 :].split()[2]) != pgid:
-                continue
-            status = (entry / "status").read_text()
-        except (OSError, ValueError):
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
             continue  # gone meanwhile
         total += next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
     return total

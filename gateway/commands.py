@@ -58,7 +58,7 @@ def run_gateway(args: argparse.Namespace) -> int:
 
 
 def run_gateway_key(args: argparse.Namespace) -> int:
-    from s2s.gateway.auth import KeyFileError, Quota, key_line, new_key, parse_keys
+    from s2s.gateway.auth import UNBOUNDED, KeyFileError, key_line, new_key, parse_keys
 
     key = new_key()
     line = key_line(args.id, key, jobs=args.jobs, rate=args.rate, disk=args.disk)
@@ -67,7 +67,7 @@ def run_gateway_key(args: argparse.Namespace) -> int:
         print(f"keys-file line: {line}", file=sys.stderr)
         return 0
     existing = args.keys_file.read_text(encoding="utf-8") if args.keys_file.exists() else ""
-    ids = {c.id for c in parse_keys(existing, Quota(None, None, None), str(args.keys_file)).values()}
+    ids = {c.id for c in parse_keys(existing, UNBOUNDED, str(args.keys_file)).values()}
     if args.id in ids:
         raise KeyFileError(f"{args.keys_file} already has a key {args.id!r}: remove its line first, or pick another id")
     fd = os.open(args.keys_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -14,30 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from s2s.runtime.server import ADMIN_KEY_ENV, admin_headers, free_ports
+from s2s.runtime.server import ADMIN_KEY_ENV, admin_headers, free_ports, live_processes
 
 #: the admin key of every `s2s serve` the tests start (Triton's admin APIs need it)
 ADMIN_KEY = "tests-admin-key-7f3a9c2e5b"
 ADMIN_HEADERS, ADMIN_GRPC_HEADERS = admin_headers(ADMIN_KEY, "http"), admin_headers(ADMIN_KEY, "grpc")
-
-
-def live_processes() -> list[tuple[int, int, str]]:
-    """(pid, process group, command line) of every process that is not a zombie."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        # the command name may contain spaces/parentheses: fields after the last ')' are fixed
-        fields = stat[stat.rindex(")") + 2 :].split()
-        state, pgrp = fields[0], int(fields[2])
-        if state != "Z":
-            found.append((int(entry.name), pgrp, cmdline))
-    return found
 
 
 def leftovers(*, pgid: int | None = None, mentioning: str | None = None) -> list[tuple[int, int, str]]:

@@ -282,6 +282,25 @@ def _remove_stale_backend_dirs() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def live_processes() -> list[tuple[int, int, str]]:
+    """(pid, process group, command line) of every process that is not a zombie (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        # the command name may contain spaces/parentheses: fields after the last ')' are fixed
+        fields = stat[stat.rindex(")") + 2 :].split()
+        state, pgrp = fields[0], int(fields[2])
+        if state != "Z":
+            found.append((int(entry.name), pgrp, cmdline))
+    return found
+
+
 #: where the Python-based backends' stubs share tensors with the server (one region per stub, by UUID)
 SHM_DIR = Path("/dev/shm")
 _SHM_REGIONS = "triton_*_backend_shm_region_*"
