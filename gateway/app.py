@@ -25,6 +25,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
@@ -34,7 +35,7 @@ from s2s.flags import flag, format_size, parse_size
 from s2s.gateway.audit import audit
 from s2s.gateway.audit import configure as configure_audit
 from s2s.gateway.auth import ANONYMOUS, Caller, KeyRing, Quota, read_secret, same_secret
-from s2s.gateway.jobs import Job, JobStore
+from s2s.gateway.jobs import Job, open_store
 from s2s.gateway.metrics import GatewayMetrics
 from s2s.gateway.quotas import Admission, QuotaError
 from s2s.gateway.runner import (
@@ -95,9 +96,27 @@ class GatewaySettings:
     )
     sync_max_bytes: int = 32 * 1024 * 1024
     allowed_types: tuple[str, ...] = VIDEO_TYPES
-    workers: int = flag(2, "--workers", "jobs sent to Triton at once")
-    max_queued: int = flag(8, "--max-queued", "jobs waiting beyond those; more get 429")
+    store: str = flag(
+        name="--store", shown="$S2S_GATEWAY_STORE or the data dir",
+        help="where job records and the queue live: empty for job.json files in --data-dir (one gateway), or a "
+        "postgresql:// URL (any number of gateways sharing --data-dir on one volume)",
+        default_factory=lambda: os.environ.get("S2S_GATEWAY_STORE", ""),
+    )  # fmt: skip
+    workers: int = flag(2, "--workers", "jobs this gateway works on at once")
+    max_queued: int = flag(8, "--max-queued", "jobs waiting in the queue; more get 429")
     windows_per_request: int = flag(1, "--windows-per-request", "windows per Triton request")
+    windows_per_job: int = flag(2, "--windows-per-job", "window requests of one job in flight at once")
+    windows_in_flight: int = flag(4, "--windows-in-flight", "window requests of this gateway in flight at once")
+    retry_budget_s: float = flag(
+        120.0, "--retry-budget", "seconds a window is sent again (with backoff) while Triton is unavailable"
+    )
+    cancel_in_flight: bool = flag(
+        False, "--cancel-in-flight", "cancel the gRPC calls of a deleted job or a departed client (Triton >= 24.12, "
+        "as in the production image; older servers, the embedded one included, can crash on a cancelled call)",
+    )  # fmt: skip
+    lease_s: float = flag(30.0, "--lease", "seconds without a sign of life before another gateway takes a job over")
+    drain_s: float = flag(20.0, "--drain", "seconds a stopping gateway lets windows in flight finish before it "
+                          "hands their jobs back")  # fmt: skip
     max_sync: int = flag(2, "--max-sync", "synchronous /v1/generate requests at once; more get 429")
     api_keys: Path | None = flag(
         name="--api-keys", type=Path, shown="$S2S_GATEWAY_API_KEYS",
@@ -208,24 +227,81 @@ def upload_body(description: str) -> dict:
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
+class HeadersAndMetrics:
+    """Security headers on every response, and the request counter by route and status.
+
+    Plain ASGI: Starlette's BaseHTTPMiddleware would hide a client's disconnect from the handlers (seen:
+    ``request.is_disconnected()`` never turned true under it), and cancelling the work of a client that
+    left depends on seeing it.
+    """
+
+    def __init__(self, app, metrics: GatewayMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = {"code": 500}
+        policy = DOCS_CONTENT_SECURITY_POLICY if scope["path"] == "/docs" else CONTENT_SECURITY_POLICY
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                headers = MutableHeaders(scope=message)
+                for header, value in SECURITY_HEADERS.items():
+                    headers.setdefault(header, value)
+                headers.setdefault("Content-Security-Policy", policy)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], route, str(status["code"])).inc()
+
+
+class ClientGoneError(Exception):
+    """The client of a synchronous request went away; its work was cancelled."""
+
+
+async def until_disconnected(request: Request, work, poll_s: float = 0.5):
+    """Await ``work`` (a coroutine), cancelling it as soon as the client disconnects."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait([task], timeout=poll_s)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise ClientGoneError
+    finally:
+        if not task.done():
+            task.cancel()
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     keyring = settings.keyring()
     metrics_key = read_secret(settings.metrics_key_file) if settings.metrics_key_file else None
     configure_audit(settings.audit_log)
-    store = JobStore(settings.data_dir)
+    store = open_store(settings.store, settings.data_dir)
     admission = Admission(store, settings.max_sync, settings.retry_after_s)
     metrics = GatewayMetrics()
     runner_settings = RunnerSettings(
         triton_url=settings.triton_url, workers=settings.workers, max_queued=settings.max_queued,
-        windows_per_request=settings.windows_per_request, timeout_s=settings.triton_timeout_s,
+        windows_per_request=settings.windows_per_request, windows_per_job=settings.windows_per_job,
+        windows_in_flight=settings.windows_in_flight, timeout_s=settings.triton_timeout_s,
+        retry_budget_s=settings.retry_budget_s, lease_s=settings.lease_s, cancel_in_flight=settings.cancel_in_flight,
     )  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        interrupted = store.recover()
-        if interrupted:
-            log.warning("%d unfinished job(s) from before the restart marked failed (retryable)", len(interrupted))
+        resumed = getattr(store, "resumed", [])
+        if resumed:
+            log.warning("%d job(s) a previous gateway left running go on from their finished windows", len(resumed))
         store.expire(settings.result_ttl_s)
         triton = TritonGateway(runner_settings)
         runner = JobRunner(store, triton, metrics, runner_settings)
@@ -242,8 +318,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             yield
         finally:
             expiry.cancel()
-            await runner.stop()
+            await runner.stop(settings.drain_s)
             await triton.close()
+            store.close()
 
     app = FastAPI(
         title="s2s gateway",
@@ -285,18 +362,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         log.error("unhandled error", exc_info=exc)
         return _error(500, "internal", f"internal error: {type(exc).__name__}")
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        response = await call_next(request)
-        for header, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(header, value)
-        docs = request.url.path == "/docs"
-        response.headers.setdefault(
-            "Content-Security-Policy", DOCS_CONTENT_SECURITY_POLICY if docs else CONTENT_SECURITY_POLICY
-        )
-        route = request.scope.get("route")
-        metrics.requests.labels(request.method, getattr(route, "path", "unmatched"), str(response.status_code)).inc()
-        return response
+    app.add_middleware(HeadersAndMetrics, metrics=metrics)
 
     bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
     api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
@@ -350,7 +416,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raise
 
     async def ensure_triton_ready() -> None:
-        if not await app.state.triton.ready():
+        if app.state.runner.draining or not await app.state.triton.ready():
             raise GatewayError(
                 503, "triton_unavailable", "the inference server is not ready; try again shortly",
                 retryable=True, retry_after=settings.retry_after_s,
@@ -389,14 +455,29 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             job = Job(id=store.new_id(), owner=caller.id, filename=upload.filename,
                       content_type=upload.content_type, size_bytes=upload.size)  # fmt: skip
             store.create(job, upload.path)
+            try:
+                app.state.runner.submit(job)
+            except QueueFullError as exc:
+                store.delete(job.id)
+                raise GatewayError(429, "busy", str(exc), True, settings.retry_after_s) from None
         finally:
-            ticket.release()  # from here the job on disk counts against the key
-        try:
-            app.state.runner.submit(job)
-        except QueueFullError as exc:
-            store.delete(job.id)
-            raise GatewayError(429, "busy", str(exc), True, settings.retry_after_s) from None
+            ticket.release()  # from here the job in the store counts against the key
         audit("job.created", caller.id, job=job.id, bytes=job.size_bytes)
+        return view(job)
+
+    @app.post("/v1/jobs/{job_id}/retry", status_code=202, response_model=JobView, tags=["jobs"], responses=responses,
+              summary="Run a failed job again (a retryable failure); it goes on from its finished windows")  # fmt: skip
+    async def retry_job(job_id: str, request: Request, caller: Caller = Depends(authenticate)):
+        job = load(job_id, caller)
+        if job.status != "failed" or job.error is None or not job.error.retryable or not store.has_input(job_id):
+            why = "" if job.status != "failed" else ", and its failure is not one a retry can fix"
+            raise GatewayError(409, "not_retryable", f"job {job_id} is {job.status}{why}")
+        await ensure_triton_ready()
+        if not app.state.runner.has_room():
+            raise GatewayError(429, "busy", "too many jobs waiting; try again later", True, settings.retry_after_s)
+        admit(request, caller, 0).release()  # the key's bounds (unfinished jobs, rate) apply as for a new job
+        app.state.runner.retry(job)
+        audit("job.retried", caller.id, job=job_id, windows_done=job.windows_done)
         return view(job)
 
     @app.get("/v1/me", tags=["jobs"], responses=responses,
@@ -467,12 +548,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def delete_job(job_id: str, caller: Caller = Depends(authenticate)):
         job = load(job_id, caller)
         audit("job.deleted", caller.id, job=job_id, status=job.status)
-        if job.status in ("queued", "running"):
-            app.state.runner.cancel(job_id)
-            if job.status == "queued":
-                store.delete(job_id)
-        else:
-            store.delete(job_id)
+        store.delete(job_id)  # a gateway running it elsewhere loses its lease and stops at its next renewal
+        app.state.runner.cancel(job_id)  # running here: its windows in flight are cancelled now
         return Response(status_code=204)
 
     @app.post("/v1/generate", tags=["jobs"], responses={**responses, 200: {"content": {"video/mp4": {}}}},
@@ -492,17 +569,21 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return Response(body, media_type="video/mp4", headers={"X-S2S-Duration": f"{duration_s:.3f}"})
 
     async def synchronous(request: Request) -> tuple[bytes, float]:
-        """Upload, one Triton request, mux: the mp4's bytes and the sound's duration."""
+        """Upload, the windows in parallel (cancelled if the client goes away), mux: the mp4's bytes and the
+        sound's duration."""
         upload = await read_upload(request, settings.sync_max_bytes)
         try:
-            data = upload.path.read_bytes()  # at most sync_max_bytes: the one request to Triton holds it anyway
+            data = upload.path.read_bytes()  # at most sync_max_bytes: the requests to Triton hold it anyway
         finally:
             upload.path.unlink(missing_ok=True)
         from s2s.client.mux import MuxError, mux_audio
 
         began = time.monotonic()
         try:
-            out = await app.state.triton.infer(data, 0, 0)
+            out = await until_disconnected(request, app.state.runner.generate(data))
+        except ClientGoneError:
+            log.info("synchronous request: the client went away; its windows were cancelled")
+            raise GatewayError(400, "client_gone", "the client closed the connection") from None
         except TritonRejectedError as exc:
             metrics.triton_errors.labels("invalid_input").inc()
             raise GatewayError(422, "invalid_video", str(exc)) from None
@@ -524,7 +605,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", dependencies=[Depends(metrics_reader)])
     async def prometheus_metrics():
-        metrics.queue_depth.set(app.state.runner.queue.qsize())
+        metrics.queue_depth.set(store.queued())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

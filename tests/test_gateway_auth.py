@@ -9,7 +9,7 @@ import pytest
 
 from s2s.cli import main
 from s2s.gateway.auth import KeyFileError, KeyRing, Quota, hash_key, key_line, new_key, parse_keys
-from s2s.gateway.jobs import Job, JobStore
+from s2s.gateway.jobs import FolderJobStore, Job
 from s2s.gateway.quotas import Admission, QuotaError
 
 DEFAULTS = Quota(jobs=2, rate_per_min=10.0, disk_bytes=1 << 30)
@@ -57,13 +57,14 @@ def test_keyring_rereads_a_changed_file_and_keeps_keys_when_it_breaks(tmp_path):
 
 
 def test_quotas_count_jobs_on_disk_and_requests_in_flight(tmp_path):
-    store = JobStore(tmp_path)
+    store = FolderJobStore(tmp_path)
     admission = Admission(store, max_sync=1, retry_after_s=7)
     alice = parse_keys(key_line("alice", new_key(), jobs=2, rate=3, disk=1000), DEFAULTS)
     (caller,) = alice.values()
-    store.create(Job(id=store.new_id(), owner="alice", size_bytes=300), b"x" * 300)  # queued: counts
+    store.submit(store.create(Job(id=store.new_id(), owner="alice", size_bytes=300), b"x" * 300))  # queued: counts
     done = store.create(Job(id=store.new_id(), owner="alice", status="done"), b"y" * 200)
-    store.create(Job(id=store.new_id(), owner="bob"), b"z" * 900)  # another key's
+    store.save(done)
+    store.submit(store.create(Job(id=store.new_id(), owner="bob"), b"z" * 900))  # another key's
     assert store.usage("alice") == (1, 500) and store.usage("bob") == (1, 900)
 
     ticket = admission.admit(caller, 100)  # an upload in flight counts until released

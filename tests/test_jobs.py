@@ -1,12 +1,15 @@
-"""The gateway's job store: ids that cannot escape the data directory, recovery, expiry."""
+"""The gateway's folder job store: ids that cannot escape the data directory, resumption, window results, expiry."""
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
-from s2s.gateway.jobs import Job, JobStore
+from s2s.gateway.jobs import FolderJobStore as JobStore
+from s2s.gateway.jobs import Job, Piece
+from s2s.gateway.runner import join_pieces, plan_requests
 
 
 def test_ids_are_random_and_validated(tmp_path):
@@ -23,6 +26,7 @@ def test_ids_are_random_and_validated(tmp_path):
 def test_round_trip_and_atomic_state(tmp_path):
     store = JobStore(tmp_path)
     job = store.create(Job(id=store.new_id(), filename="../../evil name.mp4", size_bytes=3), b"abc")
+    store.submit(job)
     assert store.path(job.id, "input").read_bytes() == b"abc"
     assert store.path(job.id, "input").parent.parent == tmp_path / "jobs"  # the file name plays no part
     job.status, job.windows_total, job.windows_done = "running", 4, 1
@@ -32,23 +36,62 @@ def test_round_trip_and_atomic_state(tmp_path):
     assert not list((tmp_path / "jobs" / job.id).glob("*.tmp"))
 
 
-def test_recover_fails_unfinished_jobs_as_retryable(tmp_path):
+def test_queue_leases_and_resumption_after_a_crash(tmp_path):
     store = JobStore(tmp_path)
-    running = store.create(Job(id=store.new_id(), status="running"), b"x")
+    first, second = (store.create(Job(id=store.new_id(), created_at=t), b"x") for t in (1.0, 2.0))
+    for job in (first, second):
+        store.submit(job)
+    assert store.queued() == 2
+    claimed = store.claim("gw-a", lease_s=30)
+    assert claimed.id == first.id and claimed.status == "running" and claimed.lease_owner == "gw-a"
+    assert store.claim("gw-a", 30).id == second.id and store.claim("gw-a", 30) is None
+    store.release(claimed, "gw-a")  # a stopping gateway hands it back: it is next
+    assert store.load(first.id).status == "queued" and store.claim("gw-b", 30).id == first.id
+    # a crash: the next process finds both running and queues them again, oldest first, counted as taken over
     done = store.create(Job(id=store.new_id(), status="done", finished_at=time.time()), b"x")
-    interrupted = JobStore(tmp_path).recover()
-    assert [j.id for j in interrupted] == [running.id]
-    lost = store.load(running.id)
-    assert lost.status == "failed" and lost.error.retryable and lost.error.code == "interrupted"
-    assert store.load(done.id).status == "done"
+    store.save(done)  # a record without queueing
+    restarted = JobStore(tmp_path)
+    assert sorted(j.id for j in restarted.resumed) == sorted([first.id, second.id])
+    assert [restarted.claim("gw-c", 30).id for _ in range(2)] == [first.id, second.id]
+    assert restarted.load(first.id).takeovers == 1 and restarted.load(done.id).status == "done"
+    store.delete(second.id)  # deleted while running: its gateway's next renewal says it is no longer its
+    assert restarted.renew(restarted.load(first.id), "gw-c", 30)
+    assert restarted.renew(second, "gw-c", 30) is False
+
+
+def test_window_results_are_kept_and_join_like_one_request(tmp_path):
+    store = JobStore(tmp_path)
+    job = store.create(Job(id=store.new_id()), b"x")
+    rng = np.random.default_rng(0)
+    whole = rng.standard_normal(5 * 100).astype(np.float32), rng.random((80, 5 * 8)).astype(np.float32)
+    for start, count in ((0, 2), (3, 2)):
+        wave, mel = whole[0][start * 100 : (start + count) * 100], whole[1][:, start * 8 : (start + count) * 8]
+        store.save_piece(job.id, Piece(start, count, 5, wave, mel))
+    assert store.pieces(job.id) == {0: 2, 3: 2}
+    assert plan_requests(5, store.pieces(job.id), chunk=1) == [(2, 1)]
+    assert plan_requests(7, {0: 2, 3: 2}, chunk=2) == [(2, 1), (5, 2)]
+    assert plan_requests(3, {}, chunk=2) == [(0, 2), (2, 1)]
+    missing = Piece(2, 1, 5, whole[0][200:300], whole[1][:, 16:24])
+    pieces = [store.load_piece(job.id, s, n) for s, n in store.pieces(job.id).items()] + [missing]
+    waveform, mel = join_pieces(pieces)
+    assert np.array_equal(waveform, whole[0]) and np.array_equal(mel, whole[1])
+    with pytest.raises(RuntimeError, match="cover"):
+        join_pieces(pieces[:2])
+    store.delete(job.id)
+    with pytest.raises(KeyError):
+        store.save_piece(job.id, missing)  # a result arriving after its job was deleted is not kept
 
 
 def test_expire_removes_only_old_finished_jobs(tmp_path):
     store = JobStore(tmp_path)
     now = time.time()
-    old = store.create(Job(id=store.new_id(), status="done", finished_at=now - 7200), b"x")
-    fresh = store.create(Job(id=store.new_id(), status="failed", finished_at=now - 60), b"x")
-    queued = store.create(Job(id=store.new_id(), status="queued"), b"x")
+    old, fresh, queued = (
+        store.create(job, b"x")
+        for job in (Job(id=store.new_id(), status="done", finished_at=now - 7200),
+                    Job(id=store.new_id(), status="failed", finished_at=now - 60), Job(id=store.new_id()))
+    )  # fmt: skip
+    for job in (old, fresh, queued):
+        store.save(job)
     assert store.expire(ttl_s=3600, now=now) == [old.id]
     with pytest.raises(KeyError):
         store.load(old.id)

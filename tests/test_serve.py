@@ -257,6 +257,24 @@ def test_killed_launcher_takes_the_server_with_it(tmp_path, serve_factory):
     assert not serve.ready()
 
 
+def test_a_server_that_dies_unasked_is_started_again(tmp_path, serve_factory):
+    """`s2s serve` starts a crashed server again (bounded by --restarts), as Kubernetes restarts a pod."""
+    write_affine_model(tmp_path / "repo")
+    serve = serve_factory(tmp_path / "repo", "--restarts", "1").wait_ready()
+    first = serve.server_pid
+    os.killpg(first, signal.SIGKILL)  # the server and its stubs, not the launcher
+    deadline = time.monotonic() + 120
+    while "started again after it died" not in serve.stdout():
+        assert serve.proc.poll() is None and time.monotonic() < deadline, serve.stderr()[-2000:]
+        time.sleep(0.2)
+    assert serve.ready() and not wait_until_gone(pgid=first)
+    second = int(re.findall(r"\(pid (\d+)\)", serve.stdout())[-1])
+    os.killpg(second, signal.SIGKILL)  # one restart allowed: now it gives up and says so
+    assert serve.wait_exit(timeout_s=60) != 0
+    assert "giving up" in serve.stderr()
+    assert not wait_until_gone(pgid=second)
+
+
 def test_doctor_checks_the_stack_end_to_end():
     result = subprocess.run([sys.executable, "-m", "s2s", "doctor"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -7,12 +7,16 @@ import logging
 import os
 import signal
 import sys
+import time
+from collections import deque
 from pathlib import Path
 
 from s2s.flags import add_flags, from_flags, is_given
 from s2s.runtime.server import ADMIN_HEADER, ADMIN_KEY_ENV, ServerOptions
 
 log = logging.getLogger(__name__)
+#: the window over which `s2s serve --restarts` counts restarts
+RESTART_WINDOW_S = 600.0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -56,37 +60,53 @@ def run_serve(args: argparse.Namespace) -> int:
         key_note = "the key you gave"
     else:
         key_note = f"a random key: give --admin-key-file or ${ADMIN_KEY_ENV} to use them"
-    server = TritonServer(options, echo=sys.stderr)
-    stopping = {"signal": None}
+    current = {"server": TritonServer(options, echo=sys.stderr), "signal": None}
 
     def forward(signum: int, _frame: object) -> None:
-        stopping["signal"] = signum
-        server.send_signal(signum)
+        current["signal"] = signum
+        current["server"].send_signal(signum)
 
     # Forward SIGINT/SIGTERM to the server, also while it is still loading models.
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    restarts: deque[float] = deque()
     try:
-        try:
-            server.start()
-        except ServerStartError:
-            if stopping["signal"] is not None:
-                log.info("stopped by signal %d before the server was ready", stopping["signal"])
-                return 128 + stopping["signal"]
-            raise
-        print(
-            f"s2s: Triton is ready (pid {server.pid}) serving {options.model_repository.resolve()}\n"
-            f"  HTTP    http://{options.http_url}\n"
-            f"  gRPC    {options.grpc_url}\n"
-            f"  metrics {options.metrics_url}\n"
-            f"  admin   {', '.join(options.admin_apis)}: header {ADMIN_HEADER} "
-            f"({key_note})\n"
-            "  Ctrl-C to stop",
-            flush=True,
-        )
-        code = server.wait()
-        return 0 if stopping["signal"] is not None and code == 0 else (code or 0)
+        while True:
+            server = current["server"]
+            try:
+                server.start()
+            except ServerStartError:
+                if current["signal"] is not None:
+                    log.info("stopped by signal %d before the server was ready", current["signal"])
+                    return 128 + current["signal"]
+                raise
+            again = f", started again after it died ({len(restarts)} in 10 min)" if restarts else ""
+            print(
+                f"s2s: Triton is ready (pid {server.pid}) serving {options.model_repository.resolve()}{again}\n"
+                f"  HTTP    http://{options.http_url}\n"
+                f"  gRPC    {options.grpc_url}\n"
+                f"  metrics {options.metrics_url}\n"
+                f"  admin   {', '.join(options.admin_apis)}: header {ADMIN_HEADER} "
+                f"({key_note})\n"
+                "  Ctrl-C to stop",
+                flush=True,
+            )
+            code = server.wait()
+            if current["signal"] is not None:
+                return 0 if code == 0 else code
+            # died unasked (a crash, an out-of-memory kill): start it again, as Kubernetes restarts a pod
+            server.stop()  # its stubs and shared memory go with it
+            now = time.monotonic()
+            while restarts and now - restarts[0] > RESTART_WINDOW_S:
+                restarts.popleft()
+            died = f"signal {-code}" if code < 0 else f"code {code}"
+            if len(restarts) >= options.restarts:
+                log.error("tritonserver died (%s); %d restarts in 10 minutes already: giving up", died, len(restarts))
+                return code if code > 0 else 128 - code
+            restarts.append(now)
+            log.warning("tritonserver died (%s); starting it again", died)
+            current["server"] = TritonServer(options, echo=sys.stderr)
     finally:
-        server.stop()
+        current["server"].stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
 

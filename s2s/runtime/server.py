@@ -129,6 +129,10 @@ class ServerOptions:
     log_level: str = flag("info", "--log-level", "server log level", choices=LOG_LEVELS)
     exit_timeout_s: int = flag(30, "--exit-timeout", "seconds to let in-flight requests finish on shutdown")
     startup_timeout_s: float = flag(600.0, "--startup-timeout", "seconds to wait for readiness")
+    #: what `s2s serve` does when the server dies without being asked to (a crash, a kill)
+    restarts: int = flag(
+        5, "--restarts", "start a server that died unasked again, up to this many times in 10 minutes (0: exit with it)"
+    )
     #: empty: every model in the repository, loaded at start; else only these (explicit model control)
     load_models: list[str] = flag(
         name="--model", help="load only these models (repeatable; default: every model in the repository)",

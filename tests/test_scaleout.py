@@ -1,0 +1,206 @@
+"""Scale-out behaviour, with real processes on loopback: windows as units of work (parallel, kept as they
+arrive, retried), resumption after a gateway is killed, the retry endpoint, cancellation, and gRPC
+client-side balancing over two embedded Triton servers."""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+import urllib.request
+import wave
+
+import httpx
+import numpy as np
+import pytest
+
+from s2s.client.triton import S2SClient
+from s2s.constants import REGNET
+from s2s.synth import make_video
+from tests.conftest import SMALL_WINDOW, Serve, export_small_repository, wait_until_gone
+from tests.test_gateway import Gateway, metric
+
+#: 4.5 s: five 20-frame windows in the small repository
+CLIP_S = 4.5
+WINDOWS = math.ceil(round(CLIP_S * REGNET.fps) / SMALL_WINDOW)
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    return export_small_repository(tmp_path_factory.mktemp("scale-repo"))
+
+
+@pytest.fixture(scope="module")
+def clip() -> bytes:
+    return make_video(duration_s=CLIP_S, fps=20.0, seed=16)
+
+
+@pytest.fixture(scope="module")
+def reference(repository, clip, tmp_path_factory) -> np.ndarray:
+    """The clip's sound from one request for the whole video, as the 16-bit PCM a job's audio.wav holds."""
+    serve = Serve(repository, tmp_path_factory.mktemp("ref-serve")).start().wait_ready(timeout_s=300)
+    try:
+        with S2SClient(serve.grpc_url) as client:
+            waveform = client.generate(clip).waveform
+    finally:
+        serve.stop()
+    return (np.clip(waveform, -1.0, 1.0) * 32767.0).round().astype(np.int16)
+
+
+def start_triton(repository, workdir, ports: list[int] | None = None) -> Serve:
+    workdir.mkdir(parents=True, exist_ok=True)
+    serve = Serve(repository, workdir)
+    if ports:
+        serve.ports = ports
+    return serve.start().wait_ready(timeout_s=300)
+
+
+def kill_triton(serve: Serve) -> None:
+    """SIGKILL to `s2s serve`, which takes its server and stubs with it, as when a pod dies for good
+    (killing only the server would see it started again by `s2s serve`)."""
+    pgid = serve.server_pid
+    serve.proc.kill()
+    serve.proc.wait(timeout=60)
+    assert not wait_until_gone(pgid=pgid, timeout_s=30)
+
+
+def served(serve: Serve) -> float:
+    """Requests the ``s2s`` ensemble of one server answered, from its own Prometheus metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{serve.ports[2]}/metrics", timeout=10) as response:
+        return metric(response.read().decode(), "nv_inference_request_success", model="s2s")
+
+
+def job_audio(gw: Gateway, job_id: str) -> np.ndarray:
+    response = gw.http.get(f"/v1/jobs/{job_id}/audio")
+    assert response.status_code == 200, response.text
+    with wave.open(io.BytesIO(response.content)) as handle:
+        return np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2")
+
+
+def same_sound(got: np.ndarray, want: np.ndarray) -> None:
+    """Same length; the same samples within the float tolerance of window ranges vs one request (1e-4)."""
+    assert got.shape == want.shape
+    assert np.abs(got.astype(np.int32) - want).max() <= 4
+
+
+def wait_for_windows(gw: Gateway, job_id: str, done: int, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = gw.http.get(f"/v1/jobs/{job_id}").json()
+        if state["windows_done"] >= done or state["status"] in ("done", "failed"):
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id}: fewer than {done} windows after {timeout_s} s")
+
+
+def test_a_killed_gateway_s_job_goes_on_from_its_finished_windows(repository, clip, reference, tmp_path):
+    triton = start_triton(repository, tmp_path / "triton")
+    data = tmp_path / "data"
+    gw = Gateway(triton.grpc_url, data, "--windows-per-job", "1")
+    try:
+        job = gw.upload(clip).json()
+        state = wait_for_windows(gw, job["id"], 2)
+        assert state["status"] == "running" and state["windows_total"] == WINDOWS
+        gw.proc.kill()  # SIGKILL: no shutdown, no hand-back
+        gw.proc.wait()
+        kept = len(list((data / "jobs" / job["id"] / "windows").glob("*.npz")))
+        assert kept >= 2
+        again = Gateway(triton.grpc_url, data)
+        try:
+            final = again.wait(job["id"])
+            assert final["status"] == "done" and final["windows_done"] == WINDOWS, final
+            assert final["error"] is None
+            same_sound(job_audio(again, job["id"]), reference)
+            # the kept windows were not sent again
+            metrics = again.http.get("/metrics").text
+            assert metric(metrics, "s2s_gateway_windows_total", outcome="done") == WINDOWS - kept
+            assert metric(metrics, "s2s_gateway_job_takeovers_total") == 1
+        finally:
+            again.stop()
+    finally:
+        if gw.proc.poll() is None:
+            gw.stop()
+        triton.stop()
+
+
+def test_a_job_that_failed_while_triton_was_down_is_retried_without_a_new_upload(repository, clip, reference, tmp_path):
+    triton = start_triton(repository, tmp_path / "triton")
+    gw = Gateway(triton.grpc_url, tmp_path / "data", "--windows-per-job", "1", "--retry-budget", "1")
+    try:
+        job = gw.upload(clip).json()
+        wait_for_windows(gw, job["id"], 2)
+        kill_triton(triton)
+        failed = gw.wait(job["id"])
+        assert failed["status"] == "failed" and failed["error"]["code"] == "triton_unavailable"
+        assert failed["error"]["retryable"] is True and "retry" in failed["error"]["message"]
+        assert gw.http.post(f"/v1/jobs/{job['id']}/retry").status_code == 503  # still down: try later
+        kept = failed["windows_done"]
+        triton = start_triton(repository, tmp_path / "triton2", ports=triton.ports)
+        deadline = time.monotonic() + 30
+        while (retried := gw.http.post(f"/v1/jobs/{job['id']}/retry")).status_code == 503:
+            assert time.monotonic() < deadline, "the gateway did not see the server come back"
+            time.sleep(0.5)
+        assert retried.status_code == 202 and retried.json()["status"] == "queued", retried.text
+        final = gw.wait(job["id"])
+        assert final["status"] == "done", final
+        same_sound(job_audio(gw, job["id"]), reference)
+        assert served(triton) == WINDOWS - kept  # the new server computed only what was missing
+        again = gw.http.post(f"/v1/jobs/{job['id']}/retry")
+        assert again.status_code == 409 and again.json()["error"]["code"] == "not_retryable"
+    finally:
+        gw.stop()
+        triton.stop()
+
+
+def test_deleting_a_running_job_or_leaving_a_synchronous_request_stops_its_windows(repository, tmp_path):
+    triton = start_triton(repository, tmp_path / "triton")
+    gw = Gateway(triton.grpc_url, tmp_path / "data", "--windows-per-job", "1", key_options="jobs=10")
+    long_clip = make_video(duration_s=CLIP_S, fps=20.0, seed=17)
+    try:
+        job = gw.upload(long_clip).json()
+        wait_for_windows(gw, job["id"], 1)
+        assert gw.http.delete(f"/v1/jobs/{job['id']}").status_code == 204
+        time.sleep(2.0)  # the window in flight when it was deleted may still finish inside Triton
+        stopped = served(triton)
+        time.sleep(3.0)
+        assert served(triton) == stopped < WINDOWS, "windows went on after the job was deleted"
+        assert not (tmp_path / "data" / "jobs" / job["id"]).exists()
+
+        # a synchronous client that gives up: its remaining windows are not sent
+        start = served(triton)
+        with pytest.raises(httpx.TimeoutException):
+            gw.http.post("/v1/generate", files={"file": ("a.mp4", long_clip, "video/mp4")}, timeout=1.5)
+        time.sleep(2.5)
+        stopped = served(triton)
+        time.sleep(3.0)
+        assert served(triton) == stopped < start + WINDOWS, "windows went on after the client left"
+        assert gw.http.get("/readyz").status_code == 200
+    finally:
+        gw.stop()
+        triton.stop()
+
+
+def test_windows_spread_over_two_triton_servers_and_survive_one_dying(repository, clip, reference, tmp_path):
+    """`--triton-url ipv4:A,B` balances round-robin; killing B mid-job sends its windows to A."""
+    a = start_triton(repository, tmp_path / "a")
+    b = start_triton(repository, tmp_path / "b")
+    target = f"ipv4:{a.grpc_url},{b.grpc_url}"
+    gw = Gateway(target, tmp_path / "data", "--windows-per-job", "2", key_options="jobs=10")
+    try:
+        first = gw.upload(clip).json()
+        assert gw.wait(first["id"])["status"] == "done"
+        split = (served(a), served(b))
+        assert sum(split) == WINDOWS and min(split) >= 1, f"both servers answer windows of one job: {split}"
+        same_sound(job_audio(gw, first["id"]), reference)
+
+        second = gw.upload(clip).json()
+        wait_for_windows(gw, second["id"], 1)
+        kill_triton(b)
+        final = gw.wait(second["id"])
+        assert final["status"] == "done", final
+        same_sound(job_audio(gw, second["id"]), reference)
+        assert served(a) > split[0]
+    finally:
+        gw.stop()
+        a.stop()
+        b.stop()
