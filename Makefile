@@ -6,8 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.s2s-installed
 # Debian packages: libb64-0d for perf_analyzer (benchmarks and their tests); chromium and its driver
-# for the web page's browser test
-DEB_PACKAGES := libb64-0d chromium chromium-driver
+# for the web page's browser test; postgresql for the tests of the gateways' shared job store
+DEB_PACKAGES := libb64-0d chromium chromium-driver postgresql
 
 .PHONY: setup demo test lint format audit clean
 

@@ -1,5 +1,5 @@
-"""``s2s bench``: networks, flow, pipeline (end to end), burst (memory under load) and perf (perf_analyzer);
-results under --output."""
+"""``s2s bench``: networks, flow, pipeline (end to end), burst (memory under load), balance (one vs two Triton
+servers behind the gateway) and perf (perf_analyzer); results under --output."""
 
 from __future__ import annotations
 
@@ -72,6 +72,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     b.add_argument("--clip-seconds", type=float, default=10.0, help="length of each clip (default: %(default)s)")
     b.set_defaults(func=run_burst)
 
+    lb = kinds.add_parser(
+        "balance",
+        help="the gateway in front of one Triton server, then two: clips/s and each server's share",
+        description="Start two embedded Triton servers on an exported repository; run the same jobs through the "
+        "gateway at the same concurrency with one server, then with both (gRPC round_robin over an ipv4: address "
+        "list); report clips/s, the 2-vs-1 ratio and the window requests each server answered. JSON and Markdown.",
+    )
+    add_repository_flag(lb, "exported model repository")
+    lb.add_argument("--output", type=Path, default=Path("runs/bench-balance"), help="folder (default: %(default)s)")
+    lb.add_argument("--jobs", type=int, default=8, help="jobs per setup (default: %(default)s)")
+    lb.add_argument("--concurrency", type=int, default=4, help="jobs at once (default: %(default)s)")
+    lb.add_argument("--clip-seconds", type=float, default=20.0, help="length of each clip (default: %(default)s)")
+    lb.set_defaults(func=run_balance)
+
     h = kinds.add_parser(
         "perf",
         help="perf_analyzer on the ensemble and every model, with a report",
@@ -107,6 +121,12 @@ def run_burst(args: argparse.Namespace) -> int:
     from s2s.bench.burst import main
 
     return main(args.model_repository, args.output, args.concurrency, args.clip_seconds)
+
+
+def run_balance(args: argparse.Namespace) -> int:
+    from s2s.bench.balance import main
+
+    return main(args.model_repository, args.output, args.jobs, args.concurrency, args.clip_seconds)
 
 
 def run_perf(args: argparse.Namespace) -> int:

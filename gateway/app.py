@@ -191,6 +191,8 @@ class JobView(BaseModel):
     duration_s: float | None = Field(description="seconds of sound produced (= the video's duration)")
     processing_s: float | None
     video_copied: bool | None = Field(description="video stream copied as is (false: re-encoded)")
+    retries: int = Field(description="window requests sent again while the inference server was unavailable")
+    takeovers: int = Field(description="times the job went on after its gateway stopped or died")
     error: ErrorBody | None
     links: dict[str, str]
 
@@ -436,10 +438,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Readiness: Triton and the s2s ensemble are ready",
-             responses={503: {"model": ErrorResponse}})  # fmt: skip
-    async def readyz() -> dict:
-        await ensure_triton_ready()
+    @app.get("/readyz", tags=["health"], summary="Readiness: the job store answers, Triton and the s2s ensemble are "
+             "ready", responses={503: {"model": ErrorResponse}})  # fmt: skip
+    async def readyz(triton: bool = True) -> dict:
+        """``?triton=false``: the gateway's own readiness only (a Kubernetes readiness probe: results stay
+        downloadable while Triton restarts)."""
+        if app.state.runner.draining:
+            raise GatewayError(503, "stopping", "this gateway is stopping", retryable=True,
+                               retry_after=settings.retry_after_s)  # fmt: skip
+        if not await asyncio.to_thread(store.ping):
+            raise GatewayError(503, "store_unavailable", "the job store is not answering; try again shortly",
+                               retryable=True, retry_after=settings.retry_after_s)  # fmt: skip
+        if triton:
+            await ensure_triton_ready()
         return {"status": "ready"}
 
     @app.post("/v1/jobs", status_code=202, response_model=JobView, tags=["jobs"], responses=responses,

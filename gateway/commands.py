@@ -51,9 +51,16 @@ def run_gateway(args: argparse.Namespace) -> int:
         print(f"warning: --no-auth on {args.host}: anyone who reaches this port can use the models and read every "
               "job; use API keys beyond this machine", file=sys.stderr)  # fmt: skip
     auth = "no authentication" if settings.no_auth else f"API keys from {settings.api_keys}"
+    if settings.store:
+        from s2s.gateway.pgstore import describe
+
+        store = f"jobs in {describe(settings.store)}"
+    else:
+        store = "jobs in the folder"
     print(f"s2s gateway on http://{args.host}:{args.port} (Triton {settings.triton_url}, data {settings.data_dir}, "
-          f"{auth})")  # fmt: skip
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+          f"{store}, {auth})")  # fmt: skip
+    # on SIGTERM: open requests get up to --drain seconds, then the windows in flight as much (lifespan)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=int(settings.drain_s))
     return 0
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -263,6 +264,10 @@ class JobStore:
     def _forget(self, job_id: str) -> None:
         raise NotImplementedError
 
+    def ping(self) -> bool:
+        """Whether the store answers (readiness)."""
+        return self.jobs_dir.is_dir()
+
     def close(self) -> None:
         pass
 
@@ -276,6 +281,17 @@ class FolderJobStore(JobStore):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
+        self._owner = (self.root / ".folder-store.lock").open("a")  # held while this process lives
+        try:
+            fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._owner.close()
+            from s2s.errors import OptionError
+
+            raise OptionError(
+                f"another gateway uses {self.root} with the folder store, which serves one gateway: stop it, or "
+                "give both --store postgresql://..."
+            ) from None
         self.clean_uploads()  # uploads a previous process was receiving
         self._lock = threading.Lock()
         self._queue: collections.deque[str] = collections.deque()
@@ -361,6 +377,9 @@ class FolderJobStore(JobStore):
     def _forget(self, job_id: str) -> None:
         with self._lock, contextlib.suppress(ValueError):
             self._queue.remove(job_id)
+
+    def close(self) -> None:
+        self._owner.close()
 
 
 def open_store(url: str, root: Path) -> JobStore:

@@ -5,7 +5,7 @@
     s2s train, eval            s2s.training.commands   the demo weights; their alignment score, served
     s2s generate, demo         s2s.client.commands     a video through Triton; the main job
     s2s gateway, gateway-key   s2s.gateway.commands    the HTTP gateway and web page; its API keys
-    s2s bench ...              s2s.bench.commands      networks, flow, pipeline, perf
+    s2s bench ...              s2s.bench.commands      networks, flow, pipeline, burst, balance, perf
 
 One error policy for all of them: the project's own errors (:class:`s2s.errors.S2SError`) and a file
 that cannot be read or written end a command with ``s2s <command> failed: <message>`` and exit status

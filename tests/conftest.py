@@ -183,3 +183,70 @@ def export_small_repository(path: Path, max_duration_s: float = 5.0, **limits) -
         preprocess,
     )
     return path
+
+
+def _postgres_binary(name: str) -> str:
+    """A PostgreSQL server program: Debian keeps them in /usr/lib/postgresql/<major>/bin, off the PATH."""
+    import glob
+    import shutil
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(Path(p).parts[-3]))
+    path = found[-1] if found else shutil.which(name)
+    if path is None:
+        raise AssertionError(f"PostgreSQL's {name} is missing: `make setup` installs Debian's postgresql")
+    return path
+
+
+class Postgres:
+    """A throw-away PostgreSQL server (Debian's) on a free loopback port, with a database ``s2s``.
+
+    Run as the ``postgres`` user when the tests run as root (PostgreSQL refuses to run as root)."""
+
+    def __init__(self) -> None:
+        import shutil
+        import tempfile
+
+        (self.port,) = free_ports(1)
+        self.dir = Path(tempfile.mkdtemp(prefix="s2s-postgres-"))  # in /tmp: the postgres user must reach it
+        self.data = self.dir / "data"
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run(_postgres_binary("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                  "--no-sync")  # fmt: skip
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(_postgres_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-o", options,
+                  "-w", "-t", "60", "start")  # fmt: skip
+        import psycopg
+
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE s2s")
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/s2s"
+
+    def database(self) -> str:
+        """The URL of a new, empty database of this server."""
+        import secrets
+
+        import psycopg
+
+        name = f"s2s_{secrets.token_hex(4)}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
+    def _run(self, *cmd: str) -> None:
+        result = subprocess.run([*self.as_user, *cmd], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{cmd[0]} failed: {result.stdout}{result.stderr}"
+
+    def stop(self) -> None:
+        import shutil
+
+        self._run(_postgres_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = Postgres()
+    yield server
+    server.stop()

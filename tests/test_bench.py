@@ -126,3 +126,18 @@ def test_burst_samples_the_servers_memory_around_concurrent_clips(small_reposito
     assert row["clips"] == 2 and row["clips_per_s"] > 0
     assert 100e6 < row["idle_bytes"] <= row["peak_bytes"], "the server and its stubs are sampled"
     assert "| 2 |" in (tmp_path / "burst.md").read_text()
+
+
+def test_balance_runs_the_same_jobs_through_one_then_two_servers(small_repository, tmp_path):
+    """`s2s bench balance` on two short jobs: both setups ran every window, the second split over both
+    servers (no timing assertions)."""
+    from s2s.cli import main
+
+    assert main(["bench", "balance", "--model-repository", str(small_repository), "--output", str(tmp_path),
+                 "--jobs", "2", "--concurrency", "2", "--clip-seconds", "2"]) == 0  # fmt: skip
+    result = json.loads((tmp_path / "balance.json").read_text())
+    one, two = result["setups"]
+    assert (one["servers"], two["servers"]) == (1, 2) and one["jobs"] == two["jobs"] == 2
+    assert sum(one["windows_per_server"]) == sum(two["windows_per_server"]) > 2  # several windows per clip
+    assert min(two["windows_per_server"]) >= 1 and one["clips_per_s"] > 0 and result["throughput_ratio"] > 0
+    assert "| 2 |" in (tmp_path / "balance.md").read_text()

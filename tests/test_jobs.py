@@ -1,4 +1,5 @@
-"""The gateway's folder job store: ids that cannot escape the data directory, resumption, window results, expiry."""
+"""The gateway's job stores: ids that cannot escape the data directory, the queue with leases (folder, and a
+real PostgreSQL shared by two stores as by two gateways), resumption, window results, expiry."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def test_queue_leases_and_resumption_after_a_crash(tmp_path):
     # a crash: the next process finds both running and queues them again, oldest first, counted as taken over
     done = store.create(Job(id=store.new_id(), status="done", finished_at=time.time()), b"x")
     store.save(done)  # a record without queueing
+    store.close()  # the process ends
     restarted = JobStore(tmp_path)
     assert sorted(j.id for j in restarted.resumed) == sorted([first.id, second.id])
     assert [restarted.claim("gw-c", 30).id for _ in range(2)] == [first.id, second.id]
@@ -96,3 +98,66 @@ def test_expire_removes_only_old_finished_jobs(tmp_path):
     with pytest.raises(KeyError):
         store.load(old.id)
     assert store.load(fresh.id) and store.load(queued.id)
+
+
+def test_the_folder_store_serves_one_gateway(tmp_path):
+    from s2s.errors import OptionError
+
+    first = JobStore(tmp_path)
+    with pytest.raises(OptionError, match="one gateway"):
+        JobStore(tmp_path)
+    first.close()  # as when its process ends
+    JobStore(tmp_path).close()
+
+
+def test_postgres_store_one_queue_for_two_gateways_with_leases(postgres, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from s2s.gateway.pgstore import PostgresJobStore, describe
+
+    url = postgres.database()
+    a, b = PostgresJobStore(url, tmp_path), PostgresJobStore(url, tmp_path)  # one database, one volume
+    try:
+        assert a.ping() and "postgres@127.0.0.1" in describe(url)
+        jobs = [a.create(Job(id=a.new_id(), owner="k", created_at=float(i)), b"x") for i in range(20)]
+        for job in jobs:
+            a.submit(job)
+        assert b.queued() == 20 and b.load(jobs[0].id).owner == "k" and len(b.all("k")) == 20
+
+        def drain(store, worker):
+            taken = []
+            while (job := store.claim(worker, lease_s=60)) is not None:
+                taken.append(job.id)
+            return taken
+
+        with ThreadPoolExecutor(4) as pool:
+            runs = list(pool.map(lambda sw: drain(*sw), [(a, "a1"), (a, "a2"), (b, "b1"), (b, "b2")]))
+        taken = [job_id for run in runs for job_id in run]
+        assert sorted(taken) == sorted(j.id for j in jobs), "every job taken exactly once"
+        assert sum(bool(run) for run in runs) >= 2 and a.queued() == 0
+
+        # a gateway that dies stops renewing: after its lease another takes the job over, and it cannot write
+        job = Job(id=a.new_id(), owner="k")
+        a.submit(a.create(job, b"x"))
+        held = a.claim("dead", lease_s=0.5)
+        assert held.id == job.id and b.claim("b1", 60) is None
+        time.sleep(0.7)
+        taken_over = b.claim("b1", 60)
+        assert taken_over.id == job.id and taken_over.takeovers == 1 and taken_over.lease_owner == "b1"
+        assert not a.renew(held, "dead", 60)
+        a.release(held, "dead")  # too late: the job stays with b1
+        assert b.load(job.id).lease_owner == "b1" and b.renew(taken_over, "b1", 60)
+        # done, then a retry puts it back in the queue; deleting it ends its lease
+        taken_over.status = "failed"
+        assert b.renew(taken_over, "b1", 60)
+        b.retry(b.load(job.id))
+        again = a.claim("a1", 60)
+        assert again.id == job.id and again.takeovers == 1
+        b.delete(job.id)
+        assert not a.renew(again, "a1", 60)
+        with pytest.raises(KeyError):
+            a.load(job.id)
+        assert a.usage("k") == (20, 20)  # the twenty still running, one byte of input each
+    finally:
+        a.close()
+        b.close()

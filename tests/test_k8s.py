@@ -78,6 +78,9 @@ VALUE_SETS = {
         "monitoring": {"scrape": {"enabled": True, "kind": "PodMonitor"}, "prometheusRule": {"enabled": True}},
     },
     "monitoring-no-gateway": {"gateway": {"enabled": False}, "monitoring": MONITORING},
+    "gateway-managed-store": {
+        "gateway": {"replicas": 4, "store": {"existingSecret": "s2s-db", "secretKey": "dsn"}, "drainSeconds": 30}
+    },
     "ingress-no-cache": {
         "gateway": {
             "ingress": {
@@ -86,6 +89,8 @@ VALUE_SETS = {
                 "tls": [{"secretName": "s2s-tls", "hosts": ["s2s.example.com"]}],
             },
             "persistence": {"enabled": False},
+            "replicas": 1,
+            "store": {"mode": "folder"},
         },
         "modelRepository": {"export": {"cache": {"enabled": False}, "trtAccelerator": False}},
         "triton": {"pdb": {"enabled": False}},
@@ -368,16 +373,48 @@ def test_gateway_points_at_triton_with_a_results_volume_and_optional_ingress(ren
     gw = container(dep, "gateway")
     args = build_parser().parse_args(["gateway", *gw["args"]])  # every flag exists in the real CLI
     settings = from_flags(GatewaySettings, args)  # and lands in the gateway's settings
+    # the gateways balance over every Triton pod: a headless Service's DNS answer, not one ClusterIP
+    pods = objects[("Service", f"{RELEASE}-s2s-triton-pods")]
     triton_service = objects[("Service", f"{RELEASE}-s2s-triton")]
-    grpc_port = next(p["port"] for p in triton_service["spec"]["ports"] if p["name"] == "grpc")
-    assert settings.triton_url == f"{triton_service['metadata']['name']}:{grpc_port}"
+    assert pods["spec"]["clusterIP"] == "None" and pods["spec"]["selector"] == triton_service["spec"]["selector"]
+    grpc_port = next(p["port"] for p in pods["spec"]["ports"] if p["name"] == "grpc")
+    assert settings.triton_url == f"dns:///{pods['metadata']['name']}.{NAMESPACE}.svc.cluster.local:{grpc_port}"
     assert settings.max_upload_bytes == 256 * 1024 * 1024 and settings.data_dir == Path("/data")
     claim = volumes(dep)[mounts(gw)["/data"]["name"]]["persistentVolumeClaim"]["claimName"]
-    assert ("PersistentVolumeClaim", claim) in objects
-    assert dep["spec"]["strategy"] == {"type": "Recreate"}, "two pods must never share the jobs volume"
-    # results stay downloadable while Triton restarts: the gateway's readiness does not follow Triton's
-    assert gw["readinessProbe"]["httpGet"]["path"] == gw["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert objects[("PersistentVolumeClaim", claim)]["spec"]["accessModes"] == ["ReadWriteMany"]
+    # stateless replicas over a shared store: rolling updates, a drain that fits in the grace period
+    assert dep["spec"]["replicas"] >= 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert settings.cancel_in_flight and settings.lease_s == 30
+    grace = dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= 5 + 2 * settings.drain_s and gw["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    # readiness follows the store, not Triton: results stay downloadable while Triton restarts
+    assert gw["readinessProbe"]["httpGet"]["path"] == "/readyz?triton=false"
+    assert gw["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # the job store: the in-cluster PostgreSQL's URL, from its Secret, reaches the gateway as $S2S_GATEWAY_STORE
+    import base64
+
+    (store_env,) = [e for e in gw["env"] if e["name"] == "S2S_GATEWAY_STORE"]
+    ref = store_env["valueFrom"]["secretKeyRef"]
+    secret = objects[("Secret", ref["name"])]
+    url = base64.b64decode(secret["data"][ref["key"]]).decode()
+    postgres = objects[("StatefulSet", f"{RELEASE}-s2s-postgres")]
+    assert url.startswith("postgresql://s2s:") and url.endswith(f"@{RELEASE}-s2s-postgres:5432/s2s")
+    assert ("Service", f"{RELEASE}-s2s-postgres") in objects and secret["metadata"]["annotations"][
+        "helm.sh/resource-policy"
+    ] == "keep"
+    password = next(
+        e for e in postgres["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "POSTGRES_PASSWORD"
+    )
+    assert password["valueFrom"]["secretKeyRef"]["name"] == ref["name"]
     assert not [k for k in objects if k[0] == "Ingress"]
+
+    managed = rendered["gateway-managed-store"]  # a database of the team's own: no in-cluster one
+    gw = container(deployment(managed, "gateway"), "gateway")
+    (store_env,) = [e for e in gw["env"] if e["name"] == "S2S_GATEWAY_STORE"]
+    assert store_env["valueFrom"]["secretKeyRef"] == {"name": "s2s-db", "key": "dsn"}
+    assert not [k for k in managed if "postgres" in k[1] or k[1].endswith("-store")]
+    assert deployment(managed, "gateway")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 65
 
     objects = rendered["ingress-no-cache"]
     ingress = objects[("Ingress", f"{RELEASE}-s2s-gateway")]
@@ -385,6 +422,10 @@ def test_gateway_points_at_triton_with_a_results_volume_and_optional_ingress(ren
     assert (("Service", backend["name"]) in objects) and backend["port"] == {"name": "http"}
     assert ingress["spec"]["tls"][0]["secretName"] == "s2s-tls"
     assert "emptyDir" in volumes(deployment(objects, "gateway"))["data"]
+    folder = deployment(objects, "gateway")  # one replica on the folder store: no database, Recreate
+    assert folder["spec"]["replicas"] == 1 and folder["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [e for e in container(folder, "gateway")["env"] if e["name"] == "S2S_GATEWAY_STORE"]
+    assert not [k for k in objects if "postgres" in k[1]]
 
     assert not [k for k in rendered["monitoring-no-gateway"] if k[1].endswith("-gateway")]
 
@@ -436,7 +477,7 @@ def test_gateway_wants_api_keys_from_secrets_it_rereads(rendered, tmp_path):
     gw = container(deployment(off, "gateway"), "gateway")
     assert "--no-auth" in gw["args"] and flag(gw["args"], "--api-keys") is None
     assert from_flags(GatewaySettings, build_parser().parse_args(["gateway", *gw["args"]])).no_auth
-    assert not [k for k in off if k[0] == "Secret" and "gateway" in k[1]]
+    assert not [k for k in off if k[0] == "Secret" and "gateway" in k[1] and not k[1].endswith("-store")]
 
 
 def test_pod_disruption_budgets_never_block_a_drain(rendered):
@@ -522,7 +563,9 @@ def test_autoscaling_and_monitoring_are_off_by_default(rendered):
         ({"modelRepository": {"export": {"format": "torchscript"}}}, "/modelRepository/export/format"),
         ({"modelRepository": {"export": {"device": "cpu"}}}, "/modelRepository/export/device"),
         ({"modelRepository": {"export": {"cache": {"size": "lots"}}}}, "/modelRepository/export/cache/size"),
-        ({"gateway": {"replicas": 2}}, "/gateway/replicas"),
+        ({"gateway": {"replicas": -1}}, "/gateway/replicas"),
+        ({"gateway": {"store": {"mode": "redis"}}}, "/gateway/store/mode"),
+        ({"gateway": {"leaseSeconds": 1}}, "/gateway/leaseSeconds"),
         ({"autoscaling": {"metric": "cpu"}}, "/autoscaling/metric"),
         ({"autoscaling": {"targetQueueComputeRatio": "half"}}, "/autoscaling/targetQueueComputeRatio"),
         ({"monitoring": {"scrape": {"kind": "Probe"}}}, "/monitoring/scrape/kind"),
@@ -545,6 +588,9 @@ def test_values_schema_rejects_bad_values(values, message):
         ({"triton": {"shm": {"sizeLimitMiB": 128, "pythonDefaultMiB": 256}}}, "larger than triton.shm.sizeLimitMiB"),
         ({"autoscaling": {"enabled": True}}, "needs monitoring.prometheusRule.enabled"),
         ({"gateway": {"auth": {"enabled": False}, "ingress": {"enabled": True}}}, "needs gateway.auth.enabled"),
+        ({"gateway": {"store": {"mode": "folder"}}}, "folder store serves one gateway"),
+        ({"gateway": {"persistence": {"accessMode": "ReadWriteOnce"}}}, "needs gateway.persistence.accessMode"),
+        ({"gateway": {"persistence": {"enabled": False}}}, "share uploads and results on one volume"),
         (
             {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 2}, "monitoring": MONITORING},
             "maxReplicas",

@@ -204,3 +204,44 @@ def test_windows_spread_over_two_triton_servers_and_survive_one_dying(repository
         gw.stop()
         a.stop()
         b.stop()
+
+
+def test_two_gateways_on_postgres_lose_nothing_when_a_gateway_and_a_triton_die(repository, postgres, tmp_path, capsys):
+    """Two Triton servers, two gateways sharing PostgreSQL and one data volume, eight short jobs; SIGKILL
+    one gateway and one Triton while windows are in flight: every accepted job ends done, with the sound
+    of an unfaulted run."""
+    a = start_triton(repository, tmp_path / "a")
+    b = start_triton(repository, tmp_path / "b")
+    clips = [make_video(duration_s=2.0, fps=20.0, seed=30 + i) for i in range(4)]
+    with S2SClient(a.grpc_url) as client:  # unfaulted: one request per clip
+        want = [(np.clip(client.generate(c).waveform, -1, 1) * 32767.0).round().astype(np.int16) for c in clips]
+    shared = ("--store", postgres.database(), "--lease", "3", "--workers", "2", "--windows-per-job", "2")
+    target, data = f"ipv4:{a.grpc_url},{b.grpc_url}", tmp_path / "shared-volume"
+    gateways = [Gateway(target, data, *shared, key_options="jobs=20 rate=1000") for _ in range(2)]
+    survivor = gateways[1]
+    began = time.monotonic()
+    try:
+        jobs = [(gateways[i % 2].upload(clips[i % 4]).json()["id"], i % 4) for i in range(8)]
+        deadline = time.monotonic() + 120
+        while sum(survivor.http.get(f"/v1/jobs/{j}").json()["windows_done"] for j, _ in jobs) < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        gateways[0].proc.kill()  # both at once, with windows in flight
+        kill_triton(b)
+        finals = [survivor.wait(job_id, timeout_s=300) for job_id, _ in jobs]
+        seconds = time.monotonic() - began
+        assert [f["status"] for f in finals] == ["done"] * 8, finals
+        for job_id, clip in jobs:
+            same_sound(job_audio(survivor, job_id), want[clip])
+        windows = sum(f["windows_total"] for f in finals)
+        retries, takeovers = sum(f["retries"] for f in finals), sum(f["takeovers"] for f in finals)
+        assert takeovers >= 1, "the killed gateway's jobs were taken over"
+        with capsys.disabled():
+            print(f"\nfault test: 8 jobs, {windows} windows, {retries} window retries, {takeovers} takeovers, "
+                  f"{seconds:.1f} s (gateway and Triton killed after 4 windows)")  # fmt: skip
+    finally:
+        for gw in gateways:
+            if gw.proc.poll() is None:
+                gw.stop()
+        a.stop()
+        b.stop()

@@ -68,6 +68,11 @@ app.kubernetes.io/part-of: s2s
 {{- default (include "s2s.component" (dict "root" . "component" "gateway-keys")) .Values.gateway.auth.existingSecret -}}
 {{- end -}}
 
+{{/* The Secret holding the job store's PostgreSQL URL (the release's own, or gateway.store.existingSecret). */}}
+{{- define "s2s.gatewayStoreSecret" -}}
+{{- default (include "s2s.component" (dict "root" . "component" "gateway-store")) .Values.gateway.store.existingSecret -}}
+{{- end -}}
+
 {{- define "s2s.gatewayMetricsSecret" -}}
 {{- include "s2s.component" (dict "root" . "component" "gateway-metrics") -}}
 {{- end -}}
@@ -104,6 +109,17 @@ namespace="{{ .Release.Namespace }}", pod=~"{{ include "s2s.component" (dict "ro
 {{- $gw := .Values.gateway -}}
 {{- if and $gw.enabled $gw.ingress.enabled (not $gw.auth.enabled) -}}
 {{- fail "gateway.ingress.enabled needs gateway.auth.enabled: an Ingress would put GPUs behind a gateway anyone can use" -}}
+{{- end -}}
+{{- if and $gw.enabled (gt (int $gw.replicas) 1) -}}
+{{- if eq $gw.store.mode "folder" -}}
+{{- fail "gateway.replicas > 1 needs gateway.store.mode postgresql: the folder store serves one gateway" -}}
+{{- end -}}
+{{- if not $gw.persistence.enabled -}}
+{{- fail "gateway.replicas > 1 needs gateway.persistence.enabled: the replicas share uploads and results on one volume" -}}
+{{- end -}}
+{{- if and (not $gw.persistence.existingClaim) (ne $gw.persistence.accessMode "ReadWriteMany") -}}
+{{- fail "gateway.replicas > 1 needs gateway.persistence.accessMode ReadWriteMany: every replica mounts the data volume" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
