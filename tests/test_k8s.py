@@ -72,7 +72,11 @@ VALUE_SETS = {
         },
         "images": {"registry": "registry.example.com/ml", "pullSecrets": ["regcred"]},
     },
-    "autoscaling-queue-ratio": {"autoscaling": {"enabled": True, "maxReplicas": 6}, "monitoring": MONITORING},
+    "autoscaling-queue-ratio": {
+        "autoscaling": {"enabled": True, "maxReplicas": 6},
+        "gateway": {"autoscaling": {"enabled": True}},
+        "monitoring": MONITORING,
+    },
     "autoscaling-pending-podmonitor": {
         "autoscaling": {"enabled": True, "metric": "pendingRequests"},
         "monitoring": {"scrape": {"enabled": True, "kind": "PodMonitor"}, "prometheusRule": {"enabled": True}},
@@ -497,7 +501,8 @@ def _adapter_metrics() -> dict[str, str]:
     for rule in rules:
         series = re.match(r"([a-z0-9_:]+)\{", rule["seriesQuery"]).group(1)
         name = re.sub(rule["name"]["matches"], rule["name"]["as"].replace("${1}", r"\1"), series)
-        assert {"namespace", "pod"} <= set(rule["resources"]["overrides"]), "per-pod metrics need pod + namespace"
+        overrides = set(rule["resources"]["overrides"])
+        assert overrides in ({"namespace", "pod"}, {"namespace", "service"}), "per pod, or per Service"
         out[name] = series
     return out
 
@@ -542,6 +547,25 @@ def test_hpa_scales_triton_on_a_recorded_metric_that_the_adapter_serves(rendered
         else target_labels["metadata"]["labels"]
     )
     assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_gateways_can_scale_on_the_shared_queue_through_the_adapter():
+    objects = render({"gateway": {"autoscaling": {"enabled": True, "maxReplicas": 8}}, "monitoring": MONITORING})
+    dep = deployment(objects, "gateway")
+    name = dep["metadata"]["name"]
+    hpa = objects[("HorizontalPodAutoscaler", name)]
+    assert "replicas" not in dep["spec"] and hpa["spec"]["maxReplicas"] == 8 and hpa["spec"]["minReplicas"] == 2
+    [spec] = hpa["spec"]["metrics"]
+    assert spec["type"] == "Object" and spec["object"]["describedObject"] == {"apiVersion": "v1", "kind": "Service",
+                                                                              "name": name}  # fmt: skip
+    assert ("Service", name) in objects and spec["object"]["target"]["type"] == "AverageValue"
+    series = _adapter_metrics()[spec["object"]["metric"]["name"]]
+    [rule] = [o for k, o in objects.items() if k[0] == "PrometheusRule"]
+    records = {r["record"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r}
+    assert "s2s_gateway_queue_depth" in records[series] and f'"service", "{name}"' in records[series]
+    assert ("HorizontalPodAutoscaler", f"{RELEASE}-s2s-triton") not in objects  # each autoscaler on its own
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmRenderError, match="prometheusRule"):
+        chart.render(values={"gateway": {"autoscaling": {"enabled": True}}}, name=RELEASE, namespace=NAMESPACE)
 
 
 def test_autoscaling_and_monitoring_are_off_by_default(rendered):
@@ -636,8 +660,9 @@ def test_prometheus_rules_use_metrics_that_triton_and_the_gateway_really_export(
     metrics = GatewayMetrics()
     metrics.jobs.labels("done").inc()  # the outcome label the rule also reads
     exported = generate_latest(metrics.registry).decode()
-    missing = {m for m in used_gateway if not re.search(rf"^{m}\{{[^}}]*outcome=", exported, flags=re.M)}
+    missing = {m for m in used_gateway if not re.search(rf"^{m}[{{ ]", exported, flags=re.M)}
     assert not missing, f"not exported by the gateway: {missing}"
+    assert re.search(r"^s2s_gateway_jobs_total\{[^}]*outcome=", exported, flags=re.M)
 
 
 def test_images_are_built_from_the_dockerfile_with_the_project_pins():

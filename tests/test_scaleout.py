@@ -5,6 +5,7 @@ client-side balancing over two embedded Triton servers."""
 from __future__ import annotations
 
 import io
+import json
 import math
 import time
 import urllib.request
@@ -115,6 +116,36 @@ def test_a_killed_gateway_s_job_goes_on_from_its_finished_windows(repository, cl
             metrics = again.http.get("/metrics").text
             assert metric(metrics, "s2s_gateway_windows_total", outcome="done") == WINDOWS - kept
             assert metric(metrics, "s2s_gateway_job_takeovers_total") == 1
+        finally:
+            again.stop()
+    finally:
+        if gw.proc.poll() is None:
+            gw.stop()
+        triton.stop()
+
+
+def test_a_stopping_gateway_finishes_its_windows_in_flight_and_hands_its_job_back(
+    repository, clip, reference, tmp_path
+):
+    triton = start_triton(repository, tmp_path / "triton")
+    data = tmp_path / "data"
+    gw = Gateway(triton.grpc_url, data, "--windows-per-job", "1", "--drain", "30")
+    try:
+        job = gw.upload(clip).json()
+        at_stop = wait_for_windows(gw, job["id"], 1)["windows_done"]
+        gw.stop()  # SIGTERM
+        assert gw.proc.returncode in (0, -15)  # uvicorn re-raises the SIGTERM it handled, once it has shut down
+        record = json.loads((data / "jobs" / job["id"] / "job.json").read_text())
+        kept = len(list((data / "jobs" / job["id"] / "windows").glob("*.npz")))
+        assert record["status"] == "queued" and record["lease_owner"] == "", "handed back to the queue"
+        assert kept == record["windows_done"] >= at_stop and kept < WINDOWS
+        again = Gateway(triton.grpc_url, data)
+        try:
+            final = again.wait(job["id"])
+            assert final["status"] == "done" and final["takeovers"] == 0, final  # handed back, not taken over
+            same_sound(job_audio(again, job["id"]), reference)
+            metrics = again.http.get("/metrics").text
+            assert metric(metrics, "s2s_gateway_windows_total", outcome="done") == WINDOWS - kept
         finally:
             again.stop()
     finally:

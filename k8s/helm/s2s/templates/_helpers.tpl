@@ -110,6 +110,17 @@ namespace="{{ .Release.Namespace }}", pod=~"{{ include "s2s.component" (dict "ro
 {{- if and $gw.enabled $gw.ingress.enabled (not $gw.auth.enabled) -}}
 {{- fail "gateway.ingress.enabled needs gateway.auth.enabled: an Ingress would put GPUs behind a gateway anyone can use" -}}
 {{- end -}}
+{{- if and $gw.enabled $gw.autoscaling.enabled -}}
+{{- if eq $gw.store.mode "folder" -}}
+{{- fail "gateway.autoscaling.enabled needs gateway.store.mode postgresql: the folder store serves one gateway" -}}
+{{- end -}}
+{{- if not .Values.monitoring.prometheusRule.enabled -}}
+{{- fail "gateway.autoscaling.enabled needs monitoring.prometheusRule.enabled: the HPA reads a recorded series" -}}
+{{- end -}}
+{{- if lt (int $gw.autoscaling.maxReplicas) (int $gw.autoscaling.minReplicas) -}}
+{{- fail "gateway.autoscaling.maxReplicas is smaller than gateway.autoscaling.minReplicas" -}}
+{{- end -}}
+{{- end -}}
 {{- if and $gw.enabled (gt (int $gw.replicas) 1) -}}
 {{- if eq $gw.store.mode "folder" -}}
 {{- fail "gateway.replicas > 1 needs gateway.store.mode postgresql: the folder store serves one gateway" -}}
