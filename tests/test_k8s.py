@@ -247,6 +247,15 @@ def test_triton_pod_has_gpu_shm_probes_ports_and_runs_as_non_root(rendered):
     )
     assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
     assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    # stopping: the preStop drain (a real `s2s drain` invocation, with the pod's own port and exit timeout)
+    # may unload the ensemble because models are under explicit control, loaded all at start
+    assert flag(args, "--model-control-mode") == "explicit" and flag(args, "--load-model") == "*"
+    drain = triton["lifecycle"]["preStop"]["exec"]["command"]
+    drain_args = build_parser().parse_args(drain[1:])
+    assert drain[0] == "s2s" and drain_args.func.__name__ == "run_drain" and drain_args.url == "127.0.0.1:8000"
+    assert (
+        pod["terminationGracePeriodSeconds"] >= 2 * drain_args.timeout == 2 * float(flag(args, "--exit-timeout-secs"))
+    )
     startup = triton["startupProbe"]
     assert startup["httpGet"]["path"] == "/v2/health/ready"
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600, "model load + warm-up needs minutes"
@@ -613,6 +622,7 @@ def test_values_schema_rejects_bad_values(values, message):
         ({"autoscaling": {"enabled": True}}, "needs monitoring.prometheusRule.enabled"),
         ({"gateway": {"auth": {"enabled": False}, "ingress": {"enabled": True}}}, "needs gateway.auth.enabled"),
         ({"gateway": {"store": {"mode": "folder"}}}, "folder store serves one gateway"),
+        ({"triton": {"exitTimeoutSeconds": 45}}, "at least twice triton.exitTimeoutSeconds"),
         ({"gateway": {"persistence": {"accessMode": "ReadWriteOnce"}}}, "needs gateway.persistence.accessMode"),
         ({"gateway": {"persistence": {"enabled": False}}}, "share uploads and results on one volume"),
         (

@@ -360,3 +360,57 @@ def test_serve_listens_on_loopback_unless_told_and_warns_beyond_it(tmp_path):
         logging.getLogger("s2s.runtime.server").removeHandler(handler)
     text = " ".join(r.getMessage() for r in records)
     assert "for local use" in text and "CVE-2025-23319" in text and options.admin_key not in text
+
+
+def test_sigint_drains_the_requests_in_flight_before_stopping(tmp_path, serve_factory):
+    """Three whole videos in flight when `s2s serve` gets SIGINT: all three come back, new requests are
+    refused meanwhile, the server then stops cleanly and leaves no shared memory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from s2s.client.triton import ClientError, S2SClient
+    from s2s.synth import make_video
+    from tests.conftest import export_small_repository
+
+    export_small_repository(tmp_path / "repo")
+    serve = serve_factory(tmp_path / "repo", "--exit-timeout", "120").wait_ready(timeout_s=300)  # the drain's bound
+    pgid = serve.server_pid
+    clips = [make_video(duration_s=4.5, fps=20.0, seed=40 + i) for i in range(3)]
+
+    def one(clip: bytes):
+        with S2SClient(serve.grpc_url) as client:
+            return client.generate(clip)
+
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(one, clip) for clip in clips]
+        time.sleep(1.5)  # all three are inside the server
+        assert not any(f.done() for f in futures)
+        ours = regions_mapped_by(pgid)  # (other servers on this machine have their own)
+        assert ours, "the stubs share memory with the server"
+        serve.proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 20
+        while "draining" not in serve.stdout():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with pytest.raises(ClientError):  # a new request is refused while the others finish
+            one(clips[0])
+        results = [f.result(timeout=120) for f in futures]
+    assert all(r.windows == 5 and r.waveform.size > 0 for r in results)
+    assert serve.wait_exit(timeout_s=120) == 0
+    assert not wait_until_gone(pgid=pgid)
+    assert not ours & shm_regions(), "shared-memory regions left in /dev/shm"
+
+
+def regions_mapped_by(pgid: int) -> set[str]:
+    """Names of the /dev/shm regions the processes of group ``pgid`` map."""
+    from s2s.runtime.server import live_processes
+
+    names = set()
+    for pid, group, _ in live_processes():
+        if group != pgid:
+            continue
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        names |= {line.split("/dev/shm/", 1)[1].split()[0] for line in maps.splitlines() if "/dev/shm/triton_" in line}
+    return names

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -29,6 +30,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_flags(serve, ServerOptions)
     serve.set_defaults(func=run_serve)
+
+    drain = commands.add_parser(
+        "drain",
+        help="let a running Triton finish its requests in flight before it is stopped",
+        description="Unload the server's ensembles: new requests to them are refused at once, those in flight "
+        "finish (their later steps still reach the composing models). Returns when they have, or after --timeout. "
+        "For a Kubernetes preStop hook, before the SIGTERM that stops tritonserver; `s2s serve` does it by itself "
+        "on the first Ctrl-C / SIGTERM.",
+    )
+    drain.add_argument("--url", default="localhost:8000", help="the server's HTTP address (default: %(default)s)")
+    drain.add_argument("--timeout", type=float, default=30.0, help="seconds to wait at most (default: %(default)s)")
+    drain.add_argument(
+        "--admin-key-file", type=Path, help=f"file holding the server's admin key (default: ${ADMIN_KEY_ENV})"
+    )
+    drain.set_defaults(func=run_drain)
 
     doctor = commands.add_parser(
         "doctor",
@@ -53,7 +69,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from s2s.runtime.server import ServerStartError, TritonServer
+    from s2s.runtime.server import ServerStartError, TritonServer, drain_ensembles
 
     options = from_flags(ServerOptions, args)
     if is_given(args, ServerOptions, "admin_key") or os.environ.get(ADMIN_KEY_ENV):
@@ -63,8 +79,22 @@ def run_serve(args: argparse.Namespace) -> int:
     current = {"server": TritonServer(options, echo=sys.stderr), "signal": None}
 
     def forward(signum: int, _frame: object) -> None:
+        """The first signal drains (new requests refused, those in flight finished), then stops the server;
+        a second one stops it at once."""
+        first = current["signal"] is None
         current["signal"] = signum
-        current["server"].send_signal(signum)
+        server = current["server"]
+        if not first or server.pid is None or not server.ready_seen:
+            server.send_signal(signum)
+            return
+        print("s2s: draining: new requests are refused, those in flight finish (again to stop at once)", flush=True)
+
+        def drain_then_stop() -> None:
+            drained = drain_ensembles(options.http_url, options.admin_headers("http"), options.exit_timeout_s)
+            log.info("drained %s; stopping the server", ", ".join(drained) or "nothing")
+            server.send_signal(signum)
+
+        threading.Thread(target=drain_then_stop, name="drain", daemon=True).start()
 
     # Forward SIGINT/SIGTERM to the server, also while it is still loading models.
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -109,6 +139,16 @@ def run_serve(args: argparse.Namespace) -> int:
         current["server"].stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def run_drain(args: argparse.Namespace) -> int:
+    from s2s.runtime.server import admin_headers, admin_key_from_environment, drain_ensembles, read_admin_key
+
+    key = read_admin_key(str(args.admin_key_file)) if args.admin_key_file else admin_key_from_environment()
+    began = time.monotonic()
+    drained = drain_ensembles(args.url, admin_headers(key, "http"), args.timeout)
+    print(f"drained {', '.join(drained) or 'nothing'} in {time.monotonic() - began:.1f} s")
+    return 0
 
 
 def run_doctor(args: argparse.Namespace) -> int:

@@ -159,8 +159,10 @@ class ServerOptions:
 
     @property
     def model_control_mode(self) -> str:
-        """ "none" loads every model at start; "explicit" loads only ``load_models``."""
-        return "explicit" if self.load_models else "none"
+        """Always "explicit": ``load_models`` at start (every model when empty, ``--load-model=*``), and a
+        stopping server can unload its ensembles first (:func:`drain_ensembles`); the repository API that
+        allows it needs the admin key."""
+        return "explicit"
 
     @classmethod
     def local(cls, model_repository: Path, **overrides) -> ServerOptions:
@@ -193,7 +195,7 @@ class ServerOptions:
             "--exit-on-error=true",
             f"--model-control-mode={self.model_control_mode}",
         ]
-        cmd += [f"--load-model={name}" for name in self.load_models]
+        cmd += [f"--load-model={name}" for name in self.load_models or ["*"]]
         if self.admin_apis:
             restricted = f"{','.join(self.admin_apis)}:{ADMIN_HEADER}={check_admin_key(self.admin_key)}"
             cmd += [f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}"]
@@ -343,6 +345,37 @@ def remove_orphan_shm(*, min_age_s: float, created_after: float | None = None) -
     return removed
 
 
+def drain_ensembles(http_url: str, headers: dict[str, str], timeout_s: float) -> list[str]:
+    """Let a server finish what it has started before it stops: unload its ensembles, which refuses new
+    requests to them at once but completes the ones in flight, whose later steps still reach the composing
+    models (a plain SIGTERM stops those models' schedulers, and in-flight ensembles fail half way with
+    "Server is stopping"). ``headers`` carry the admin key (the repository API is an admin API). Returns
+    the ensembles unloaded; waits at most ``timeout_s``."""
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    deadline = time.monotonic() + timeout_s
+    client = httpclient.InferenceServerClient(http_url, connection_timeout=5.0, network_timeout=max(timeout_s, 5.0))
+    try:
+        ready = [m["name"] for m in client.get_model_repository_index(headers=headers) if m.get("state") == "READY"]
+        ensembles = [n for n in ready if client.get_model_config(n, headers=headers).get("platform") == "ensemble"]
+        for name in ensembles:
+            client.unload_model(name, headers=headers)  # returns at once; the unload waits for in-flight requests
+        while time.monotonic() < deadline:
+            states = {m["name"]: m.get("state") for m in client.get_model_repository_index(headers=headers)}
+            if all(states.get(name) != "READY" and states.get(name) != "UNLOADING" for name in ensembles):
+                break
+            time.sleep(0.2)
+        else:
+            log.warning("requests were still in flight after %.0f s of draining", timeout_s)
+        return ensembles
+    except (InferenceServerException, OSError) as exc:
+        log.warning("could not drain the server (%s); stopping it anyway", exc)
+        return []
+    finally:
+        client.close()
+
+
 class TritonServer:
     """A running tritonserver; use as a context manager or call :meth:`start` / :meth:`stop`.
 
@@ -360,6 +393,7 @@ class TritonServer:
         self._reader: threading.Thread | None = None
         self._tmpdir: Path | None = None
         self._started_at: float | None = None
+        self.ready_seen = False  #: it was ready once (a drain can talk to it)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, timeout_s: float | None = None) -> TritonServer:
@@ -421,6 +455,7 @@ class TritonServer:
                 )
             with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
+                    self.ready_seen = True
                     return
             if time.monotonic() > deadline:
                 raise ServerStartError(

@@ -106,6 +106,9 @@ namespace="{{ .Release.Namespace }}", pod=~"{{ include "s2s.component" (dict "ro
 {{- if lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas) -}}
 {{- fail "autoscaling.maxReplicas is smaller than autoscaling.minReplicas" -}}
 {{- end -}}
+{{- if lt (int .Values.triton.terminationGracePeriodSeconds) (mul 2 (int .Values.triton.exitTimeoutSeconds)) -}}
+{{- fail "triton.terminationGracePeriodSeconds must be at least twice triton.exitTimeoutSeconds: the preStop drain, then the server's own exit" -}}
+{{- end -}}
 {{- $gw := .Values.gateway -}}
 {{- if and $gw.enabled $gw.ingress.enabled (not $gw.auth.enabled) -}}
 {{- fail "gateway.ingress.enabled needs gateway.auth.enabled: an Ingress would put GPUs behind a gateway anyone can use" -}}
