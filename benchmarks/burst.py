@@ -20,27 +20,42 @@ from s2s.runtime.server import ServerOptions, TritonServer, live_processes
 from s2s.synth import make_video
 
 
-def group_rss(pgid: int) -> int:
-    """Bytes resident in the processes of process group ``pgid`` (from /proc)."""
-    total = 0
-    for pid, group, _ in live_processes():
+def process_rss(pgid: int) -> dict[str, int]:
+    """Bytes resident in each process of process group ``pgid`` (from /proc), by what it runs: "server",
+    or the model a Python-backend stub serves (its first argument is ``<repository>/<model>/<version>/...``),
+    "#<pid>" told apart where a model has several instances."""
+    found = {}
+    for pid, group, cmdline in live_processes():
         if group != pgid:
             continue
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue  # gone meanwhile
-        total += next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-    return total
+        args = cmdline.split()
+        name = Path(args[1]).parts[-3] if "backend_stub" in args[0] and len(args) > 1 else "server"
+        found[f"{name}#{pid}"] = next(
+            (int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
+    return found
+
+
+def group_rss(pgid: int) -> int:
+    """Bytes resident in the processes of process group ``pgid``."""
+    return sum(process_rss(pgid).values())
 
 
 def burst(url: str, clip: bytes, clips: int, pgid: int, settle_s: float) -> dict:
     idle = group_rss(pgid)
     samples, done = [idle], threading.Event()
+    instance_peaks: dict[str, int] = {}
 
     def sample() -> None:
         while not done.is_set():
-            samples.append(group_rss(pgid))
+            each = process_rss(pgid)
+            samples.append(sum(each.values()))
+            for name, rss in each.items():
+                instance_peaks[name] = max(rss, instance_peaks.get(name, 0))
             time.sleep(0.25)
 
     def one() -> None:
@@ -60,8 +75,13 @@ def burst(url: str, clip: bytes, clips: int, pgid: int, settle_s: float) -> dict
     sampler.join()
     time.sleep(settle_s)
     after = group_rss(pgid)
+    per_model: dict[str, int] = {}  # the largest peak among a model's instances
+    for name, rss in instance_peaks.items():
+        model = name.split("#")[0]
+        per_model[model] = max(rss, per_model.get(model, 0))
     return {"clips": clips, "idle_bytes": idle, "peak_bytes": max(samples), "after_bytes": after,
-            "after_vs_idle": after / idle - 1.0, "wall_s": wall, "clips_per_s": clips / wall}  # fmt: skip
+            "after_vs_idle": after / idle - 1.0, "wall_s": wall, "clips_per_s": clips / wall,
+            "instance_peak_bytes": per_model}  # fmt: skip
 
 
 def run(repository: Path, concurrency: tuple[int, ...], duration_s: float = 10.0, settle_s: float = 10.0) -> dict:
@@ -99,6 +119,12 @@ def markdown(result: dict) -> str:
             f"| {r['clips']} | {r['idle_bytes'] / gb:.2f} | {r['peak_bytes'] / gb:.2f} | {r['after_bytes'] / gb:.2f} | "
             f"{100 * r['after_vs_idle']:+.1f} % | {r['wall_s']:.1f} | {r['clips_per_s']:.3f} |"
         )
+    models = sorted({m for r in result["bursts"] for m in r["instance_peak_bytes"]})
+    lines += ["", "Peak RSS of one instance (the largest of a model's instances), GB:", "",
+              "| clips at once | " + " | ".join(models) + " |", "|---:|" + "---:|" * len(models)]  # fmt: skip
+    for r in result["bursts"]:
+        peaks = r["instance_peak_bytes"]
+        lines.append(f"| {r['clips']} | " + " | ".join(f"{peaks.get(m, 0) / gb:.2f}" for m in models) + " |")
     return "\n".join(lines) + "\n"
 
 

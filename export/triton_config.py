@@ -34,6 +34,12 @@ class ServingOptions:
     max_queue_delay_us: int = flag(2000, "--max-queue-delay-us", "dynamic batching delay in microseconds")
     #: instances per model (KIND_AUTO: on a GPU where there is one, else on the CPU)
     instances: int = flag(1, "--instances", "instances per model")
+    #: bounds a network's memory by construction: the batcher may merge up to max_windows windows, the
+    #: embedded backend runs them this many at a time (the NGC image's backend ignores the parameter)
+    windows_per_run: int = flag(
+        1, "--windows-per-run", "windows per ONNX run in the embedded backend, whatever the batcher merges (bounds "
+        "each instance's activations); 0: all at once",
+    )  # fmt: skip
     #: a full window warms up the shapes served
     warmup_frames: int = flag(
         REGNET.frames_per_window, "--warmup-frames", "frames of a warm-up request at model load, 0 for none"
@@ -130,6 +136,11 @@ def model_config(export: ModelExport, options: ServingOptions = ServingOptions()
         )
     if accelerators:
         text += "optimization { execution_accelerators {\n" + "".join(accelerators) + "} }\n"
+    if options.format == "onnx":
+        parameters = {"s2s_windows_per_run": options.windows_per_run}
+        if options.cpu_accelerator != OPENVINO:  # ONNX Runtime's CPU arena gives its peak back after each run
+            parameters["memory.enable_memory_arena_shrinkage"] = "cpu:0"
+        text += _parameters(parameters)
     if options.warmup_frames > 0:
         text += _warmup(export, options.warmup_frames)
     return text

@@ -35,7 +35,7 @@ from s2s.flags import flag, format_size, parse_size
 from s2s.gateway.audit import audit
 from s2s.gateway.audit import configure as configure_audit
 from s2s.gateway.auth import ANONYMOUS, Caller, KeyRing, Quota, read_secret, same_secret
-from s2s.gateway.jobs import Job, open_store
+from s2s.gateway.jobs import Job, StoreUnavailableError, open_store
 from s2s.gateway.metrics import GatewayMetrics
 from s2s.gateway.quotas import Admission, QuotaError
 from s2s.gateway.runner import (
@@ -348,6 +348,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.exception_handler(QuotaError)
     async def quota_error(_request: Request, exc: QuotaError):
         return _error(exc.status, exc.code, exc.message, exc.status == 429, exc.retry_after or None)
+
+    @app.exception_handler(StoreUnavailableError)
+    async def store_unavailable(_request: Request, exc: StoreUnavailableError):
+        log.warning("job store unavailable: %s", exc)
+        return _error(503, "store_unavailable", "the job store is not answering; try again shortly", True,
+                      settings.retry_after_s)  # fmt: skip
 
     @app.exception_handler(StarletteHTTPException)  # also the router's own 404/405
     async def http_error(_request: Request, exc: StarletteHTTPException):

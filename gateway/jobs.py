@@ -35,10 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
+from s2s.errors import S2SError
+
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 FINISHED = ("done", "failed", "cancelled")
 RESULT_FILES = ("input", "video.mp4", "audio.wav")
 _PIECE = re.compile(r"^(\d+)-(\d+)\.npz$")
+
+
+class StoreUnavailableError(S2SError, RuntimeError):
+    """The store of job records cannot be reached (HTTP 503, retry later)."""
 
 
 @dataclass

@@ -10,9 +10,10 @@ results) stay on the data directory, which the gateways share as one volume.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
-from s2s.gateway.jobs import Job, JobStore
+from s2s.gateway.jobs import Job, JobStore, StoreUnavailableError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS s2s_jobs (
@@ -42,18 +43,39 @@ class PostgresJobStore(JobStore):
         self.pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout_s,
             kwargs={"autocommit": True, "connect_timeout": int(connect_timeout_s)}, name="s2s-jobs",
+            check=ConnectionPool.check_connection,  # a connection the database dropped is replaced, not used
         )  # fmt: skip
-        self.pool.open(wait=True, timeout=connect_timeout_s)
-        with self.pool.connection() as conn, conn.transaction():
+        from psycopg_pool import PoolTimeout
+
+        try:
+            self.pool.open(wait=True, timeout=connect_timeout_s)
+        except PoolTimeout:
+            self.pool.close()
+            raise StoreUnavailableError(
+                f"cannot reach the job store at {describe(url)} within {connect_timeout_s:g} s"
+            ) from None
+        with self._connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('s2s_jobs schema'))")  # gateways starting at once
             conn.execute(SCHEMA)
 
+    @contextlib.contextmanager
+    def _connection(self, timeout_s: float | None = None):
+        """A pooled connection; the database being away is :class:`StoreUnavailableError` (HTTP 503)."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self.pool.connection(timeout=timeout_s) as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailableError(f"PostgreSQL: {exc}") from exc
+
     def ping(self) -> bool:
         try:
-            with self.pool.connection(timeout=2.0) as conn:
+            with self._connection(timeout_s=2.0) as conn:
                 conn.execute("SELECT 1")
             return True
-        except Exception:
+        except StoreUnavailableError:
             return False
 
     def close(self) -> None:
@@ -61,14 +83,14 @@ class PostgresJobStore(JobStore):
 
     def load(self, job_id: str) -> Job:
         self.folder(job_id)  # the id's shape is checked before it reaches the database
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute("SELECT record FROM s2s_jobs WHERE id = %s", (job_id,)).fetchone()
         if row is None:
             raise KeyError(job_id)
         return Job.from_dict(row[0])
 
     def save(self, job: Job) -> None:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             cursor = conn.execute(
                 "UPDATE s2s_jobs SET status = %s, lease_owner = %s, record = %s WHERE id = %s",
                 (job.status, job.lease_owner, job.to_json(), job.id),
@@ -77,7 +99,7 @@ class PostgresJobStore(JobStore):
             raise KeyError(job.id)
 
     def all(self, owner: str | None = None) -> list[Job]:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             if owner is None:
                 rows = conn.execute("SELECT record FROM s2s_jobs").fetchall()
             else:
@@ -85,14 +107,14 @@ class PostgresJobStore(JobStore):
         return [Job.from_dict(row[0]) for row in rows]
 
     def submit(self, job: Job) -> None:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute(
                 "INSERT INTO s2s_jobs (id, owner, status, created_at, record) VALUES (%s, %s, %s, %s, %s)",
                 (job.id, job.owner, job.status, job.created_at, job.to_json()),
             )
 
     def claim(self, worker: str, lease_s: float) -> Job | None:
-        with self.pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             row = conn.execute(
                 f"""
                 WITH next AS (
@@ -116,7 +138,7 @@ class PostgresJobStore(JobStore):
         return job
 
     def renew(self, job: Job, worker: str, lease_s: float) -> bool:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             cursor = conn.execute(
                 f"""
                 UPDATE s2s_jobs SET status = %s, record = %s, lease_until = {_NOW} + %s
@@ -128,7 +150,7 @@ class PostgresJobStore(JobStore):
 
     def release(self, job: Job, worker: str) -> None:
         job.status, job.lease_owner, job.lease_until = "queued", "", 0.0
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute(
                 """
                 UPDATE s2s_jobs SET status = 'queued', lease_owner = '', lease_until = 0, record = %s
@@ -138,14 +160,14 @@ class PostgresJobStore(JobStore):
             )
 
     def queued(self) -> int:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             return int(conn.execute("SELECT count(*) FROM s2s_jobs WHERE status = 'queued'").fetchone()[0])
 
     def _enqueue(self, job_id: str) -> None:
         pass  # a record with status 'queued' is in the queue
 
     def _forget(self, job_id: str) -> None:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute("DELETE FROM s2s_jobs WHERE id = %s", (job_id,))
 
 

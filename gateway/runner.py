@@ -305,10 +305,11 @@ class JobRunner:
         while not self.draining:
             try:
                 job = await asyncio.to_thread(self.store.claim, self.worker_id, self.settings.lease_s)
-            except Exception:  # the store is unreachable: wait and try again
-                log.exception("cannot take a job from the store")
+            except Exception as exc:  # the store is unreachable: wait and try again
+                log.warning("cannot take a job from the store: %s", exc)
                 job = None
-            self.metrics.queue_depth.set(self.store.queued())
+            with contextlib.suppress(Exception):
+                self.metrics.queue_depth.set(await asyncio.to_thread(self.store.queued))
             if job is None:
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):

@@ -214,9 +214,7 @@ class Postgres:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run(_postgres_binary("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--no-sync")  # fmt: skip
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(_postgres_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-o", options,
-                  "-w", "-t", "60", "start")  # fmt: skip
+        self.resume()
         import psycopg
 
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
@@ -237,6 +235,15 @@ class Postgres:
     def _run(self, *cmd: str) -> None:
         result = subprocess.run([*self.as_user, *cmd], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, f"{cmd[0]} failed: {result.stdout}{result.stderr}"
+
+    def pause(self) -> None:
+        """Stop the server (its data stays); :meth:`resume` starts it again on the same port."""
+        self._run(_postgres_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(_postgres_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-o", options,
+                  "-w", "-t", "60", "start")  # fmt: skip
 
     def stop(self) -> None:
         import shutil

@@ -125,6 +125,9 @@ def test_burst_samples_the_servers_memory_around_concurrent_clips(small_reposito
     (row,) = result["bursts"]
     assert row["clips"] == 2 and row["clips_per_s"] > 0
     assert 100e6 < row["idle_bytes"] <= row["peak_bytes"], "the server and its stubs are sampled"
+    peaks = row["instance_peak_bytes"]  # one budget per model instance
+    assert {"server", "preprocess", "tsn_rgb", "tsn_flow", "generator", "vocoder"} <= set(peaks)
+    assert all(0 < peak <= row["peak_bytes"] for peak in peaks.values())
     assert "| 2 |" in (tmp_path / "burst.md").read_text()
 
 

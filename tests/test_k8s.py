@@ -420,6 +420,12 @@ def test_gateway_points_at_triton_with_a_results_volume_and_optional_ingress(ren
         e for e in postgres["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "POSTGRES_PASSWORD"
     )
     assert password["valueFrom"]["secretKeyRef"]["name"] == ref["name"]
+    policy = objects[("NetworkPolicy", f"{RELEASE}-s2s-postgres")]  # only the gateways reach the database
+    pg_labels = postgres["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pg_labels.items()
+    (rule,) = policy["spec"]["ingress"]
+    gw_labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert rule["from"][0]["podSelector"]["matchLabels"].items() <= gw_labels.items()
     assert not [k for k in objects if k[0] == "Ingress"]
 
     managed = rendered["gateway-managed-store"]  # a database of the team's own: no in-cluster one

@@ -88,6 +88,25 @@ def test_infer_batches_equal_shapes_and_keeps_order(tmp_path):
         np.testing.assert_allclose(res[0], 2 * req["x"] + 1, rtol=1e-6)
 
 
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_a_merged_batch_runs_at_most_windows_per_run_items_at_a_time(tmp_path, engine):
+    """Memory bounded by construction: whatever the batcher merges, one run holds at most
+    s2s_windows_per_run batch items; the outputs are those of one big run."""
+    path = write_affine_onnx(tmp_path / "model.onnx", width=4)
+    bounded = config(parameters={"s2s_windows_per_run": {"string_value": "2"}})
+    model = OrtModel(ModelSpec.from_config(openvino(bounded) if engine == "openvino" else bounded), path)
+    assert (model.engine.startswith("OpenVINO")) == (engine == "openvino")
+    sizes = []
+    once = model._run_once
+    model._run_once = lambda feeds: (sizes.append(feeds["x"].shape[0]), once(feeds))[1]
+    rng = np.random.default_rng(2)
+    requests = [{"x": rng.normal(size=(n, 4)).astype(np.float32)} for n in (1, 3, 3)]
+    results = model.infer(requests)
+    assert sizes == [2, 2, 2, 1], "seven merged windows run two at a time"
+    for req, res in zip(requests, results, strict=True):
+        np.testing.assert_allclose(res[0], 2 * req["x"] + 1, rtol=1e-6)
+
+
 def test_parse_size():
     assert parse_size("16M") == 16 * 1024**2
     assert parse_size("1G") == 1024**3

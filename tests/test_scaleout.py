@@ -15,8 +15,10 @@ import httpx
 import numpy as np
 import pytest
 
+from s2s.cli import main
 from s2s.client.triton import S2SClient
 from s2s.constants import REGNET
+from s2s.runtime.server import free_ports
 from s2s.synth import make_video
 from tests.conftest import SMALL_WINDOW, Serve, export_small_repository, wait_until_gone
 from tests.test_gateway import Gateway, metric
@@ -276,3 +278,33 @@ def test_two_gateways_on_postgres_lose_nothing_when_a_gateway_and_a_triton_die(r
                 gw.stop()
         a.stop()
         b.stop()
+
+
+def test_readiness_follows_the_job_store(tmp_path):
+    """PostgreSQL away: the gateway is unready and answers 503 (never 500); back: ready again. A gateway
+    whose store cannot be reached at start says so and exits."""
+    from tests.conftest import Postgres
+
+    (dead,) = free_ports(1)
+    assert main(["gateway", "--no-auth", "--data-dir", str(tmp_path / "x"),
+                 "--store", f"postgresql://postgres@127.0.0.1:{dead}/s2s"]) == 1  # fmt: skip
+    database = Postgres()
+    gw = Gateway(f"127.0.0.1:{dead}", tmp_path / "data", "--store", database.url)
+    try:
+        assert gw.http.get("/readyz", params={"triton": "false"}).status_code == 200
+        assert gw.http.get("/readyz").status_code == 503  # Triton is not there
+        database.pause()
+        unready = gw.http.get("/readyz", params={"triton": "false"})
+        assert unready.status_code == 503 and unready.json()["error"]["code"] == "store_unavailable"
+        listing = gw.http.get("/v1/me")
+        assert listing.status_code == 503 and listing.json()["error"]["retryable"] is True
+        assert gw.http.get("/healthz").status_code == 200
+        database.resume()
+        deadline = time.monotonic() + 30
+        while gw.http.get("/readyz", params={"triton": "false"}).status_code != 200:
+            assert time.monotonic() < deadline, "ready again once the database is back"
+            time.sleep(0.5)
+        assert gw.http.get("/v1/me").status_code == 200
+    finally:
+        gw.stop()
+        database.stop()

@@ -388,9 +388,10 @@ def test_sigint_drains_the_requests_in_flight_before_stopping(tmp_path, serve_fa
         assert ours, "the stubs share memory with the server"
         serve.proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 20
-        while "draining" not in serve.stdout():
+        while _http(serve.http_url, "/v2/models/s2s/ready") == 200:  # the ensemble is being unloaded
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        assert "draining" in serve.stdout() and not any(f.done() for f in futures)
         with pytest.raises(ClientError):  # a new request is refused while the others finish
             one(clips[0])
         results = [f.result(timeout=120) for f in futures]

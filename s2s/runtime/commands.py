@@ -83,6 +83,8 @@ def run_serve(args: argparse.Namespace) -> int:
         a second one stops it at once."""
         first = current["signal"] is None
         current["signal"] = signum
+        # past this, a server still running is killed (one that hangs in its own shutdown must not stay)
+        current["stop_by"] = time.monotonic() + (2 if first else 1) * options.exit_timeout_s + 15.0
         server = current["server"]
         if not first or server.pid is None or not server.ready_seen:
             server.send_signal(signum)
@@ -120,7 +122,12 @@ def run_serve(args: argparse.Namespace) -> int:
                 "  Ctrl-C to stop",
                 flush=True,
             )
-            code = server.wait()
+            code = None
+            while code is None:
+                code = server.wait(timeout_s=1.0)
+                if code is None and time.monotonic() > (current.get("stop_by") or float("inf")):
+                    log.error("tritonserver did not stop in time after the signal; killing it")
+                    return 1  # the finally below kills its process group
             if current["signal"] is not None:
                 return 0 if code == 0 else code
             # died unasked (a crash, an out-of-memory kill): start it again, as Kubernetes restarts a pod

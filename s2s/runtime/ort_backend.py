@@ -75,8 +75,10 @@ ORT_TO_NUMPY: dict[str, np.dtype] = {
     "tensor(double)": np.dtype(np.float64),
 }
 
-#: Session parameters of the native backend that we honour, with their converters.
+#: Parameters we honour (the native backend's session parameters, and s2s's own bound on a run), with their
+#: converters.
 SESSION_PARAMETERS: dict[str, Callable[[str], Any]] = {
+    "s2s_windows_per_run": int,
     "intra_op_thread_count": int,
     "inter_op_thread_count": int,
     "execution_mode": int,
@@ -395,7 +397,16 @@ class OrtModel:
             raise UnsupportedConfigError(f"model {spec.name!r} does not match its ONNX graph: " + "; ".join(problems))
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """One run; returns the config's outputs in config order."""
+        """The outputs of ``feeds`` in config order, in runs of at most ``s2s_windows_per_run`` batch items
+        (windows): whatever the batcher merged, a run's activations stay those of that many windows."""
+        step = int(self.spec.parameters.get("s2s_windows_per_run") or 0)
+        rows = len(next(iter(feeds.values()))) if self.spec.max_batch_size > 0 else 0
+        if step <= 0 or rows <= step:
+            return self._run_once(feeds)
+        parts = [self._run_once({k: v[i : i + step] for k, v in feeds.items()}) for i in range(0, rows, step)]
+        return [np.concatenate([part[j] for part in parts]) for j in range(len(parts[0]))]
+
+    def _run_once(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         if self._openvino is not None:
             results = self._ov_request.infer(feeds)
             # the request reuses its output buffers: copy before the next run

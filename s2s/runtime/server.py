@@ -241,6 +241,8 @@ def _client_host(address: str) -> str:
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
+    # SIGTERM: the server then stops its stubs itself (SIGKILL would leave them running until they notice).
+    # A server that hangs in its own shutdown is killed by a live launcher after a deadline (`s2s serve`)
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -492,10 +494,13 @@ class TritonServer:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signum)
 
-    def wait(self) -> int:
-        """Block until the server exits on its own; returns its exit code."""
+    def wait(self, timeout_s: float | None = None) -> int | None:
+        """Block until the server exits (its exit code), or ``timeout_s`` passes (None)."""
         assert self.process is not None, "server not started"
-        return self.process.wait()
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
 
     @staticmethod
     def _kill_group(pgid: int) -> None:
