@@ -264,7 +264,7 @@ class HeadersAndMetrics:
 
 
 class ClientGoneError(Exception):
-    """The client of a synchronous request went away; its work was cancelled."""
+    """The client of a synchronous request went away; no further window of it is sent."""
 
 
 async def until_disconnected(request: Request, work, poll_s: float = 0.5):
@@ -566,7 +566,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         job = load(job_id, caller)
         audit("job.deleted", caller.id, job=job_id, status=job.status)
         store.delete(job_id)  # a gateway running it elsewhere loses its lease and stops at its next renewal
-        app.state.runner.cancel(job_id)  # running here: its windows in flight are cancelled now
+        app.state.runner.cancel(job_id)  # running here: no further window is sent
         return Response(status_code=204)
 
     @app.post("/v1/generate", tags=["jobs"], responses={**responses, 200: {"content": {"video/mp4": {}}}},
@@ -599,7 +599,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             out = await until_disconnected(request, app.state.runner.generate(data))
         except ClientGoneError:
-            log.info("synchronous request: the client went away; its windows were cancelled")
+            log.info("synchronous request: the client went away; no further window is sent")
             raise GatewayError(400, "client_gone", "the client closed the connection") from None
         except TritonRejectedError as exc:
             metrics.triton_errors.labels("invalid_input").inc()

@@ -286,14 +286,15 @@ class JobRunner:
         self._wake.set()
 
     def cancel(self, job_id: str) -> None:
-        """Stop a job running here (it was deleted): its windows in flight are cancelled, no more are sent."""
+        """Stop a job running here (it was deleted): no further window is sent; the calls in flight are
+        cancelled with ``cancel_in_flight``, else they end on their own and their results are dropped."""
         if job_id in self.active:
             self.cancelled.add(job_id)
             self.active[job_id][1].cancel()
 
     async def generate(self, video: bytes) -> Generated:
         """A whole video, its windows in parallel and retried like a job's, nothing kept (synchronous requests).
-        Cancelling it (the client went away) cancels the windows in flight."""
+        Cancelling it (the client went away) sends no further window (see :meth:`cancel` for those in flight)."""
         began = time.monotonic()
         pieces = await self._windows(video, None)
         waveform, mel = join_pieces(pieces)
