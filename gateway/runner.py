@@ -431,8 +431,10 @@ class JobRunner:
             start = min(covered)
             total = (await asyncio.to_thread(self.store.load_piece, job.id, start, covered[start])).total
         if total is None:  # the first answer tells how many windows the video has
-            await record(await self._window(video, 0, chunk, job))
-            total = fresh[0].total
+            async with self.slots:
+                first = await self._window(video, 0, chunk, job)
+            await record(first)
+            total = first.total
         job_slots = asyncio.Semaphore(self.settings.windows_per_job)
 
         skipped = []
