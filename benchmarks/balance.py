@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from s2s.bench.measure import cpu_name, write_report
+from s2s.bench.measure import cpu_name, metric_sum, write_report
 from s2s.client.triton import S2SClient
 from s2s.runtime.server import ServerOptions, TritonServer, free_ports
 from s2s.synth import make_video
@@ -32,12 +32,7 @@ from s2s.synth import make_video
 def served(server: TritonServer) -> float:
     """Requests the ``s2s`` ensemble of ``server`` answered, from its metrics."""
     with urllib.request.urlopen(server.options.metrics_url, timeout=10) as response:
-        text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("nv_inference_request_success") and 'model="s2s"' in line
-    )
+        return metric_sum(response.read().decode(), "nv_inference_request_success", model="s2s")
 
 
 class LocalGateway:

@@ -19,6 +19,19 @@ from typing import Any
 from s2s import __version__
 
 
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples named ``name`` whose labels include ``labels``, in Prometheus text format (what
+    Triton's and the gateway's /metrics serve), read with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        # the parser names the samples of a counter declared without "_total" (Triton's) "<name>_total"
+        names = {name, f"{name}_total"} if family.type == "counter" and family.name == name else {name}
+        total += sum(s.value for s in family.samples if s.name in names and labels.items() <= s.labels.items())
+    return total
+
+
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
     """Call ``fn`` once to warm up (allocations, graph optimisation, kernel caches, a CUDA context),
     then ``repeats`` times; returns the wall times of those and the last result."""

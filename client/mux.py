@@ -49,10 +49,15 @@ class MuxResult:
     video_copied: bool  #: False where the video had to be re-encoded
 
 
+def pcm16(waveform: np.ndarray) -> np.ndarray:
+    """A float waveform in [-1, 1] as the 16-bit samples a WAV holds (little-endian int16)."""
+    return (np.clip(waveform, -1.0, 1.0) * 32767.0).round().astype("<i2")
+
+
 def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int = REGNET.sample_rate) -> Path:
     """16-bit PCM mono WAV."""
     path = Path(path)
-    pcm = (np.clip(waveform, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    pcm = pcm16(waveform)
     with wave.open(str(path), "wb") as handle:
         handle.setnchannels(1)
         handle.setsampwidth(2)

@@ -301,9 +301,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        resumed = getattr(store, "resumed", [])
-        if resumed:
-            log.warning("%d job(s) a previous gateway left running go on from their finished windows", len(resumed))
+        if store.resumed:
+            log.warning("%d job(s) a previous gateway left running go on from their finished windows",
+                        len(store.resumed))  # fmt: skip
         store.expire(settings.result_ttl_s)
         triton = TritonGateway(runner_settings)
         runner = JobRunner(store, triton, metrics, runner_settings)

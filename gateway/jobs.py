@@ -124,6 +124,8 @@ class JobStore:
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.uploads_dir = self.root / "uploads"
         self.uploads_dir.mkdir(exist_ok=True)
+        #: jobs a previous process left running, queued again at start (a shared store's leases do this instead)
+        self.resumed: list[Job] = []
 
     @staticmethod
     def new_id() -> str:
@@ -301,7 +303,6 @@ class FolderJobStore(JobStore):
         self.clean_uploads()  # uploads a previous process was receiving
         self._lock = threading.Lock()
         self._queue: collections.deque[str] = collections.deque()
-        self.resumed: list[Job] = []
         for job in sorted(self.all(), key=lambda j: j.created_at):
             if not job.finished:
                 if job.status == "running":

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from s2s.client.mux import MuxError, mux_audio, write_wav
-from s2s.client.triton import Generated, request_tensors, server_message
+from s2s.client.triton import Generated, generated, request_tensors, server_message
 from s2s.constants import REGNET
 from s2s.gateway.audit import audit
 from s2s.gateway.jobs import Job, JobError, JobStore, Piece
@@ -178,8 +178,7 @@ class TritonGateway:
             raise  # without cancel_in_flight the call itself runs to its end; its result is dropped
         except Exception as exc:
             raise classify(exc) from None
-        windows = int(result.as_numpy("windows").reshape(-1)[0])
-        return Generated(result.as_numpy("waveform"), result.as_numpy("mel"), time.monotonic() - began, windows)
+        return generated(result, time.monotonic() - began)
 
     async def close(self) -> None:
         for client in [self.client, *self._retired]:
@@ -421,9 +420,9 @@ class JobRunner:
 
         async def record(piece: Piece) -> None:
             fresh[piece.start] = piece
+            covered[piece.start] = piece.count
             if job is not None:
                 await asyncio.to_thread(self.store.save_piece, job.id, piece)
-                covered[piece.start] = piece.count
                 job.windows_total, job.windows_done = piece.total, sum(covered.values())
                 await self._save(job)
 
@@ -448,15 +447,13 @@ class JobRunner:
                     piece = await self._window(video, start, count, job)
             await record(piece)
 
-        requests = plan_requests(total, covered | {s: p.count for s, p in fresh.items()}, chunk)
-        await first_failure([asyncio.create_task(one(*r)) for r in requests])
+        await first_failure([asyncio.create_task(one(*r)) for r in plan_requests(total, covered, chunk)])
         if skipped:
             raise DrainingError
-        kept = [
+        return [
             fresh[s] if s in fresh else await asyncio.to_thread(self.store.load_piece, job.id, s, n)
-            for s, n in sorted((covered | {s: p.count for s, p in fresh.items()}).items())
+            for s, n in sorted(covered.items())
         ]
-        return kept
 
     async def _window(self, video: bytes, start: int, count: int, job: Job | None) -> Piece:
         """One window request, sent again with backoff while the inference server is unavailable."""

@@ -248,7 +248,7 @@ class Postgres:
     def stop(self) -> None:
         import shutil
 
-        self._run(_postgres_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self.pause()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

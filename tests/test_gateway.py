@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
+from s2s.bench.measure import metric_sum as metric
 from s2s.client.generate import probe_duration
 from s2s.constants import REGNET
 from s2s.gateway.auth import key_line, new_key
@@ -108,15 +109,6 @@ def gateway(triton, tmp_path_factory):
     )
     yield gw
     gw.stop()
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``, in Prometheus text format."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_upload_poll_download(gateway):

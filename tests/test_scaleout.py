@@ -15,13 +15,15 @@ import httpx
 import numpy as np
 import pytest
 
+from s2s.bench.measure import metric_sum as metric
 from s2s.cli import main
+from s2s.client.mux import pcm16
 from s2s.client.triton import S2SClient
 from s2s.constants import REGNET
 from s2s.runtime.server import free_ports
 from s2s.synth import make_video
 from tests.conftest import SMALL_WINDOW, Serve, export_small_repository, wait_until_gone
-from tests.test_gateway import Gateway, metric
+from tests.test_gateway import Gateway
 
 #: 4.5 s: five 20-frame windows in the small repository
 CLIP_S = 4.5
@@ -47,7 +49,7 @@ def reference(repository, clip, tmp_path_factory) -> np.ndarray:
             waveform = client.generate(clip).waveform
     finally:
         serve.stop()
-    return (np.clip(waveform, -1.0, 1.0) * 32767.0).round().astype(np.int16)
+    return pcm16(waveform)
 
 
 def start_triton(repository, workdir, ports: list[int] | None = None) -> Serve:
@@ -96,6 +98,26 @@ def wait_for_windows(gw: Gateway, job_id: str, done: int, timeout_s: float = 120
     raise AssertionError(f"job {job_id}: fewer than {done} windows after {timeout_s} s")
 
 
+def kept_windows(data, job_id: str) -> int:
+    """Window results a job has on the data volume."""
+    return len(list((data / "jobs" / job_id / "windows").glob("*.npz")))
+
+
+def finish_on_a_new_gateway(triton: Serve, data, job_id: str, reference: np.ndarray, kept: int) -> tuple[dict, str]:
+    """A fresh gateway on ``data`` finishes the job: done, the unfaulted sound, and only the windows that
+    were not kept sent to Triton. Returns the job's final state and that gateway's metrics."""
+    again = Gateway(triton.grpc_url, data)
+    try:
+        final = again.wait(job_id)
+        assert final["status"] == "done" and final["windows_done"] == WINDOWS and final["error"] is None, final
+        same_sound(job_audio(again, job_id), reference)
+        metrics = again.http.get("/metrics").text
+        assert metric(metrics, "s2s_gateway_windows_total", outcome="done") == WINDOWS - kept
+        return final, metrics
+    finally:
+        again.stop()
+
+
 def test_a_killed_gateway_s_job_goes_on_from_its_finished_windows(repository, clip, reference, tmp_path):
     triton = start_triton(repository, tmp_path / "triton")
     data = tmp_path / "data"
@@ -106,20 +128,10 @@ def test_a_killed_gateway_s_job_goes_on_from_its_finished_windows(repository, cl
         assert state["status"] == "running" and state["windows_total"] == WINDOWS
         gw.proc.kill()  # SIGKILL: no shutdown, no hand-back
         gw.proc.wait()
-        kept = len(list((data / "jobs" / job["id"] / "windows").glob("*.npz")))
+        kept = kept_windows(data, job["id"])
         assert kept >= 2
-        again = Gateway(triton.grpc_url, data)
-        try:
-            final = again.wait(job["id"])
-            assert final["status"] == "done" and final["windows_done"] == WINDOWS, final
-            assert final["error"] is None
-            same_sound(job_audio(again, job["id"]), reference)
-            # the kept windows were not sent again
-            metrics = again.http.get("/metrics").text
-            assert metric(metrics, "s2s_gateway_windows_total", outcome="done") == WINDOWS - kept
-            assert metric(metrics, "s2s_gateway_job_takeovers_total") == 1
-        finally:
-            again.stop()
+        _, metrics = finish_on_a_new_gateway(triton, data, job["id"], reference, kept)
+        assert metric(metrics, "s2s_gateway_job_takeovers_total") == 1
     finally:
         if gw.proc.poll() is None:
             gw.stop()
@@ -138,18 +150,11 @@ def test_a_stopping_gateway_finishes_its_windows_in_flight_and_hands_its_job_bac
         gw.stop()  # SIGTERM
         assert gw.proc.returncode in (0, -15)  # uvicorn re-raises the SIGTERM it handled, once it has shut down
         record = json.loads((data / "jobs" / job["id"] / "job.json").read_text())
-        kept = len(list((data / "jobs" / job["id"] / "windows").glob("*.npz")))
+        kept = kept_windows(data, job["id"])
         assert record["status"] == "queued" and record["lease_owner"] == "", "handed back to the queue"
         assert kept == record["windows_done"] >= at_stop and kept < WINDOWS
-        again = Gateway(triton.grpc_url, data)
-        try:
-            final = again.wait(job["id"])
-            assert final["status"] == "done" and final["takeovers"] == 0, final  # handed back, not taken over
-            same_sound(job_audio(again, job["id"]), reference)
-            metrics = again.http.get("/metrics").text
-            assert metric(metrics, "s2s_gateway_windows_total", outcome="done") == WINDOWS - kept
-        finally:
-            again.stop()
+        final, _ = finish_on_a_new_gateway(triton, data, job["id"], reference, kept)
+        assert final["takeovers"] == 0, final  # handed back, not taken over
     finally:
         if gw.proc.poll() is None:
             gw.stop()
@@ -247,7 +252,7 @@ def test_two_gateways_on_postgres_lose_nothing_when_a_gateway_and_a_triton_die(r
     b = start_triton(repository, tmp_path / "b")
     clips = [make_video(duration_s=2.0, fps=20.0, seed=30 + i) for i in range(4)]
     with S2SClient(a.grpc_url) as client:  # unfaulted: one request per clip
-        want = [(np.clip(client.generate(c).waveform, -1, 1) * 32767.0).round().astype(np.int16) for c in clips]
+        want = [pcm16(client.generate(c).waveform) for c in clips]
     shared = ("--store", postgres.database(), "--lease", "3", "--workers", "2", "--windows-per-job", "2")
     target, data = f"ipv4:{a.grpc_url},{b.grpc_url}", tmp_path / "shared-volume"
     gateways = [Gateway(target, data, *shared, key_options="jobs=20 rate=1000") for _ in range(2)]

@@ -402,16 +402,8 @@ def test_sigint_drains_the_requests_in_flight_before_stopping(tmp_path, serve_fa
 
 
 def regions_mapped_by(pgid: int) -> set[str]:
-    """Names of the /dev/shm regions the processes of group ``pgid`` map."""
-    from s2s.runtime.server import live_processes
+    """Names of the Triton /dev/shm regions the processes of group ``pgid`` map."""
+    from s2s.runtime.server import live_processes, mapped_shm
 
-    names = set()
-    for pid, group, _ in live_processes():
-        if group != pgid:
-            continue
-        try:
-            maps = Path(f"/proc/{pid}/maps").read_text()
-        except OSError:
-            continue
-        names |= {line.split("/dev/shm/", 1)[1].split()[0] for line in maps.splitlines() if "/dev/shm/triton_" in line}
-    return names
+    names = mapped_shm(pid for pid, group, _ in live_processes() if group == pgid)
+    return {name for name in names if name.startswith("triton_")}

@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -314,10 +315,11 @@ SHM_DIR = Path("/dev/shm")
 _SHM_REGIONS = "triton_*_backend_shm_region_*"
 
 
-def _mapped_shm() -> set[str]:
-    """Names of the /dev/shm files some live process maps (from /proc/<pid>/maps)."""
+def mapped_shm(pids: Iterable[int] | None = None) -> set[str]:
+    """Names of the /dev/shm files that live processes (all, or ``pids``) map, from /proc/<pid>/maps."""
     names = set()
-    for maps in Path("/proc").glob("[0-9]*/maps"):
+    paths = Path("/proc").glob("[0-9]*/maps") if pids is None else (Path(f"/proc/{pid}/maps") for pid in pids)
+    for maps in paths:
         try:
             text = maps.read_text()
         except OSError:
@@ -333,7 +335,7 @@ def remove_orphan_shm(*, min_age_s: float, created_after: float | None = None) -
     """Unlink the backends' shared-memory regions that no live process maps: what a server that was
     killed (or whose stubs were) leaves in /dev/shm. Only regions older than ``min_age_s`` (one being
     created is mapped a moment later) and, if given, modified after ``created_after``; returns the names."""
-    now, mapped, removed = time.time(), _mapped_shm(), []
+    now, mapped, removed = time.time(), mapped_shm(), []
     for path in SHM_DIR.glob(_SHM_REGIONS):
         try:
             changed = path.stat().st_mtime
