@@ -1,5 +1,5 @@
-"""``s2s bench``: networks, flow, pipeline (end to end), burst (memory under load), balance (one vs two Triton
-servers behind the gateway) and perf (perf_analyzer); results under --output."""
+"""``s2s bench``: networks, flow, pipeline (end to end), gpu (the GPU path), burst (memory under load), balance
+(one vs two Triton servers behind the gateway) and perf (perf_analyzer); results under --output."""
 
 from __future__ import annotations
 
@@ -86,6 +86,34 @@ def register(commands: argparse._SubParsersAction) -> None:
     lb.add_argument("--clip-seconds", type=float, default=20.0, help="length of each clip (default: %(default)s)")
     lb.set_defaults(func=run_balance)
 
+    g = kinds.add_parser(
+        "gpu",
+        help="the GPU path on a CUDA machine: TV-L1, each network, end to end, clips/s, with correctness checks",
+        description="On one CUDA GPU: TV-L1 against the CPU (and OpenCV), each network in float32/TF32/float16/"
+        "bfloat16 against the CPU, a short clip end to end against the all-CPU chain; then TV-L1 per 10 s window "
+        "(its variants), each network per window at several windows per call, one 10 s clip end to end with its "
+        "stages, and clips/s with several clips in flight. JSON and Markdown under --output.",
+    )
+    g.add_argument("--output", type=Path, default=Path("runs/bench-gpu"), help="folder (default: %(default)s)")
+    g.add_argument("--device", default="cuda", help="torch device (default: %(default)s; cpu only to try it)")
+    g.add_argument("--repeats", type=int, default=5, help="timed runs of everything (default: %(default)s)")
+    g.add_argument(
+        "--batches", type=comma_list(int), default=(1, 4, 16), help="windows per network call (default: 1,4,16)"
+    )
+    g.add_argument(
+        "--in-flight", type=comma_list(int), default=(1, 4, 16),
+        help="clips in flight for clips/s, and windows per TV-L1 batch (default: 1,4,16)",
+    )  # fmt: skip
+    g.add_argument("--clips", type=int, default=32, help="clips per clips/s measurement (default: %(default)s)")
+    g.add_argument(
+        "--sections", type=comma_list(str), default=("flow", "networks", "end_to_end"),
+        help="parts to run (default: flow,networks,end_to_end)",
+    )  # fmt: skip
+    g.add_argument(
+        "--window-frames", type=int, default=215, help="frames per window; fewer only to try the harness quickly"
+    )
+    g.set_defaults(func=run_gpu)
+
     h = kinds.add_parser(
         "perf",
         help="perf_analyzer on the ensemble and every model, with a report",
@@ -115,6 +143,15 @@ def run_end_to_end(args: argparse.Namespace) -> int:
     from s2s.bench.end_to_end import main
 
     return main(args.model_repository, args.output, args.flow_methods, {"dis": args.repeats, "tvl1": args.tvl1_repeats})
+
+
+def run_gpu(args: argparse.Namespace) -> int:
+    from s2s.bench.gpu import main
+
+    return main(
+        args.output, args.device, args.repeats, args.batches, args.in_flight, args.clips, args.sections,
+        args.window_frames,
+    )  # fmt: skip
 
 
 def run_burst(args: argparse.Namespace) -> int:

@@ -79,32 +79,50 @@ def network_inputs(
 
 
 def network_inputs_torch(
-    frames_bgr: np.ndarray, device: str, recipe: Recipe = REGNET, max_pairs: int = 64
+    frames_bgr: np.ndarray, device: str, recipe: Recipe = REGNET, max_pairs: int = 256, fuse: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`network_inputs` with TV-L1 in PyTorch on ``device`` (s2s.tvl1), all frame pairs batched.
 
     Returns uint8 torch tensors on ``device``: rgb (N, 3, 224, 224), flow (N, 2, 224, 224). The frames go
     to the device once; grey conversion, flow, quantisation and resizing happen there, so a GPU caller
     can hand the tensors on without a copy to the host. ``max_pairs`` bounds the pairs solved at once
-    (GPU memory: about 100 MB per 64 pairs of 340x256).
+    (GPU memory: about 7 MB per pair of 340x256 while solving); ``fuse``: see :func:`s2s.tvl1.tvl1`.
     """
+    ((rgb, flow),) = network_inputs_torch_many([frames_bgr], device, recipe, max_pairs, fuse)
+    return rgb, flow
+
+
+def network_inputs_torch_many(
+    clips_bgr: list[np.ndarray], device: str, recipe: Recipe = REGNET, max_pairs: int = 256, fuse: bool | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`network_inputs_torch` for several clips at once: the frame pairs of all of them are solved
+    together (one batch fills a GPU better than many small ones); each clip's result is what it gets alone."""
     import torch
 
-    from s2s.tvl1 import bgr_to_grey, resize_bilinear, tvl1_consecutive
+    from s2s.tvl1 import bgr_to_grey, resize_bilinear, tvl1_pairs
 
     size = recipe.image_size
-    frames = torch.from_numpy(np.ascontiguousarray(frames_bgr)).to(device)  # (N, H, W, 3) uint8
-    n = frames.shape[0]
-    rgb = _round_u8(resize_bilinear(frames.permute(0, 3, 1, 2).float(), size, size))
-    grey = bgr_to_grey(frames)
-    if n == 1:
-        flows = torch.zeros((1, *grey.shape[1:], 2), device=frames.device)
-    else:
-        flows = tvl1_consecutive(grey, max_pairs)
-        flows = torch.cat([flows, flows[-1:]])  # the last frame repeats the previous flow
-    quantized = torch.round(scale_flow(flows, recipe))
-    flow = _round_u8(resize_bilinear(quantized.permute(0, 3, 1, 2), size, size))
-    return rgb, flow
+    frames = [torch.from_numpy(np.ascontiguousarray(f)).to(device) for f in clips_bgr]  # (N, H, W, 3) uint8
+    greys = [bgr_to_grey(f) for f in frames]
+    moving = [g for g in greys if g.shape[0] > 1]
+    solved = (
+        tvl1_pairs(torch.cat([g[:-1] for g in moving]), torch.cat([g[1:] for g in moving]), max_pairs, fuse=fuse)
+        if moving
+        else None
+    )
+    out, at = [], 0
+    for f, grey in zip(frames, greys, strict=True):
+        n = f.shape[0]
+        if n == 1:
+            flows = torch.zeros((1, *grey.shape[1:], 2), device=f.device)
+        else:
+            flows = solved[at : at + n - 1]
+            at += n - 1
+            flows = torch.cat([flows, flows[-1:]])  # the last frame repeats the previous flow
+        rgb = _round_u8(resize_bilinear(f.permute(0, 3, 1, 2).float(), size, size))
+        quantized = torch.round(scale_flow(flows, recipe))
+        out.append((rgb, _round_u8(resize_bilinear(quantized.permute(0, 3, 1, 2), size, size))))
+    return out
 
 
 def _round_u8(x: torch.Tensor) -> torch.Tensor:

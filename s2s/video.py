@@ -137,8 +137,16 @@ def _resample(container, stream, limits: VideoLimits, recipe: Recipe, rate: floa
     fps = recipe.fps
     start = None
     frames: list[np.ndarray] = []
-    previous: np.ndarray | None = None
+    previous = None  # the last decoded frame, converted (once) only if a target time shows it
+    previous_image: np.ndarray | None = None
     last_time, rotation, index = 0.0, 0, 0
+
+    def shown(frame) -> np.ndarray:
+        nonlocal previous_image
+        if previous_image is None:
+            previous_image = _to_bgr(frame, rotation, recipe)
+        return previous_image
+
     try:
         for frame in container.decode(stream):
             t = frame.time if frame.time is not None else index / (rate or fps)
@@ -148,20 +156,21 @@ def _resample(container, stream, limits: VideoLimits, recipe: Recipe, rate: floa
             if t > limits.max_duration_s + 1e-3:
                 raise VideoError(f"video too long: frames beyond {limits.max_duration_s:g} s (limit)")
             _check_size(frame.width, frame.height, limits)
-            rotation = round(frame.rotation or 0) % 360
-            image = _to_bgr(frame, rotation, recipe)
             while previous is not None and len(frames) / fps < t - 1e-9:
-                frames.append(previous)
+                frames.append(shown(previous))
+            rotation = round(frame.rotation or 0) % 360
             if previous is None:
                 while len(frames) / fps < t - 1e-9:  # stream starts late: show its first frame
-                    frames.append(image)
-            previous, last_time = image, t
+                    frames.append(shown(frame))
+            else:
+                previous_image = None  # this frame's, once a target time shows it
+            previous, last_time = frame, t
             if stop is not None and len(frames) >= stop:
                 break
     except av.error.FFmpegError as exc:
         raise VideoError(f"corrupt video data after {len(frames)} frames: {_reason(exc)}") from None
     if previous is not None:
-        frames.append(previous)
+        frames.append(shown(previous))
     return frames, last_time, rotation
 
 

@@ -152,26 +152,33 @@ def window_noise(video: bytes, windows: int, z_dim: int, seed: int = 0) -> np.nd
     return np.random.default_rng([seed, digest]).standard_normal((windows, z_dim)).astype(np.float32)
 
 
-def preprocess(
+@dataclass
+class WindowPlan:
+    """What preprocess decides before any flow: the decoded frames these windows use and everything else
+    of their :class:`Windows`."""
+
+    frames: np.ndarray  #: uint8 (N, H, W, 3) BGR: the frames the windows use, and the next one for flow
+    rows: np.ndarray  #: (W, T) indices into ``frames``
+    fields: dict  #: the other fields of :class:`Windows`
+
+
+def plan_windows(
     video: bytes,
     options: PreprocessOptions,
     *,
     window_start: int = 0,
     window_count: int = 0,
-    flow_device: str | None = None,
     recipe: Recipe = REGNET,
-) -> Windows:
-    """Decode, resample, compute flow and cut into windows (raises VideoError on unusable input).
+) -> WindowPlan:
+    """Decode, resample and choose the frames of a range of windows (raises VideoError on unusable input).
 
     ``window_start`` / ``window_count`` (0: to the end) select a range of windows, so that a long video
     can be served window by window (progress, fairness between jobs); the pieces join to exactly what
     one request for the whole video returns: same frames, same flow at the seams, same noise.
-    ``flow_device`` (a torch device, e.g. "cuda:0"): compute TV-L1 and the network inputs there with
-    PyTorch (s2s.tvl1); ``rgb`` and ``flow`` are then torch tensors on that device.
     """
     if options.z_dim < 1:
         raise OptionError("preprocess needs z_dim, the generator's noise width (PreprocessOptions.z_dim)")
-    window_frames, flow_method = options.window_frames, options.flow_method
+    window_frames = options.window_frames
     if window_start < 0 or window_count < 0:
         raise VideoError(f"window_start and window_count must be >= 0, got {window_start} and {window_count}")
     need = (window_start + window_count) * window_frames + 1 if window_count else None
@@ -186,17 +193,6 @@ def preprocess(
     # video keep two, so the last frame repeats the previous flow exactly as for the whole video
     end = min(int(rows.max()) + 2, total)
     first = min(int(rows.min()), max(0, end - 2))
-    if flow_device is not None:
-        if flow_method != "tvl1":
-            raise OptionError(f"flow on a torch device is TV-L1 only, not {flow_method!r}")
-        import torch
-
-        from s2s.flow import network_inputs_torch
-
-        rgb, flow = network_inputs_torch(decoded.frames[first:end], flow_device, recipe)
-        rows = torch.from_numpy(rows).to(rgb.device)
-    else:
-        rgb, flow = network_inputs(decoded.frames[first:end], flow_method, recipe)
     window_s = window_frames / recipe.fps
     n = rows.shape[0]
     start_s, end_s = window_start * window_s, min((window_start + n) * window_s, decoded.duration_s)
@@ -205,11 +201,53 @@ def preprocess(
     mel_per_window = recipe.mel_frames(window_frames)
     mel_frames = math.ceil(end_s * mel_per_window / window_s - 1e-6) - window_start * mel_per_window
     z = window_noise(bytes(video), windows, options.z_dim, options.seed)[window_start : window_start + n]
-    return Windows(
-        rgb=rgb[rows - first], flow=flow[rows - first], z=z, duration_s=end_s - start_s, num_frames=total,
-        total_windows=windows, window_start=window_start, spans=spans.astype(np.int32),
-        samples=max(1, at(end_s) - at(start_s)), mel_frames=max(1, mel_frames),
+    fields = dict(
+        z=z, duration_s=end_s - start_s, num_frames=total, total_windows=windows, window_start=window_start,
+        spans=spans.astype(np.int32), samples=max(1, at(end_s) - at(start_s)), mel_frames=max(1, mel_frames),
     )  # fmt: skip
+    return WindowPlan(decoded.frames[first:end], rows - first, fields)
+
+
+def preprocess(
+    video: bytes,
+    options: PreprocessOptions,
+    *,
+    window_start: int = 0,
+    window_count: int = 0,
+    flow_device: str | None = None,
+    recipe: Recipe = REGNET,
+) -> Windows:
+    """Decode, resample, compute flow and cut into windows (raises VideoError on unusable input).
+
+    The windows are :func:`plan_windows`'s (``window_start``, ``window_count``). ``flow_device`` (a torch
+    device, e.g. "cuda:0"): compute TV-L1 and the network inputs there with PyTorch (s2s.tvl1); ``rgb``
+    and ``flow`` are then torch tensors on that device.
+    """
+    plan = plan_windows(video, options, window_start=window_start, window_count=window_count, recipe=recipe)
+    if flow_device is not None:
+        (windows,) = windows_on_device([plan], options, flow_device, recipe)
+        return windows
+    rgb, flow = network_inputs(plan.frames, options.flow_method, recipe)
+    return Windows(rgb=rgb[plan.rows], flow=flow[plan.rows], **plan.fields)
+
+
+def windows_on_device(
+    plans: list[WindowPlan], options: PreprocessOptions, device: str, recipe: Recipe = REGNET
+) -> list[Windows]:
+    """The windows of several plans with TV-L1 on a torch ``device``, the frame pairs of all of them
+    solved at once (s2s.flow.network_inputs_torch_many); rgb and flow stay on the device."""
+    if options.flow_method != "tvl1":
+        raise OptionError(f"flow on a torch device is TV-L1 only, not {options.flow_method!r}")
+    import torch
+
+    from s2s.flow import network_inputs_torch_many
+
+    inputs = network_inputs_torch_many([p.frames for p in plans], device, recipe)
+    out = []
+    for plan, (rgb, flow) in zip(plans, inputs, strict=True):
+        rows = torch.from_numpy(plan.rows).to(rgb.device)
+        out.append(Windows(rgb=rgb[rows], flow=flow[rows], **plan.fields))
+    return out
 
 
 def postprocess(

@@ -289,6 +289,8 @@ def test_export_source_runs_the_real_export_cli_on_the_gpu_with_a_cache(rendered
     assert mounts(triton)["/models"]["readOnly"] is True
     cache = volumes(dep)["trt-cache"]["persistentVolumeClaim"]["claimName"]
     assert mounts(triton)["/trt-cache"]["name"] == "trt-cache", "the TensorRT accelerator writes engines at load"
+    env = {e["name"]: e.get("value") for e in triton["env"]}
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == "/trt-cache/torchinductor", "TV-L1's compiled kernels are kept too"
     claim = rendered["default"][("PersistentVolumeClaim", cache)]
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
@@ -310,6 +312,8 @@ def test_export_source_runs_the_real_export_cli_on_the_gpu_with_a_cache(rendered
     args = build_parser().parse_args(["export", *container(dep, "export", init=True)["args"]])
     assert args.trt_cache is None and not from_flags(ServingOptions, args).trt_accelerator
     assert "trt-cache" not in volumes(dep)
+    env = {e["name"]: e.get("value") for e in container(dep, "triton")["env"]}
+    assert env["TORCHINDUCTOR_CACHE_DIR"].startswith("/tmp/"), "the writable emptyDir without a cache volume"
 
 
 def test_triton_admin_apis_need_the_key_from_a_secret(rendered):

@@ -1,5 +1,5 @@
 """TV-L1 in PyTorch (s2s.tvl1) against OpenCV's DualTVL1 and against known motion, on CPU (small frames
-to keep the suite fast; the same code runs on CUDA, see the gpu-marked test)."""
+to keep the suite fast; the same code runs on CUDA: tests/test_gpu.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+import s2s.tvl1 as tv
 from s2s.constants import REGNET
 from s2s.export.specs import ExportOptions, build_exports
 from s2s.flow import network_inputs, network_inputs_torch
 from s2s.synth import make_clip, make_video
-from s2s.tvl1 import TVL1Params, _median, _remap_cubic, bgr_to_grey, resize_bilinear, tvl1
-from s2s.windowing import PreprocessOptions, preprocess
+from s2s.tvl1 import TVL1Params, _median, _median_network, _remap_cubic, bgr_to_grey, resize_bilinear, tvl1
+from s2s.windowing import PreprocessOptions, plan_windows, preprocess, windows_on_device
 
 H, W = 96, 128
 MARGIN = 10  # ground truth is only meaningful away from the borders (content enters and leaves there)
@@ -54,11 +55,12 @@ def known_motion():
     i1 = np.stack([shifted(textured(k), dx, dy) for k, (dx, dy) in enumerate(shifts)])
     truth = np.stack([np.broadcast_to(np.float32(s), (H, W, 2)) for s in shifts])
     ours = tvl1(torch.from_numpy(i0), torch.from_numpy(i1)).numpy()
-    return i0, i1, truth, opencv_tvl1(i0, i1), ours
+    return i0, i1, truth, ours
 
 
 def test_known_motion_is_recovered_like_opencv(known_motion):
-    i0, _, truth, ref, ours = known_motion
+    i0, i1, truth, ours = known_motion
+    ref = opencv_tvl1(i0, i1)
     assert ours.shape == ref.shape == (len(i0), H, W, 2) and ours.dtype == np.float32
     errors = {"opencv": epe(ref, truth), "torch": epe(ours, truth), "torch_vs_opencv": epe(ours, ref)}
     print(f"mean end-point error (px): {errors}")
@@ -84,7 +86,7 @@ def test_natural_looking_frames_match_opencv():
 
 def test_pairs_of_a_batch_are_solved_as_if_alone(known_motion):
     """A pair that converges early is frozen while its batch-mates iterate on."""
-    i0, i1, _, _, batched = known_motion
+    i0, i1, _, batched = known_motion
     for k in (0, 2):
         alone = tvl1(torch.from_numpy(i0[k : k + 1]), torch.from_numpy(i1[k : k + 1])).numpy()[0]
         np.testing.assert_allclose(batched[k], alone, atol=1e-4)
@@ -100,8 +102,9 @@ def test_building_blocks_match_opencv():
     np.testing.assert_allclose(ours, down, atol=1e-3)
     up = cv2.resize(down, (80, 64))
     np.testing.assert_allclose(resize_bilinear(torch.from_numpy(down)[None], 64, 80)[0].numpy(), up, atol=1e-3)
-    # median 5x5 with replicated borders: exact
+    # median 5x5 with replicated borders: exact, both ways (sorting, and the selection network)
     np.testing.assert_array_equal(_median(t, 5)[0].numpy(), cv2.medianBlur(image, 5))
+    np.testing.assert_array_equal(_median_network(t, 5)[0].numpy(), cv2.medianBlur(image, 5))
     # bicubic warp with a constant-zero border, positions on OpenCV's 1/32 px grid
     map_x = (np.arange(80, dtype=np.float32)[None] + rng.uniform(-3, 3, (64, 80))).astype(np.float32)
     map_y = (np.arange(64, dtype=np.float32)[:, None] + rng.uniform(-3, 3, (64, 80))).astype(np.float32)
@@ -161,11 +164,41 @@ def test_parameters_are_opencvs_defaults():
     assert solver.getGamma() == 0 and not solver.getUseInitialFlow()
 
 
-@pytest.mark.gpu
-def test_cuda_matches_cpu(known_motion):
-    """GPU only: the same solver on CUDA gives the CPU result to float rounding."""
-    i0, i1, truth, _, ours = known_motion
-    cuda = tvl1(torch.from_numpy(i0).cuda(), torch.from_numpy(i1).cuda()).cpu().numpy()
-    assert epe(cuda, ours) < 0.01 and epe(cuda, truth) < 0.15
-    rgb, flow = network_inputs_torch(make_clip(0, 0.5, kinds=("bounce", "strike")).frames[:3], "cuda")
-    assert rgb.is_cuda and flow.is_cuda
+def test_median_network_is_a_median():
+    """The selection network (Batcher's sort pruned to the middle output) on ties, runs and random values."""
+    rng = np.random.default_rng(3)
+    for k in (3, 5):
+        program, _ = tv._median_program(k * k)
+        assert len(program) < 2 * k * k * k  # pruned: far fewer than a full sort's comparisons
+        for u in (rng.integers(0, 3, (2, 9, 11)), rng.normal(size=(2, 13, 8)), np.arange(60).reshape(1, 6, 10)):
+            t = torch.from_numpy(u.astype(np.float32))
+            np.testing.assert_array_equal(_median_network(t, k).numpy(), _median(t, k).numpy())
+
+
+def test_fused_solver_gives_the_eager_result(known_motion):
+    """The compiled inner iteration and median step (what CUDA runs by default) compute what the eager
+    ones compute, here on the CPU; a pair that converges is still frozen, and the loop looks at convergence
+    every CHECK_EVERY iterations without changing the result."""
+    i0, i1, _, eager = known_motion
+    assert tv.compile_ahead("cpu", H, W) == {}  # what a GPU preprocess instance does while loading
+    assert set(tv._FUSED) == {"step", "median"}
+    stats: dict = {}
+    fused = tvl1(torch.from_numpy(i0), torch.from_numpy(i1), fuse=True, stats=stats).numpy()
+    assert {name: f.failure for name, f in tv._FUSED.items()} == {"step": None, "median": None}
+    np.testing.assert_allclose(fused, eager, atol=1e-4)
+    levels = stats["inner_iterations"]
+    assert len(levels) == TVL1Params().nscales and levels[-1]["size"] == [H, W]
+    assert all(0 < level["iterations"] <= 5 * 10 * 30 for level in levels)
+
+
+def test_clips_solved_together_get_what_each_gets_alone():
+    """windows_on_device: the frame pairs of several clips in one batch, each clip's windows as if alone."""
+    small = dataclasses.replace(REGNET, flow_width=170, flow_height=128)  # keeps the CPU run short
+    options = PreprocessOptions(window_frames=3, flow_method="tvl1", z_dim=8)
+    plans = [plan_windows(make_video(duration_s=d, seed=s), options, recipe=small) for d, s in ((0.2, 1), (0.3, 2))]
+    together = windows_on_device(plans, options, "cpu", small)
+    for plan, both in zip(plans, together, strict=True):
+        (alone,) = windows_on_device([plan], options, "cpu", small)
+        assert torch.equal(both.rgb, alone.rgb)
+        assert (both.flow.int() - alone.flow.int()).abs().max() <= 1  # float rounding at a quantisation edge
+        np.testing.assert_array_equal(both.z, alone.z)

@@ -19,6 +19,7 @@ try:  # only importable inside a Triton Python-backend stub
 except ImportError:  # pragma: no cover - exercised outside the server
     pb_utils = None
 
+from s2s.constants import REGNET
 from s2s.errors import OptionError
 from s2s.video import VideoError
 from s2s.windowing import PreprocessOptions, postprocess, preprocess
@@ -67,6 +68,16 @@ class PreprocessModel:
             self.flow_device = f"cuda:{args.get('model_instance_device_id', '0')}"
         self.logger = pb_utils.Logger
         self.logger.log_info(f"preprocess: {self.options}, flow on {self.flow_device or 'CPU (OpenCV)'}")
+        if self.flow_device is not None:  # compile TV-L1's fused kernels while loading, not in the first request
+            from s2s.tvl1 import compile_ahead
+
+            start = time.perf_counter()
+            failures = compile_ahead(self.flow_device, REGNET.flow_height, REGNET.flow_width)
+            self.logger.log_info(
+                f"preprocess: TV-L1 kernels compiled in {time.perf_counter() - start:.1f} s"
+                if not failures
+                else f"preprocess: TV-L1 runs unfused (slower): {failures}"
+            )
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
