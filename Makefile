@@ -6,8 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.s2s-installed
 # Debian packages: libb64-0d for perf_analyzer (benchmarks and their tests); chromium and its driver
-# for the web page's browser test; postgresql for the tests of the gateways' shared job store
-DEB_PACKAGES := libb64-0d chromium chromium-driver postgresql
+# for the web page's browser test; postgresql for the tests of the gateways' shared job store;
+# prometheus (and promtool) for the tests of the chart's recording rules and alerts
+DEB_PACKAGES := libb64-0d chromium chromium-driver postgresql prometheus
 
 .PHONY: setup demo test lint format audit clean
 
@@ -28,6 +29,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[embedded,models,bench,gateway,dev]"
+	# perf_analyzer (tritonclient's wheel) links libcudart.so.12: point it at the CUDA runtime wheel's copy
+	$(BIN)/python -c 'from s2s.bench.perf import link_cuda_runtime; link_cuda_runtime()'
 	touch $@
 
 # The main job: export the networks into model_repository/ (seeded weights unless checkpoints are

