@@ -47,7 +47,7 @@ CRDS = {
     ("monitoring.coreos.com/v1", "PodMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
-MONITORING = {"scrape": {"enabled": True}, "prometheusRule": {"enabled": True}}
+MONITORING = {"scrape": {"enabled": True}, "prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}}
 
 #: value sets covering each model-repository source, autoscaling and monitoring on/off, gateway options
 VALUE_SETS = {
@@ -881,8 +881,38 @@ def test_prometheus_records_the_autoscaling_metrics_from_a_live_triton_and_gatew
         assert max(waiting_seen) >= 1, "six jobs at once: some waited in the gateways' queue"
         assert float(waiting["value"][1]) == 0, "all done: nothing waits"
         assert not query('ALERTS{alertstate="firing"}'), "no alert fires on a healthy stack"
+        # the Grafana dashboard: every panel's every query returns data from this stack
+        empty = [(title, expr) for title, exprs in _dashboard_queries(NAMESPACE).items() for expr in exprs
+                 if not query(expr)]  # fmt: skip
+        assert not empty, empty
     finally:
         prometheus.terminate()
         prometheus.wait(timeout=30)
         gateway.stop()
         serve.stop()
+
+
+DASHBOARD = CHART / "dashboards" / "s2s.json"
+
+
+def _dashboard_queries(namespace: str) -> dict[str, list[str]]:
+    """Every panel's PromQL, by panel title, with the dashboard's namespace variable set."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return {p["title"]: [t["expr"].replace("$namespace", namespace) for t in p["targets"]] for p in dashboard["panels"]}
+
+
+def test_grafana_dashboard_is_provisioned_for_the_sidecar_behind_its_toggle(rendered):
+    objects = rendered["autoscaling-queue-ratio"]
+    [config_map] = [o for k, o in objects.items() if k[0] == "ConfigMap" and k[1].endswith("-dashboard")]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(config_map["data"]["s2s.json"]) == json.loads(DASHBOARD.read_text())
+    assert not [k for k in rendered["default"] if k[0] == "ConfigMap" and k[1].endswith("-dashboard")], "off by default"
+    titles = " | ".join(_dashboard_queries(NAMESPACE)).lower()
+    wanted_panels = ("clips per second", "windows per second", "latency", "queue vs compute", "preprocess", "errors")
+    for wanted in (*wanted_panels, "gateway jobs"):
+        assert wanted in titles, wanted
+    objects = render({"monitoring": {**MONITORING, "grafanaDashboard": {"enabled": True, "folder": "Media"}}})
+    config_map = next(o for k, o in objects.items() if k[0] == "ConfigMap" and k[1].endswith("-dashboard"))
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "Media"}
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmRenderError, match="grafanaDashboard"):
+        chart.render(values={"monitoring": {"grafanaDashboard": {"enabled": True}}}, name=RELEASE, namespace=NAMESPACE)

@@ -103,6 +103,10 @@ namespace="{{ .Release.Namespace }}", pod=~"{{ include "s2s.component" (dict "ro
 {{- if and .Values.autoscaling.enabled (not .Values.monitoring.scrape.enabled) -}}
 {{- fail "autoscaling.enabled needs monitoring.scrape.enabled: the recording rules read Triton's scraped metrics" -}}
 {{- end -}}
+{{- $dash := .Values.monitoring.grafanaDashboard -}}
+{{- if and $dash.enabled (not (and .Values.monitoring.scrape.enabled .Values.monitoring.prometheusRule.enabled)) -}}
+{{- fail "monitoring.grafanaDashboard.enabled needs monitoring.scrape.enabled and monitoring.prometheusRule.enabled: its panels read the scraped metrics and the recorded series" -}}
+{{- end -}}
 {{- if lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas) -}}
 {{- fail "autoscaling.maxReplicas is smaller than autoscaling.minReplicas" -}}
 {{- end -}}
