@@ -41,7 +41,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="torch devices; cuda is skipped without one (default: cpu,cuda)",
     )  # fmt: skip
     f.add_argument("--repeats", type=int, default=3, help="timed runs (default: %(default)s)")
-    f.add_argument("--max-pairs", type=int, default=64, help="pairs solved at once (default: %(default)s)")
+    f.add_argument("--max-pairs", type=int, default=256, help="pairs solved at once (default: %(default)s)")
     f.set_defaults(func=run_flow)
 
     e = kinds.add_parser(

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 PAIRS_PER_WINDOW = REGNET.frames_per_window - 1
 
 
-def run(frames: int = 16, devices: tuple[str, ...] = ("cpu",), repeats: int = 3, max_pairs: int = 64) -> dict:
+def run(frames: int = 16, devices: tuple[str, ...] = ("cpu",), repeats: int = 3, max_pairs: int = 256) -> dict:
     size = (REGNET.flow_width, REGNET.flow_height)
     bgr = make_clip(1, frames / REGNET.fps, kinds=("bounce", "strike")).frames[:frames]
     grey = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in bgr])

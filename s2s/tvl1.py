@@ -17,6 +17,11 @@ features were computed with, so the TSN flow encoder sees the same kind of input
 Every frame pair of a batch runs the same steps; a pair that has converged in a warping is frozen (its
 values no longer change) until the next warping, exactly as if it had been solved alone. Results
 differ from OpenCV's only by float rounding (summation order, interpolation tables).
+
+On CUDA (or with ``fuse=True``) the inner iteration and the median step run as kernels compiled by
+TorchInductor (the median as a min/max selection network), and the host looks at convergence every
+:data:`CHECK_EVERY` iterations: the same values, about 7x faster per window on an H100 than the eager
+operations (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -242,10 +247,11 @@ def _kernels(device: torch.device, fuse: bool | None):
 
 
 def compile_ahead(device: str | torch.device, height: int = 256, width: int = 340) -> dict[str, str]:
-    """Compile the fused kernels for ``device`` now rather than in the first request (seconds to a minute,
-    once per process: dynamic shapes serve every later size). The compiler tunes its kernels for the sizes
-    it first sees, so this solves two pairs of the frames to come (RegNet's 340x256 by default). Returns
-    what could not be compiled (empty when all was), as the solver would: the eager functions stand in."""
+    """Compile the fused kernels for ``device`` now rather than in the first request (20 s to over two
+    minutes on a cold cache, once per process: dynamic shapes serve every later size). The compiler tunes
+    its kernels for the sizes it first sees, so this solves two pairs of the frames to come (RegNet's
+    340x256 by default). Returns what could not be compiled (empty when all was), as the solver would:
+    the eager functions stand in."""
     # two pairs, not one: the compiler would take a size of 1 for a constant; the pyramid's sizes all
     # differ from each other, or it would assume them equal ever after
     ramp = torch.linspace(0, 255, height * width, device=device).reshape(1, height, width)
