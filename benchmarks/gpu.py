@@ -42,7 +42,7 @@ from s2s.bench.measure import machine, timed, write_report
 from s2s.constants import REGNET
 from s2s.export.specs import ExportOptions, build_exports
 from s2s.repository import MODEL_NAMES
-from s2s.windowing import PreprocessOptions, plan_windows, postprocess, windows_on_device
+from s2s.windowing import PreprocessOptions, decode_windows, postprocess, windows_on_device
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +225,9 @@ class GpuChain:
             wav = m["vocoder"](mel)
         return wav.float().cpu().numpy(), mel.float().cpu().numpy()
 
-    def run(self, plans: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    def run(self, decoded: list) -> list[tuple[np.ndarray, np.ndarray]]:
         """Windows of several decoded clips through flow and the networks at once; joined per clip."""
-        windows = windows_on_device(plans, self.options, self.device)
+        windows = windows_on_device(decoded, self.options, self.device)
         rgb = torch.cat([w.rgb for w in windows])
         flow = torch.cat([w.flow for w in windows])
         wav, mel = self.networks(rgb, flow, np.concatenate([w.z for w in windows]))
@@ -238,8 +238,8 @@ class GpuChain:
             at += k
         return out
 
-    def plan(self, video: bytes):
-        return plan_windows(video, self.options)
+    def decode(self, video: bytes):
+        return decode_windows(video, self.options)
 
 
 def end_to_end_section(device: str, repeats: int, in_flight: tuple[int, ...], clips: int, frames: int) -> dict:
@@ -253,11 +253,11 @@ def end_to_end_section(device: str, repeats: int, in_flight: tuple[int, ...], cl
     # against the all-CPU chain
     short_s = round(min(2.0, 0.6 * window_s), 2)
     short = make_video(duration_s=short_s, fps=30.0, width=640, height=360, seed=5)
-    plan = chain.plan(short)
+    decoded = chain.decode(short)
     chain.precision_name = "fp32"
-    (gpu32,) = chain.run([plan])
+    (gpu32,) = chain.run([decoded])
     chain.precision_name = SERVING_PRECISION
-    (gpu16,) = chain.run([plan])
+    (gpu16,) = chain.run([decoded])
     cpu = CpuChain(chain)(short)
     out["parity"] = {
         "clip_s": short_s, "wav_rel_err_fp32": rel_err(gpu32[0], cpu[0]), "mel_rel_err_fp32": rel_err(gpu32[1], cpu[1]),
@@ -272,9 +272,9 @@ def end_to_end_section(device: str, repeats: int, in_flight: tuple[int, ...], cl
     totals = []
     for i in range(repeats + 1):
         t0 = time.perf_counter()
-        plan = chain.plan(video)
+        decoded = chain.decode(video)
         t1 = time.perf_counter()
-        (w,) = windows_on_device([plan], chain.options, device)
+        (w,) = windows_on_device([decoded], chain.options, device)
         sync(device)
         t2 = time.perf_counter()
         wav, mel = chain.networks(w.rgb, w.flow, w.z)
@@ -298,12 +298,12 @@ def end_to_end_section(device: str, repeats: int, in_flight: tuple[int, ...], cl
     workers = max(1, (os.cpu_count() or 2) - 2)  # a core each for this process's GPU work and the system
     out["decode_processes"] = workers
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        list(pool.map(plan_windows, distinct[:workers], [chain.options] * workers))  # start every process
+        list(pool.map(decode_windows, distinct[:workers], [chain.options] * workers))  # start every process
         for batch in in_flight:
-            chain.run([chain.plan(v) for v in videos[:batch]])  # warm-up at this size
+            chain.run([chain.decode(v) for v in videos[:batch]])  # warm-up at this size
             sync(device)
             start = time.perf_counter()
-            pending = [pool.submit(plan_windows, v, chain.options) for v in videos]
+            pending = [pool.submit(decode_windows, v, chain.options) for v in videos]
             done = 0
             for k in range(0, len(pending), batch):
                 done += len(chain.run([f.result() for f in pending[k : k + batch]]))
@@ -314,10 +314,10 @@ def end_to_end_section(device: str, repeats: int, in_flight: tuple[int, ...], cl
             log.info("%d in flight: %.2f clips/s", batch, done / wall)
         # the two halves alone: decoding only (the pool), and the GPU only (clips decoded beforehand)
         start = time.perf_counter()
-        plans = list(pool.map(plan_windows, videos, [chain.options] * len(videos)))
+        decoded = list(pool.map(decode_windows, videos, [chain.options] * len(videos)))
         out["decode_only_clips_per_s"] = len(videos) / (time.perf_counter() - start)
     batch = max(in_flight)
-    timing, _ = timed_on(device, lambda: chain.run(plans[:batch]), repeats)
+    timing, _ = timed_on(device, lambda: chain.run(decoded[:batch]), repeats)
     out["gpu_only"] = {"clips_in_flight": batch, **timing, "clips_per_s": batch / timing["median_s"]}
     return out
 
@@ -330,8 +330,8 @@ class CpuChain:
         self.modules = {name: e.module.eval() for name, e in exports().items()}
 
     def __call__(self, video: bytes) -> tuple[np.ndarray, np.ndarray]:
-        plan = plan_windows(video, self.options)
-        (w,) = windows_on_device([plan], self.options, "cpu")
+        decoded = decode_windows(video, self.options)
+        (w,) = windows_on_device([decoded], self.options, "cpu")
         m = self.modules
         with torch.inference_mode():
             mel = m["generator"](m["tsn_rgb"](w.rgb), m["tsn_flow"](w.flow), torch.from_numpy(w.z))

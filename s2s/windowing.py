@@ -153,7 +153,7 @@ def window_noise(video: bytes, windows: int, z_dim: int, seed: int = 0) -> np.nd
 
 
 @dataclass
-class WindowPlan:
+class WindowFrames:
     """What preprocess decides before any flow: the decoded frames these windows use and everything else
     of their :class:`Windows`."""
 
@@ -162,14 +162,14 @@ class WindowPlan:
     fields: dict  #: the other fields of :class:`Windows`
 
 
-def plan_windows(
+def decode_windows(
     video: bytes,
     options: PreprocessOptions,
     *,
     window_start: int = 0,
     window_count: int = 0,
     recipe: Recipe = REGNET,
-) -> WindowPlan:
+) -> WindowFrames:
     """Decode, resample and choose the frames of a range of windows (raises VideoError on unusable input).
 
     ``window_start`` / ``window_count`` (0: to the end) select a range of windows, so that a long video
@@ -205,7 +205,7 @@ def plan_windows(
         z=z, duration_s=end_s - start_s, num_frames=total, total_windows=windows, window_start=window_start,
         spans=spans.astype(np.int32), samples=max(1, at(end_s) - at(start_s)), mel_frames=max(1, mel_frames),
     )  # fmt: skip
-    return WindowPlan(decoded.frames[first:end], rows - first, fields)
+    return WindowFrames(decoded.frames[first:end], rows - first, fields)
 
 
 def preprocess(
@@ -219,34 +219,34 @@ def preprocess(
 ) -> Windows:
     """Decode, resample, compute flow and cut into windows (raises VideoError on unusable input).
 
-    The windows are :func:`plan_windows`'s (``window_start``, ``window_count``). ``flow_device`` (a torch
+    The windows are :func:`decode_windows`'s (``window_start``, ``window_count``). ``flow_device`` (a torch
     device, e.g. "cuda:0"): compute TV-L1 and the network inputs there with PyTorch (s2s.tvl1); ``rgb``
     and ``flow`` are then torch tensors on that device.
     """
-    plan = plan_windows(video, options, window_start=window_start, window_count=window_count, recipe=recipe)
+    decoded = decode_windows(video, options, window_start=window_start, window_count=window_count, recipe=recipe)
     if flow_device is not None:
-        (windows,) = windows_on_device([plan], options, flow_device, recipe)
+        (windows,) = windows_on_device([decoded], options, flow_device, recipe)
         return windows
-    rgb, flow = network_inputs(plan.frames, options.flow_method, recipe)
-    return Windows(rgb=rgb[plan.rows], flow=flow[plan.rows], **plan.fields)
+    rgb, flow = network_inputs(decoded.frames, options.flow_method, recipe)
+    return Windows(rgb=rgb[decoded.rows], flow=flow[decoded.rows], **decoded.fields)
 
 
 def windows_on_device(
-    plans: list[WindowPlan], options: PreprocessOptions, device: str, recipe: Recipe = REGNET
+    clips: list[WindowFrames], options: PreprocessOptions, device: str, recipe: Recipe = REGNET
 ) -> list[Windows]:
-    """The windows of several plans with TV-L1 on a torch ``device``, the frame pairs of all of them
-    solved at once (s2s.flow.network_inputs_torch_many); rgb and flow stay on the device."""
+    """The windows of several decoded clips with TV-L1 on a torch ``device``, the frame pairs of all of
+    them solved at once (s2s.flow.network_inputs_torch_many); rgb and flow stay on the device."""
     if options.flow_method != "tvl1":
         raise OptionError(f"flow on a torch device is TV-L1 only, not {options.flow_method!r}")
     import torch
 
     from s2s.flow import network_inputs_torch_many
 
-    inputs = network_inputs_torch_many([p.frames for p in plans], device, recipe)
+    inputs = network_inputs_torch_many([c.frames for c in clips], device, recipe)
     out = []
-    for plan, (rgb, flow) in zip(plans, inputs, strict=True):
-        rows = torch.from_numpy(plan.rows).to(rgb.device)
-        out.append(Windows(rgb=rgb[rows], flow=flow[rows], **plan.fields))
+    for clip, (rgb, flow) in zip(clips, inputs, strict=True):
+        rows = torch.from_numpy(clip.rows).to(rgb.device)
+        out.append(Windows(rgb=rgb[rows], flow=flow[rows], **clip.fields))
     return out
 
 

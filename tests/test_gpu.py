@@ -15,7 +15,7 @@ import s2s.tvl1 as tv
 from s2s.export.specs import ExportOptions, build_exports
 from s2s.repository import MODEL_NAMES
 from s2s.synth import make_video
-from s2s.windowing import PreprocessOptions, plan_windows, preprocess, windows_on_device
+from s2s.windowing import PreprocessOptions, decode_windows, preprocess, windows_on_device
 from tests.test_tvl1 import epe, known_motion  # noqa: F401 (known_motion: a fixture)
 
 pytestmark = pytest.mark.gpu
@@ -42,8 +42,8 @@ def test_windows_on_cuda_match_the_cpu():
     assert (gpu.rgb.cpu().int() - cpu.rgb.int()).abs().max() <= 1
     assert (gpu.flow.cpu().float() - cpu.flow.float()).abs().mean() < 0.5
     np.testing.assert_array_equal(gpu.z, cpu.z)
-    other = plan_windows(make_video(duration_s=0.3, seed=6), options)
-    together = windows_on_device([plan_windows(video, options), other], options, "cuda")
+    other = decode_windows(make_video(duration_s=0.3, seed=6), options)
+    together = windows_on_device([decode_windows(video, options), other], options, "cuda")
     assert (together[0].flow.int() - gpu.flow.int()).abs().max() <= 1
 
 

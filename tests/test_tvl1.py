@@ -16,7 +16,7 @@ from s2s.export.specs import ExportOptions, build_exports
 from s2s.flow import network_inputs, network_inputs_torch
 from s2s.synth import make_clip, make_video
 from s2s.tvl1 import TVL1Params, _median, _median_network, _remap_cubic, bgr_to_grey, resize_bilinear, tvl1
-from s2s.windowing import PreprocessOptions, plan_windows, preprocess, windows_on_device
+from s2s.windowing import PreprocessOptions, decode_windows, preprocess, windows_on_device
 
 H, W = 96, 128
 MARGIN = 10  # ground truth is only meaningful away from the borders (content enters and leaves there)
@@ -195,10 +195,10 @@ def test_clips_solved_together_get_what_each_gets_alone():
     """windows_on_device: the frame pairs of several clips in one batch, each clip's windows as if alone."""
     small = dataclasses.replace(REGNET, flow_width=170, flow_height=128)  # keeps the CPU run short
     options = PreprocessOptions(window_frames=3, flow_method="tvl1", z_dim=8)
-    plans = [plan_windows(make_video(duration_s=d, seed=s), options, recipe=small) for d, s in ((0.2, 1), (0.3, 2))]
-    together = windows_on_device(plans, options, "cpu", small)
-    for plan, both in zip(plans, together, strict=True):
-        (alone,) = windows_on_device([plan], options, "cpu", small)
+    clips = [decode_windows(make_video(duration_s=d, seed=s), options, recipe=small) for d, s in ((0.2, 1), (0.3, 2))]
+    together = windows_on_device(clips, options, "cpu", small)
+    for clip, both in zip(clips, together, strict=True):
+        (alone,) = windows_on_device([clip], options, "cpu", small)
         assert torch.equal(both.rgb, alone.rgb)
         assert (both.flow.int() - alone.flow.int()).abs().max() <= 1  # float rounding at a quantisation edge
         np.testing.assert_array_equal(both.z, alone.z)
