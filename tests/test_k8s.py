@@ -746,17 +746,6 @@ def test_promtool_checks_and_unit_tests_the_rules_on_series_from_a_real_triton(t
         "import triton_python_backend_utils as pb_utils\n\n\nclass TritonPythonModel:\n"
         "    def execute(self, requests):\n        raise pb_utils.TritonModelException('refused')\n"
     )
-    serve = Serve(repo, tmp_path).start().wait_ready()
-    try:
-        before = _scraped(f"http://127.0.0.1:{serve.ports[2]}/metrics")
-        with httpclient.InferenceServerClient(serve.http_url) as client:
-            x = httpclient.InferInput("x", [4], "FP32")
-            x.set_data_from_numpy(np.ones(4, np.float32))
-            with pytest.raises(Exception, match="refused"):
-                client.infer("failing", [x])
-        after = _scraped(f"http://127.0.0.1:{serve.ports[2]}/metrics")
-    finally:
-        serve.stop()
     pod = {"namespace": NAMESPACE, "pod": f"{RELEASE}-s2s-triton-7d9f8c6b5-x4k2p"}  # what the pod matcher takes
 
     def series(text: str, name: str) -> dict[str, float]:
@@ -767,6 +756,27 @@ def test_promtool_checks_and_unit_tests_the_rules_on_series_from_a_real_triton(t
                     labels = {**s.labels, **pod}
                     out["{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"] = s.value
         return out
+
+    serve = Serve(repo, tmp_path).start().wait_ready()
+    try:
+        metrics_url = f"http://127.0.0.1:{serve.ports[2]}/metrics"
+        before = _scraped(metrics_url)
+        with httpclient.InferenceServerClient(serve.http_url) as client:
+            x = httpclient.InferInput("x", [4], "FP32")
+            x.set_data_from_numpy(np.ones(4, np.float32))
+            with pytest.raises(Exception, match="refused"):
+                client.infer("failing", [x])
+        # Triton refreshes its metrics every 2 s (--metrics-interval-ms): read until the failure shows, or 15 s
+        deadline = time.monotonic() + 15
+        while True:
+            after = _scraped(metrics_url)
+            if series(after, "nv_inference_request_failure") != series(before, "nv_inference_request_failure"):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        serve.stop()
 
     failed_before = series(before, "nv_inference_request_failure")
     moved = {k: v for k, v in series(after, "nv_inference_request_failure").items() if v > failed_before.get(k, 0)}
