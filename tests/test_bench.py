@@ -136,7 +136,7 @@ def test_perf_analyzer_by_hand_as_documented(small_repository, tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     with open(tmp_path / "perf-results.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [int(r["Concurrency"]) for r in rows] == [1, 2]
+    assert sorted(int(r["Concurrency"]) for r in rows) == [1, 2]  # perf_analyzer orders rows its own way
     assert all(float(r["Inferences/Second"]) > 0 and float(r["p99 latency"]) > 0 for r in rows)
 
 
