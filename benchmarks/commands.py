@@ -1,11 +1,13 @@
 """``s2s bench``: networks, flow, pipeline (end to end), gpu (the GPU path), burst (memory under load), balance
-(one vs two Triton servers behind the gateway) and perf (perf_analyzer); results under --output."""
+(one vs two Triton servers behind the gateway), perf (perf_analyzer) and analyze (Model Analyzer); results under
+--output."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from s2s.bench.analyze import AnalyzeOptions
 from s2s.bench.harness import HarnessOptions
 from s2s.flags import add_flags, comma_list, from_flags
 from s2s.repository import MODEL_NAMES, add_repository_flag
@@ -126,6 +128,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_flags(h, HarnessOptions)
     h.set_defaults(func=run_perf)
 
+    a = kinds.add_parser(
+        "analyze",
+        help="Triton Model Analyzer: search instance counts and batch sizes of the ensemble's models",
+        description="Run Triton Model Analyzer (quick search, local launch of the embedded server, CPU only) on the "
+        "`s2s` ensemble: instance counts of every composing model and max batch sizes of the networks, each "
+        "configuration measured with perf_analyzer on a generated clip. Writes Model Analyzer's config, logs and "
+        "reports, results.json and report.md (the best configuration against the committed defaults) under "
+        "--output/<UTC time>/.",
+    )
+    add_flags(a, AnalyzeOptions)
+    a.set_defaults(func=run_analyze)
+
 
 def run_networks(args: argparse.Namespace) -> int:
     from s2s.bench.networks import main
@@ -170,6 +184,15 @@ def run_perf(args: argparse.Namespace) -> int:
     from s2s.bench.harness import run
 
     out = run(from_flags(HarnessOptions, args))
+    print((out / "report.md").read_text())
+    print(f"results: {out}")
+    return 0
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    from s2s.bench.analyze import run
+
+    out = run(from_flags(AnalyzeOptions, args))
     print((out / "report.md").read_text())
     print(f"results: {out}")
     return 0

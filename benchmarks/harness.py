@@ -41,7 +41,7 @@ from s2s.errors import OptionError
 from s2s.export.triton_config import read_preprocess_options, relink_repository
 from s2s.flags import comma_list, flag
 from s2s.flow import FLOW_METHODS
-from s2s.repository import ENSEMBLE, MANIFEST, MODEL_NAMES, PREPROCESS, default_repository
+from s2s.repository import ENSEMBLE, MANIFEST, MODEL_NAMES, PREPROCESS, repository_field
 from s2s.runtime.server import ADMIN_APIS, ADMIN_KEY_ENV, admin_headers, read_admin_key
 from s2s.windowing import PreprocessOptions
 
@@ -55,10 +55,7 @@ PERF_ANALYZER_READS = ("model-config", "statistics")
 
 @dataclass
 class HarnessOptions:
-    repository: Path = flag(
-        name="--model-repository", help="exported model repository", default_factory=default_repository, type=Path,
-        shown="$S2S_MODEL_REPOSITORY or model_repository",
-    )  # fmt: skip
+    repository: Path = repository_field("exported model repository")
     output: Path = flag(Path("runs/bench"), "--output", "runs land in <output>/<UTC time>")
     scenarios: tuple[str, ...] = flag(
         ("online", "models"), "--scenarios", f"comma-separated, of {','.join(SCENARIOS)}", type=comma_list(str)
@@ -131,6 +128,23 @@ def model_shapes(name: str, window_frames: int, z_dim: int, clip_bytes: int) -> 
     }[name]
 
 
+#: the generated clip every perf_analyzer run of the ensemble sends (what `clip` in results.json describes)
+CLIP_SOURCE = "generated 640x360 30 fps H.264"
+
+
+def write_input_data(folder: Path, clip_seconds: float) -> bytes:
+    """perf_analyzer's input-data folder for the ensemble: one raw file per input, the optional ones too
+    (window_start 0, window_count 0: the whole video). Returns the generated clip's bytes."""
+    from s2s.synth import make_video
+
+    clip = make_video(duration_s=clip_seconds, fps=30.0, width=640, height=360, seed=1)
+    folder.mkdir(parents=True)
+    (folder / "video").write_bytes(clip)
+    for name in ("window_start", "window_count"):
+        (folder / name).write_bytes(np.zeros(1, dtype=np.int32).tobytes())
+    return clip
+
+
 # ------------------------------------------------------------------------------------------- run
 def run(options: HarnessOptions) -> Path:
     unknown = set(options.scenarios) - set(SCENARIOS)
@@ -149,14 +163,7 @@ def run(options: HarnessOptions) -> Path:
 def _run(options: HarnessOptions, version: str, out: Path) -> Path:
     raw = out / "perf_analyzer"
     raw.mkdir(parents=True, exist_ok=True)
-    from s2s.synth import make_video
-
-    clip = make_video(duration_s=options.clip_seconds, fps=30.0, width=640, height=360, seed=1)
-    (raw / "input").mkdir()
-    # perf_analyzer's input-data folder: one raw file per input, optional ones too (0, 0: the whole video)
-    (raw / "input" / "video").write_bytes(clip)
-    for name in ("window_start", "window_count"):
-        (raw / "input" / name).write_bytes(np.zeros(1, dtype=np.int32).tobytes())
+    clip = write_input_data(raw / "input", options.clip_seconds)
     results: list[PerfResult] = []
     with ExitStack() as stack:
         if options.url is None:
@@ -219,7 +226,7 @@ def _run(options: HarnessOptions, version: str, out: Path) -> Path:
         "perf_analyzer": version,
         "server": info.get("server", {}),
         "options": _jsonable({k: v for k, v in asdict(options).items() if k not in _SECRETS}),
-        "clip": {"seconds": options.clip_seconds, "bytes": len(clip), "source": "generated 640x360 30 fps H.264"},
+        "clip": {"seconds": options.clip_seconds, "bytes": len(clip), "source": CLIP_SOURCE},
         "window_frames": info["window_frames"],
         "weights": info.get("weights", "unknown"),
         "measurements": [r.as_dict() for r in results],

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from s2s.flags import flag
+
 #: The networks `s2s export` writes, in pipeline order.
 MODEL_NAMES = ("tsn_rgb", "tsn_flow", "generator", "vocoder")
 #: The Python-backend steps before and after the networks.
@@ -24,6 +26,15 @@ MANIFEST = "manifest.json"
 def default_repository() -> Path:
     """$S2S_MODEL_REPOSITORY, or ``model_repository`` in the current directory."""
     return Path(os.environ.get("S2S_MODEL_REPOSITORY", "model_repository"))
+
+
+def repository_field(help: str = "model repository folder"):
+    """``--model-repository DIR`` as a field of an options record (s2s.flags), defaulting to
+    :func:`default_repository` when the record is made."""
+    return flag(
+        name="--model-repository", help=help, default_factory=default_repository, type=Path,
+        shown="$S2S_MODEL_REPOSITORY or model_repository",
+    )  # fmt: skip
 
 
 def add_repository_flag(parser, help: str = "model repository folder") -> None:

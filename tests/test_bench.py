@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from s2s.bench import analyze
 from s2s.bench.harness import HarnessOptions, run
 from s2s.bench.perf import Measurement, PerfError, check_perf_analyzer
+from s2s.cli import main
+from s2s.errors import OptionError
 from s2s.runtime.selfcheck import write_affine_model
 from s2s.runtime.server import free_ports
 from s2s.synth import make_video
-from tests.conftest import ADMIN_KEY, Serve, export_small_repository
+from tests.conftest import ADMIN_KEY, Serve, export_small_repository, wait_until_gone
 
 QUICK = Measurement(request_count=2, stability_percent=100.0, max_trials=3, timeout_s=600)
 
@@ -140,6 +143,62 @@ def test_perf_analyzer_by_hand_as_documented(small_repository, tmp_path):
     assert all(float(r["Inferences/Second"]) > 0 and float(r["p99 latency"]) > 0 for r in rows)
 
 
+def test_model_analyzer_searches_the_ensemble_and_compares_with_the_committed_defaults(small_repository, tmp_path):
+    """`s2s bench analyze` on the small repository, its search bounded to one instance and batch 8 (the full
+    search is the benchmark's): Model Analyzer starts the embedded server itself, measures the committed
+    configuration and what it searched, and our exact figures agree with its own rounded CSV."""
+    bounds = ["--max-instances", "1", "--min-batch", "8", "--max-batch", "8", "--max-concurrency", "1"]
+    quick = ["--clip-seconds", "1", "--request-count", "2", "--stability", "100", "--max-trials", "6"]
+    where = ["--model-repository", str(small_repository), "--output", str(tmp_path / "runs")]
+    assert main(["bench", "analyze", *where, *bounds, *quick]) == 0
+    [out] = (tmp_path / "runs").iterdir()
+    result = json.loads((out / "results.json").read_text())
+    rows = result["measurements"]
+    assert result["model_analyzer"] == "1.58.0" and result["machine"]["cores"] >= 1
+    assert all(r["throughput"] > 0 and 0 < r["avg_ms"] <= r["p99_ms"] for r in rows), rows
+    searched = [r for r in rows if r["config"] != analyze.DEFAULT_VARIANT]
+    committed = [r for r in rows if r["config"] == analyze.DEFAULT_VARIANT]
+    assert committed and searched, {r["config"] for r in rows}
+    # the defaults as the repository has them (preprocess with two instances); the search within its bounds
+    assert committed[0]["models"]["preprocess"]["instances"] == 2
+    assert all(m["instances"] == 1 for r in searched for m in r["models"].values())
+    assert all(r["models"][n]["max_batch_size"] == 8 and r["models"][n]["dynamic_batching"]
+               for r in searched for n in ("tsn_rgb", "tsn_flow", "generator", "vocoder"))  # fmt: skip
+    with open(out / "analyzer" / "results" / "metrics-model-inference.csv") as handle:
+        theirs = {(r["Model Config Path"].split(":")[0], int(r["Concurrency"]) or 1): float(r["Throughput (infer/sec)"])
+                  for r in csv.DictReader(handle)}  # fmt: skip
+    assert theirs and all(
+        any(abs(r["throughput"] - t) <= 0.051 for r in rows if (r["config"], r["concurrency"]) == key)
+        for key, t in theirs.items()
+    ), (theirs, rows)
+    # each variant's configs stay, the copies of the model files do not; the servers it started are gone
+    variant = searched[0]["config"].replace("s2s_", "tsn_rgb_")
+    config = (out / "models" / variant / "config.pbtxt").read_text()
+    assert "KIND_CPU" in config and "max_batch_size: 8" in config and not (out / "models" / variant / "1").exists()
+    assert "127.0.0.1" in (out / "config.yml").read_text()
+    assert not wait_until_gone(mentioning=str(out)), "servers left behind"
+    report = (out / "report.md").read_text()
+    assert "(committed defaults)" in report and f"| {searched[0]['config']} |" in report
+
+
+def test_model_analyzer_past_its_timeout_stops_everything_it_started(small_repository, tmp_path):
+    """The search's time bound: Model Analyzer is stopped, and so are the server, stubs and perf_analyzer it
+    started in sessions of their own; the run's folder stays, to resume from."""
+    where = ["--model-repository", str(small_repository), "--output", str(tmp_path / "runs")]
+    assert main(["bench", "analyze", *where, "--clip-seconds", "1", "--timeout", "25"]) == 1
+    [out] = (tmp_path / "runs").iterdir()
+    assert (out / "config.yml").is_file() and not (out / "results.json").exists()
+    assert not wait_until_gone(mentioning=str(out)), "processes left behind"
+
+
+def test_model_analyzer_refuses_a_search_it_cannot_run(tmp_path):
+    with pytest.raises(OptionError, match="holds no `s2s` ensemble"):
+        analyze.run(analyze.AnalyzeOptions(repository=tmp_path, output=tmp_path / "runs"))
+    with pytest.raises(OptionError, match="--min-batch 16 must be between 1 and --max-batch 8"):
+        analyze.run(analyze.AnalyzeOptions(repository=tmp_path, output=tmp_path / "runs", min_batch=16, max_batch=8))
+    assert not (tmp_path / "runs").exists()
+
+
 def test_flow_benchmark_times_both_implementations_and_reports_agreement(tmp_path):
     from s2s.bench.flow import main as flow_main
 
@@ -155,8 +214,6 @@ def test_flow_benchmark_times_both_implementations_and_reports_agreement(tmp_pat
 
 def test_burst_samples_the_servers_memory_around_concurrent_clips(small_repository, tmp_path):
     """`s2s bench burst` on a tiny burst: every figure present and coherent (no timing assertions)."""
-    from s2s.cli import main
-
     assert main(["bench", "burst", "--model-repository", str(small_repository), "--output", str(tmp_path),
                  "--concurrency", "2", "--clip-seconds", "1"]) == 0  # fmt: skip
     result = json.loads((tmp_path / "burst.json").read_text())
@@ -172,8 +229,6 @@ def test_burst_samples_the_servers_memory_around_concurrent_clips(small_reposito
 def test_balance_runs_the_same_jobs_through_one_then_two_servers(small_repository, tmp_path):
     """`s2s bench balance` on two short jobs: both setups ran every window, the second split over both
     servers (no timing assertions)."""
-    from s2s.cli import main
-
     assert main(["bench", "balance", "--model-repository", str(small_repository), "--output", str(tmp_path),
                  "--jobs", "2", "--concurrency", "2", "--clip-seconds", "2"]) == 0  # fmt: skip
     result = json.loads((tmp_path / "balance.json").read_text())

@@ -33,14 +33,15 @@ from typing import IO
 
 from s2s.errors import S2SError
 from s2s.flags import flag, format_size, parse_size, port
-from s2s.repository import default_repository
+from s2s.repository import repository_field
 from s2s.runtime import embedded
 
 log = logging.getLogger(__name__)
 
 LOG_LEVELS = ("error", "warning", "info", "verbose")
 _PR_SET_PDEATHSIG = 1
-_SHM = 16 * 1024 * 1024
+#: Python-backend shared memory per stub, default and growth step (bytes)
+SHM_BYTES = 16 * 1024 * 1024
 
 #: Triton APIs that only a request carrying the admin key reaches, over HTTP and gRPC alike: loading a
 #: model from a request (model-repository), shared-memory registration, configs, statistics, trace and
@@ -111,10 +112,7 @@ class ServerStartError(S2SError, RuntimeError):
 class ServerOptions:
     """Options of one server process (defaults: Triton's own ports, all interfaces)."""
 
-    model_repository: Path = flag(
-        name="--model-repository", help="model repository folder", default_factory=default_repository,
-        type=Path, shown="$S2S_MODEL_REPOSITORY or model_repository",
-    )  # fmt: skip
+    model_repository: Path = repository_field()
     http_port: int = flag(8000, "--http-port", "HTTP/REST port", type=port)
     grpc_port: int = flag(8001, "--grpc-port", "gRPC port", type=port)
     metrics_port: int = flag(8002, "--metrics-port", "Prometheus metrics port", type=port)
@@ -124,9 +122,13 @@ class ServerOptions:
     )  # fmt: skip
     #: Python-backend shared memory region per stub (bytes); raise it for large tensors.
     shm_default_byte_size: int = flag(
-        _SHM, "--shm-size", "Python-backend shared memory per stub, e.g. 64M", type=parse_size, shown=format_size(_SHM)
+        SHM_BYTES,
+        "--shm-size",
+        "Python-backend shared memory per stub, e.g. 64M",
+        type=parse_size,
+        shown=format_size(SHM_BYTES),
     )
-    shm_growth_byte_size: int = _SHM
+    shm_growth_byte_size: int = SHM_BYTES
     log_level: str = flag("info", "--log-level", "server log level", choices=LOG_LEVELS)
     exit_timeout_s: int = flag(30, "--exit-timeout", "seconds to let in-flight requests finish on shutdown")
     startup_timeout_s: float = flag(600.0, "--startup-timeout", "seconds to wait for readiness")
