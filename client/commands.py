@@ -12,6 +12,7 @@ from pathlib import Path
 from s2s.client.triton import PROTOCOLS
 from s2s.errors import OptionError
 from s2s.repository import MANIFEST, add_repository_flag
+from s2s.video import STILL_DURATION_S
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +21,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "generate",
         help="turn a silent video into a video with sound, through a running Triton",
-        description="Send the video file to the `s2s` ensemble (gRPC by default), receive the waveform, and write "
-        "a copy of the video with it as the only audio track (video stream copied, not re-encoded).",
+        description="Send the video file (or a still image) to the `s2s` ensemble (gRPC by default), receive the "
+        "waveform, and write a copy of the video with it as the only audio track (video stream copied, not "
+        "re-encoded); a still image becomes a video of that picture with the sound.",
     )
-    p.add_argument("input", type=Path, help="video file (mp4, webm, avi, mov, mkv, ...)")
+    p.add_argument("input", type=Path, help="video file (mp4, webm, avi, mov, mkv, ...) or still image (png, jpg, ...)")
+    p.add_argument(
+        "--duration", type=float, metavar="SECONDS",
+        help=f"seconds of sound for a still image (default: the server's, {STILL_DURATION_S:g}); not for videos",
+    )  # fmt: skip
     p.add_argument("-o", "--output", type=Path, help="video with sound (.mp4, .mov, .mkv or .webm)")
     p.add_argument("--wav", type=Path, help="also write the waveform as a WAV file")
     p.add_argument("--url", help="Triton address (default: localhost:8001 for gRPC, localhost:8000 for HTTP)")
@@ -60,6 +66,7 @@ def run_generate(args: argparse.Namespace) -> int:
     result = generate_file(
         args.input, args.output, wav=args.wav, url=args.url, protocol=args.protocol,
         timeout_s=args.timeout, show_progress=not args.quiet, chunk_windows=args.windows_per_request,
+        duration_s=args.duration,
     )  # fmt: skip
     if result.muxed is not None:
         how = "video copied" if result.muxed.video_copied else "video re-encoded"

@@ -43,16 +43,18 @@ def generate_file(
     timeout_s: float = 900.0,
     show_progress: bool = True,
     chunk_windows: int = 0,
+    duration_s: float | None = None,
 ) -> GenerateResult:
-    """Send ``source`` to Triton, write ``output`` (video with sound) and/or ``wav``.
+    """Send ``source`` (a video or a still image) to Triton, write ``output`` (video with sound) and/or ``wav``.
 
     ``chunk_windows`` > 0 sends that many windows per request and reports progress per window;
-    0 sends the whole video at once (fastest) with an elapsed-time line.
+    0 sends the whole video at once (fastest) with an elapsed-time line. ``duration_s``: seconds of sound
+    for a still image (the server refuses it for a video).
     """
     if output is not None:
         output_format(output)  # an output we cannot write is refused before any inference
     video = Path(source).read_bytes()
-    duration = probe_duration(video)
+    duration = probe_duration(video) or duration_s
     windows = None
 
     interactive = sys.stderr.isatty()
@@ -77,9 +79,9 @@ def generate_file(
                     sys.stderr.write(f"  window {done}/{total} done\n")
                     sys.stderr.flush()
 
-            generated = client.generate_by_windows(video, chunk_windows, on_window)
+            generated = client.generate_by_windows(video, chunk_windows, on_window, duration_s=duration_s)
         else:
-            generated = client.generate(video, progress if show_progress else None)
+            generated = client.generate(video, progress if show_progress else None, duration_s=duration_s)
     if show_progress:
         prefix = "\r" if interactive else ""
         sys.stderr.write(f"{prefix}  generated {generated.duration_s:.2f} s of sound in {generated.seconds:.1f} s\n")

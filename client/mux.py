@@ -4,7 +4,8 @@ The video stream is copied packet by packet (not re-encoded); existing audio str
 replaced by one AAC stream of the waveform. Where the output container cannot hold the input's video
 codec as it is (e.g. MJPEG, GIF or FLV1 into mp4), the video is re-encoded to H.264 instead, with
 timestamps from the decoded frames' own times (variable frame rates kept) and even dimensions, and the
-result says so. A video that cannot be written either way is a :class:`MuxError`.
+result says so. A still image becomes an H.264 (VP9 for webm) video of that picture lasting as long as the
+sound, a frame a second. A video that cannot be written either way is a :class:`MuxError`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from s2s.constants import REGNET
 from s2s.errors import OptionError, S2SError
-from s2s.video import encode_mono_audio
+from s2s.video import encode_mono_audio, is_still
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,13 @@ def mux_audio(
     output = Path(output)
     fmt = output_format(output)
     audio_codec = "libopus" if fmt == "webm" else "aac"
-    try:
-        _mux(video, waveform, output, fmt, audio_codec, sample_rate, copy_video=True)
-        return MuxResult(output, True)
-    except Exception as exc:  # FFmpeg refuses this codec in this container: re-encode the video
-        log.info("cannot copy the video stream into %s (%s); re-encoding it", fmt, exc)
-        output.unlink(missing_ok=True)
+    if not _holds_still(video):
+        try:
+            _mux(video, waveform, output, fmt, audio_codec, sample_rate, copy_video=True)
+            return MuxResult(output, True)
+        except Exception as exc:  # FFmpeg refuses this codec in this container: re-encode the video
+            log.info("cannot copy the video stream into %s (%s); re-encoding it", fmt, exc)
+            output.unlink(missing_ok=True)
     try:
         _mux(video, waveform, output, fmt, audio_codec, sample_rate, copy_video=False)
     except Exception as exc:
@@ -86,6 +88,16 @@ def mux_audio(
         reason = getattr(exc, "strerror", None) or type(exc).__name__  # FFmpeg's words, without file paths
         raise MuxError(f"cannot write this video with its sound as {fmt} ({reason})") from None
     return MuxResult(output, False)
+
+
+def _holds_still(data: bytes) -> bool:
+    import av
+
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            return is_still(container)
+    except av.error.FFmpegError:
+        return False  # whatever it is, the mux says what is wrong with it
 
 
 def _mux(
@@ -111,6 +123,15 @@ def _mux(
                 if packet.dts is None:  # the demuxer's end-of-stream marker
                     continue
                 packet.stream = out_video
+                dst.mux(packet)
+        elif is_still(src):  # the picture, a frame a second until the sound ends
+            picture = next(iter(src.decode(in_video))).reformat(width=width, height=height, format="yuv420p")
+            end = round(waveform.size / sample_rate / _REENCODE_TIME_BASE)
+            for pts in [*range(0, end, round(1 / _REENCODE_TIME_BASE)), end]:
+                picture.pts, picture.time_base = pts, _REENCODE_TIME_BASE
+                for packet in out_video.encode(picture):
+                    dst.mux(packet)
+            for packet in out_video.encode():
                 dst.mux(packet)
         else:
             fps, last = float(in_video.average_rate or 25), -1

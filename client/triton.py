@@ -102,14 +102,17 @@ class S2SClient:
         progress: Callable[[float], None] | None = None,
         window_start: int | None = None,
         window_count: int | None = None,
+        duration_s: float | None = None,
     ) -> Generated:
-        """Run the ensemble on an encoded video; ``progress(elapsed_s)`` is called about once a second.
+        """Run the ensemble on an encoded video or a still image; ``progress(elapsed_s)`` is called about once
+        a second.
 
-        ``window_start`` / ``window_count`` ask for a range of the video's windows only.
+        ``window_start`` / ``window_count`` ask for a range of the video's windows only; ``duration_s``: the
+        seconds of sound for a still image (the server's default when None).
         """
         from tritonclient.utils import InferenceServerException
 
-        inputs, outputs = request_tensors(self._module, video, window_start, window_count)
+        inputs, outputs = request_tensors(self._module, video, window_start, window_count, duration_s)
         done = threading.Event()
         start = time.monotonic()
         ticker = None
@@ -137,7 +140,11 @@ class S2SClient:
         return generated(result, time.monotonic() - start)
 
     def generate_by_windows(
-        self, video: bytes, chunk: int = 1, on_window: Callable[[int, int], None] | None = None
+        self,
+        video: bytes,
+        chunk: int = 1,
+        on_window: Callable[[int, int], None] | None = None,
+        duration_s: float | None = None,
     ) -> Generated:
         """The whole video, ``chunk`` windows per request; ``on_window(done, total)`` after each request.
 
@@ -145,7 +152,7 @@ class S2SClient:
         """
         start, plan = time.monotonic(), WindowPlan(chunk)
         while (request := plan.next()) is not None:
-            plan.add(self.generate(video, window_start=request[0], window_count=request[1]))
+            plan.add(self.generate(video, window_start=request[0], window_count=request[1], duration_s=duration_s))
             if on_window is not None:
                 on_window(plan.done, plan.total)
         return plan.joined(time.monotonic() - start)
@@ -184,7 +191,9 @@ class WindowPlan:
         return join(self.pieces, seconds)
 
 
-def request_tensors(module, video: bytes, window_start: int | None, window_count: int | None) -> tuple[list, list]:
+def request_tensors(
+    module, video: bytes, window_start: int | None, window_count: int | None, duration_s: float | None = None
+) -> tuple[list, list]:
     """Inputs and requested outputs of one ensemble request (``module``: tritonclient.grpc, .http or .grpc.aio)."""
     if not video:
         raise ClientError("empty video: nothing to send")
@@ -192,10 +201,12 @@ def request_tensors(module, video: bytes, window_start: int | None, window_count
     tensor = module.InferInput("video", [data.size], "UINT8")
     tensor.set_data_from_numpy(data)
     inputs = [tensor]
-    for name, value in (("window_start", window_start), ("window_count", window_count)):
+    optional = (("window_start", window_start, np.int32), ("window_count", window_count, np.int32),
+                ("duration_s", duration_s, np.float32))  # fmt: skip
+    for name, value, dtype in optional:
         if value is not None:
-            extra = module.InferInput(name, [1], "INT32")
-            extra.set_data_from_numpy(np.array([value], dtype=np.int32))
+            extra = module.InferInput(name, [1], "INT32" if dtype is np.int32 else "FP32")
+            extra.set_data_from_numpy(np.array([value], dtype=dtype))
             inputs.append(extra)
     return inputs, [module.InferRequestedOutput(name) for name in ("waveform", "mel", "windows")]
 

@@ -163,12 +163,14 @@ def _parameters(values: dict) -> str:
     return "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in values.items())
 
 
-#: The video, and optionally a range of its windows (absent or 0 count: to the end of the video).
+#: The video (or still image), optionally a range of its windows (absent or 0 count: to the end of the
+#: video) and, for a still image, how many seconds of sound (absent: s2s.video.STILL_DURATION_S).
 _WINDOW_INPUTS = (
     "input [\n"
     '  { name: "video" data_type: TYPE_UINT8 dims: [ -1 ] },\n'
     '  { name: "window_start" data_type: TYPE_INT32 dims: [ 1 ] optional: true },\n'
-    '  { name: "window_count" data_type: TYPE_INT32 dims: [ 1 ] optional: true }\n]\n'
+    '  { name: "window_count" data_type: TYPE_INT32 dims: [ 1 ] optional: true },\n'
+    '  { name: "duration_s" data_type: TYPE_FP32 dims: [ 1 ] optional: true }\n]\n'
 )
 
 
@@ -225,7 +227,8 @@ def pipeline_configs(serving: ServingOptions, preprocess: PreprocessOptions) -> 
         return f'    {{ model_name: "{model}" model_version: -1{maps} }}'
 
     steps = [
-        step("preprocess", {"video": "video", "window_start": "window_start", "window_count": "window_count"},
+        step("preprocess", {"video": "video", "window_start": "window_start", "window_count": "window_count",
+                            "duration_s": "duration_s"},
              {"rgb": "rgb_frames", "flow": "flow_frames", "z": "noise", "spans": "spans", "samples": "samples",
               "mel_frames": "mel_frames", "windows": "windows"}),
         step("tsn_rgb", {"frames": "rgb_frames"}, {"features": "rgb_features"}),

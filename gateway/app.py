@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -52,10 +52,17 @@ from s2s.gateway.uploads import FIELD, Upload, UploadRejectedError, receive_uplo
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
-#: content types accepted for uploads (browsers report these for the containers PyAV reads)
+#: content types accepted for uploads (browsers report these for the containers PyAV reads): videos, and still
+#: images, which become a video of that picture with sound
 VIDEO_TYPES = (
     "video/mp4", "video/webm", "video/quicktime", "video/x-msvideo", "video/avi", "video/x-matroska",
     "video/mpeg", "video/ogg", "video/3gpp", "video/x-flv", "image/gif", "application/octet-stream",
+    "image/png", "image/jpeg", "image/webp", "image/bmp", "image/tiff",
+)  # fmt: skip
+#: the ``duration`` query parameter of the upload endpoints: seconds of sound for a still image
+STILL_DURATION = Query(
+    None, gt=0, le=3600, description="seconds of sound for a still image (default: the server's, one 10 s window); "
+    "refused for a video, whose sound lasts as long as it does",
 )  # fmt: skip
 
 
@@ -189,6 +196,7 @@ class JobView(BaseModel):
     filename: str = Field(description="the uploaded file's name, for display")
     size_bytes: int
     duration_s: float | None = Field(description="seconds of sound produced (= the video's duration)")
+    still_duration_s: float | None = Field(None, description="seconds of sound asked for a still image")
     processing_s: float | None
     video_copied: bool | None = Field(description="video stream copied as is (false: re-encoded)")
     retries: int = Field(description="window requests sent again while the inference server was unavailable")
@@ -460,9 +468,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return {"status": "ready"}
 
     @app.post("/v1/jobs", status_code=202, response_model=JobView, tags=["jobs"], responses=responses,
-              summary="Upload a video; returns a job to follow",
-              openapi_extra=upload_body("the video file (mp4, webm, mov, avi, mkv)"))  # fmt: skip
-    async def create_job(request: Request, caller: Caller = Depends(authenticate)):
+              summary="Upload a video or a still image; returns a job to follow",
+              openapi_extra=upload_body("a video (mp4, webm, mov, avi, mkv) or image (png, jpeg, webp)"))  # fmt: skip
+    async def create_job(
+        request: Request, caller: Caller = Depends(authenticate), duration: float | None = STILL_DURATION
+    ):
         await ensure_triton_ready()
         if not app.state.runner.has_room():
             raise GatewayError(429, "busy", "too many jobs waiting; try again later", True, settings.retry_after_s)
@@ -470,7 +480,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             upload = await read_upload(request, settings.max_upload_bytes)
             job = Job(id=store.new_id(), owner=caller.id, filename=upload.filename,
-                      content_type=upload.content_type, size_bytes=upload.size)  # fmt: skip
+                      content_type=upload.content_type, size_bytes=upload.size, still_duration_s=duration)  # fmt: skip
             store.create(job, upload.path)
             try:
                 app.state.runner.submit(job)
@@ -571,21 +581,23 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.post("/v1/generate", tags=["jobs"], responses={**responses, 200: {"content": {"video/mp4": {}}}},
               response_class=Response, summary="One call for small files: upload, wait, get the mp4 back",
-              openapi_extra=upload_body("a small video file"))  # fmt: skip
-    async def generate(request: Request, caller: Caller = Depends(authenticate)):
+              openapi_extra=upload_body("a small video file or still image"))  # fmt: skip
+    async def generate(
+        request: Request, caller: Caller = Depends(authenticate), duration: float | None = STILL_DURATION
+    ):
         await ensure_triton_ready()
         ticket = admit(request, caller, settings.sync_max_bytes, sync=True)
         outcome = "failed"
         began = time.monotonic()
         try:
-            body, duration_s = await synchronous(request)
+            body, duration_s = await synchronous(request, duration)
             outcome = "done"
         finally:
             ticket.release()
             audit("generate", caller.id, outcome=outcome, seconds=round(time.monotonic() - began, 3))
         return Response(body, media_type="video/mp4", headers={"X-S2S-Duration": f"{duration_s:.3f}"})
 
-    async def synchronous(request: Request) -> tuple[bytes, float]:
+    async def synchronous(request: Request, still_duration_s: float | None) -> tuple[bytes, float]:
         """Upload, the windows in parallel (cancelled if the client goes away), mux: the mp4's bytes and the
         sound's duration."""
         upload = await read_upload(request, settings.sync_max_bytes)
@@ -597,7 +609,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
         began = time.monotonic()
         try:
-            out = await until_disconnected(request, app.state.runner.generate(data))
+            out = await until_disconnected(request, app.state.runner.generate(data, still_duration_s))
         except ClientGoneError:
             log.info("synchronous request: the client went away; no further window is sent")
             raise GatewayError(400, "client_gone", "the client closed the connection") from None

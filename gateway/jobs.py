@@ -68,6 +68,8 @@ class Job:
     windows_total: int | None = None
     windows_done: int = 0
     duration_s: float | None = None
+    #: seconds of sound asked for a still image (None: the server's default; videos have their own)
+    still_duration_s: float | None = None
     processing_s: float | None = None
     video_copied: bool | None = None
     error: JobError | None = None

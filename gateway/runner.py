@@ -164,8 +164,8 @@ class TritonGateway:
         finally:
             self._give(client)
 
-    async def infer(self, video: bytes, start: int, count: int) -> Generated:
-        inputs, outputs = request_tensors(self._aio, video, start, count)
+    async def infer(self, video: bytes, start: int, count: int, duration_s: float | None = None) -> Generated:
+        inputs, outputs = request_tensors(self._aio, video, start, count, duration_s)
         began = time.monotonic()
         client = self._take()
         call = asyncio.ensure_future(
@@ -291,11 +291,12 @@ class JobRunner:
             self.cancelled.add(job_id)
             self.active[job_id][1].cancel()
 
-    async def generate(self, video: bytes) -> Generated:
-        """A whole video, its windows in parallel and retried like a job's, nothing kept (synchronous requests).
-        Cancelling it (the client went away) sends no further window (see :meth:`cancel` for those in flight)."""
+    async def generate(self, video: bytes, duration_s: float | None = None) -> Generated:
+        """A whole video (or a still image, ``duration_s`` seconds of sound), its windows in parallel and retried
+        like a job's, nothing kept (synchronous requests). Cancelling it (the client went away) sends no further
+        window (see :meth:`cancel` for those in flight)."""
         began = time.monotonic()
-        pieces = await self._windows(video, None)
+        pieces = await self._windows(video, None, duration_s)
         waveform, mel = join_pieces(pieces)
         return Generated(waveform, mel, time.monotonic() - began, pieces[0].total)
 
@@ -352,7 +353,7 @@ class JobRunner:
             self.metrics.takeovers.inc()
         try:
             video = await asyncio.to_thread(self.store.path(job.id, "input").read_bytes)
-            pieces = await self._windows(video, job)
+            pieces = await self._windows(video, job, job.still_duration_s)
             waveform, _mel = join_pieces(pieces)
             muxed = await asyncio.to_thread(mux_audio, video, waveform, self.store.path(job.id, "video.mp4"))
             await asyncio.to_thread(write_wav, self.store.path(job.id, "audio.wav"), waveform)
@@ -410,7 +411,7 @@ class JobRunner:
 
     # -- windows ------------------------------------------------------------------------------------
 
-    async def _windows(self, video: bytes, job: Job | None) -> list[Piece]:
+    async def _windows(self, video: bytes, job: Job | None, duration_s: float | None = None) -> list[Piece]:
         """Every window of ``video``: those a job already has, the rest requested in parallel (and kept
         as they arrive when there is a job)."""
         chunk = self.settings.windows_per_request
@@ -431,7 +432,7 @@ class JobRunner:
             total = (await asyncio.to_thread(self.store.load_piece, job.id, start, covered[start])).total
         if total is None:  # the first answer tells how many windows the video has
             async with self.slots:
-                first = await self._window(video, 0, chunk, job)
+                first = await self._window(video, 0, chunk, job, duration_s)
             await record(first)
             total = first.total
         job_slots = asyncio.Semaphore(self.settings.windows_per_job)
@@ -444,7 +445,7 @@ class JobRunner:
                     skipped.append(start)
                     return
                 async with self.slots:
-                    piece = await self._window(video, start, count, job)
+                    piece = await self._window(video, start, count, job, duration_s)
             await record(piece)
 
         await first_failure([asyncio.create_task(one(*r)) for r in plan_requests(total, covered, chunk)])
@@ -455,14 +456,16 @@ class JobRunner:
             for s, n in sorted(covered.items())
         ]
 
-    async def _window(self, video: bytes, start: int, count: int, job: Job | None) -> Piece:
+    async def _window(
+        self, video: bytes, start: int, count: int, job: Job | None, duration_s: float | None = None
+    ) -> Piece:
         """One window request, sent again with backoff while the inference server is unavailable."""
         deadline, delay = time.monotonic() + self.settings.retry_budget_s, 0.5
         while True:
             self.in_flight += 1
             self.metrics.windows_in_flight.set(self.in_flight)
             try:
-                out = await self.triton.infer(video, start, count)
+                out = await self.triton.infer(video, start, count, duration_s)
                 self.metrics.windows.labels("done").inc()
                 return Piece(start, min(count, out.windows - start), out.windows, out.waveform, out.mel)
             except TritonUnavailableError as exc:

@@ -88,7 +88,9 @@ class _Receiver:
         self.part.content_type = kind.decode("latin-1").lower()
         if self.part.content_type not in self.allowed_types:
             raise UploadRejectedError(
-                415, "unsupported_type", f"content type {self.part.content_type!r} is not a video type we accept"
+                415,
+                "unsupported_type",
+                f"content type {self.part.content_type!r} is not a video or image type we accept",
             )
         self.part.handle = open(self.destination, "wb")  # noqa: SIM115 (closed in on_part_end or by receive)
 

@@ -68,14 +68,27 @@ def network_inputs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frames (N, 256, 340, 3) BGR -> (rgb uint8 (N, 3, 224, 224), flow uint8 (N, 2, 224, 224))."""
     size = (recipe.image_size, recipe.image_size)
-    n = frames_bgr.shape[0]
-    rgb = np.empty((n, 3, *size), dtype=np.uint8)
-    flow = np.empty((n, 2, *size), dtype=np.uint8)
-    for i, frame in enumerate(frames_bgr):
-        rgb[i] = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
+    flow = np.empty((frames_bgr.shape[0], 2, *size), dtype=np.uint8)
     for i, f in enumerate(flow_pairs(frames_bgr, method)):
         flow[i] = cv2.resize(quantize_flow(f, recipe), size, interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
-    return rgb, flow
+    return rgb_inputs(frames_bgr, recipe), flow
+
+
+def rgb_inputs(frames_bgr: np.ndarray, recipe: Recipe = REGNET) -> np.ndarray:
+    """Frames (N, 256, 340, 3) BGR -> the RGB encoder's input, uint8 (N, 3, 224, 224)."""
+    size = (recipe.image_size, recipe.image_size)
+    rgb = np.empty((frames_bgr.shape[0], 3, *size), dtype=np.uint8)
+    for i, frame in enumerate(frames_bgr):
+        rgb[i] = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
+    return rgb
+
+
+def still_inputs(picture_bgr: np.ndarray, recipe: Recipe = REGNET) -> tuple[np.ndarray, np.ndarray]:
+    """A still picture (1, 256, 340, 3) BGR -> (rgb uint8 (1, 3, 224, 224), flow uint8 (1, 2, 224, 224)): no
+    motion, as any flow method would find between a picture and itself, without computing it."""
+    size = recipe.image_size
+    still = quantize_flow(np.zeros((1, 1, 2), dtype=np.float32), recipe).reshape(1, 2, 1, 1)
+    return rgb_inputs(picture_bgr, recipe), np.ascontiguousarray(np.broadcast_to(still, (1, 2, size, size)))
 
 
 def network_inputs_torch(

@@ -489,3 +489,22 @@ def make_zero_frame_video() -> bytes:
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
         out.start_encoding()
     return buffer.getvalue()
+
+
+#: still-image formats a user uploads, by file suffix (OpenCV encodes them)
+STILL_FORMATS = (".png", ".jpg", ".webp", ".bmp", ".tiff")
+
+
+def make_still(suffix: str = ".png", *, width: int = 320, height: int = 240, seed: int = 0) -> bytes:
+    """A still picture (a ball above a floor on a gradient background) encoded as ``suffix``."""
+    rng = np.random.default_rng(seed)
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    image[:] = np.linspace(40, 200, width, dtype=np.uint8)[None, :, None]
+    image[..., 1] = rng.integers(60, 180)
+    cv2.rectangle(image, (0, int(height * 0.8)), (width, height), (90, 70, 50), -1)
+    centre = (int(rng.integers(width // 4, 3 * width // 4)), int(height * 0.4))
+    cv2.circle(image, centre, max(4, height // 10), (30, 30, 220), -1)
+    ok, encoded = cv2.imencode(suffix, image)
+    if not ok:
+        raise ValueError(f"OpenCV cannot encode {suffix!r}")
+    return encoded.tobytes()

@@ -6,6 +6,11 @@ timestamps, so variable-frame-rate phone videos come out evenly spaced; the disp
 phone videos is applied. Each kept frame is scaled by swscale straight to the flow size
 (340 x 256, BGR), the size RegNet computes optical flow and TSN inputs from.
 
+A still image (PNG, JPEG, WebP, BMP, TIFF: anything FFmpeg reads with a single-picture demuxer) becomes
+``still_duration_s`` seconds of that picture (:data:`STILL_DURATION_S`, or the duration limit if lower, unless
+the request says), marked
+``still`` so that preprocess gives it zero motion instead of computing flow between identical frames.
+
 Inputs that cannot be used raise :class:`VideoError` with a message meant for the user.
 """
 
@@ -24,6 +29,11 @@ from s2s.flags import flag
 
 class VideoError(S2SError, ValueError):
     """The input is not a usable video: the message says why (and with which value)."""
+
+
+#: seconds of sound for a still image when the request names none: one RegNet window (a still costs a
+#: whole window of the networks whatever its duration, as the last window of a video loops its frames)
+STILL_DURATION_S = REGNET.window_s
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,8 @@ class DecodedVideo:
     rotation: int  #: display rotation applied, degrees
     #: frames of the whole video at the recipe's fps (``frames`` may hold fewer: see ``max_frames``)
     total_frames: int = 0
+    #: a still image: ``frames`` holds its one picture, shown for ``duration_s`` (``total_frames`` frames)
+    still: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -63,11 +75,14 @@ def decode_video(
     limits: VideoLimits = VideoLimits(),
     recipe: Recipe = REGNET,
     max_frames: int | None = None,
+    still_duration_s: float | None = None,
 ) -> DecodedVideo:
-    """Decode ``data`` (an encoded video file) into frames at ``recipe.fps``.
+    """Decode ``data`` (an encoded video file, or a still image) into frames at ``recipe.fps``.
 
     ``max_frames``: stop once that many frames are kept (where the container declares its duration,
     ``total_frames`` is still the whole video's count) - for work on the start of a video only.
+    ``still_duration_s``: how long a still image lasts (default :data:`STILL_DURATION_S`); a video's
+    duration is its own, so giving one for a video is an error.
     """
     import av
 
@@ -86,8 +101,12 @@ def decode_video(
             raise VideoError(f"no video stream in the input (streams found: {', '.join(kinds)})")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        if is_still(container):
+            return _decode_still(container, stream, limits, recipe, still_duration_s)
         width, height = stream.codec_context.width, stream.codec_context.height
         _check_size(width, height, limits)
+        if still_duration_s is not None:
+            raise VideoError("a duration applies to still images only: a video's sound lasts as long as the video")
         declared = declared_duration(container, stream)
         if declared is not None and declared > limits.max_duration_s + 1e-3:
             raise VideoError(f"video too long: {declared:.2f} s (limit {limits.max_duration_s:g} s)")
@@ -104,6 +123,32 @@ def decode_video(
     while len(frames) < keep:  # the last frame holds until the end of the stream
         frames.append(frames[-1])
     return DecodedVideo(np.stack(frames[:keep]), duration, rotation, expected)
+
+
+def is_still(container) -> bool:
+    """Whether an open container holds one picture (FFmpeg's image demuxers: png_pipe, jpeg_pipe, ...)."""
+    name = container.format.name
+    return name == "image2" or name.endswith("_pipe")
+
+
+def _decode_still(container, stream, limits: VideoLimits, recipe: Recipe, duration_s: float | None) -> DecodedVideo:
+    import av
+
+    duration = min(STILL_DURATION_S, limits.max_duration_s) if duration_s is None else float(duration_s)
+    if not 0 < duration <= limits.max_duration_s + 1e-9:
+        raise VideoError(
+            f"duration for a still image must be above 0 and at most {limits.max_duration_s:g} s, got {duration:g}"
+        )
+    try:
+        frame = next(iter(container.decode(stream)), None)
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"corrupt image data: {_reason(exc)}") from None
+    if frame is None:
+        raise VideoError("the image has no decodable picture")
+    _check_size(frame.width, frame.height, limits)
+    picture = _to_bgr(frame, round(frame.rotation or 0) % 360, recipe)
+    total = max(1, math.ceil(duration * recipe.fps - 1e-6))
+    return DecodedVideo(picture[None], duration, round(frame.rotation or 0) % 360, total, still=True)
 
 
 def _reason(exc: Exception) -> str:

@@ -34,7 +34,7 @@ import numpy as np
 from s2s.constants import REGNET, Recipe
 from s2s.errors import OptionError
 from s2s.flags import flag
-from s2s.flow import FLOW_METHODS, network_inputs
+from s2s.flow import FLOW_METHODS, network_inputs, still_inputs
 from s2s.video import VideoError, VideoLimits, decode_video
 
 #: parameters of the preprocess model that belong to the Python backend itself, not to this record
@@ -160,6 +160,7 @@ class WindowFrames:
     frames: np.ndarray  #: uint8 (N, H, W, 3) BGR: the frames the windows use, and the next one for flow
     rows: np.ndarray  #: (W, T) indices into ``frames``
     fields: dict  #: the other fields of :class:`Windows`
+    still: bool = False  #: a still image: ``frames`` is its one picture, with no motion
 
 
 def decode_windows(
@@ -168,6 +169,7 @@ def decode_windows(
     *,
     window_start: int = 0,
     window_count: int = 0,
+    duration_s: float | None = None,
     recipe: Recipe = REGNET,
 ) -> WindowFrames:
     """Decode, resample and choose the frames of a range of windows (raises VideoError on unusable input).
@@ -175,6 +177,7 @@ def decode_windows(
     ``window_start`` / ``window_count`` (0: to the end) select a range of windows, so that a long video
     can be served window by window (progress, fairness between jobs); the pieces join to exactly what
     one request for the whole video returns: same frames, same flow at the seams, same noise.
+    ``duration_s``: how long a still image lasts (s2s.video.STILL_DURATION_S if None; videos: None).
     """
     if options.z_dim < 1:
         raise OptionError("preprocess needs z_dim, the generator's noise width (PreprocessOptions.z_dim)")
@@ -182,7 +185,7 @@ def decode_windows(
     if window_start < 0 or window_count < 0:
         raise VideoError(f"window_start and window_count must be >= 0, got {window_start} and {window_count}")
     need = (window_start + window_count) * window_frames + 1 if window_count else None
-    decoded = decode_video(video, options.limits, recipe, max_frames=need)
+    decoded = decode_video(video, options.limits, recipe, max_frames=need, still_duration_s=duration_s)
     total = decoded.total_frames or decoded.num_frames
     index = window_indices(total, window_frames)
     windows = index.shape[0]
@@ -205,6 +208,8 @@ def decode_windows(
         z=z, duration_s=end_s - start_s, num_frames=total, total_windows=windows, window_start=window_start,
         spans=spans.astype(np.int32), samples=max(1, at(end_s) - at(start_s)), mel_frames=max(1, mel_frames),
     )  # fmt: skip
+    if decoded.still:  # every frame is the one picture
+        return WindowFrames(decoded.frames, np.zeros_like(rows), fields, still=True)
     return WindowFrames(decoded.frames[first:end], rows - first, fields)
 
 
@@ -214,6 +219,7 @@ def preprocess(
     *,
     window_start: int = 0,
     window_count: int = 0,
+    duration_s: float | None = None,
     flow_device: str | None = None,
     recipe: Recipe = REGNET,
 ) -> Windows:
@@ -223,12 +229,21 @@ def preprocess(
     device, e.g. "cuda:0"): compute TV-L1 and the network inputs there with PyTorch (s2s.tvl1); ``rgb``
     and ``flow`` are then torch tensors on that device.
     """
-    decoded = decode_windows(video, options, window_start=window_start, window_count=window_count, recipe=recipe)
+    decoded = decode_windows(
+        video, options, window_start=window_start, window_count=window_count, duration_s=duration_s, recipe=recipe
+    )
     if flow_device is not None:
         (windows,) = windows_on_device([decoded], options, flow_device, recipe)
         return windows
-    rgb, flow = network_inputs(decoded.frames, options.flow_method, recipe)
+    rgb, flow = network_inputs_of(decoded, options, recipe)
     return Windows(rgb=rgb[decoded.rows], flow=flow[decoded.rows], **decoded.fields)
+
+
+def network_inputs_of(clip: WindowFrames, options: PreprocessOptions, recipe: Recipe = REGNET):
+    """rgb and flow of a clip's frames on the CPU (OpenCV): a still's one picture has no motion."""
+    if clip.still:
+        return still_inputs(clip.frames, recipe)
+    return network_inputs(clip.frames, options.flow_method, recipe)
 
 
 def windows_on_device(
@@ -242,9 +257,14 @@ def windows_on_device(
 
     from s2s.flow import network_inputs_torch_many
 
-    inputs = network_inputs_torch_many([c.frames for c in clips], device, recipe)
+    moving_frames = [c.frames for c in clips if not c.still]
+    moving = iter(network_inputs_torch_many(moving_frames, device, recipe) if moving_frames else [])
     out = []
-    for clip, (rgb, flow) in zip(clips, inputs, strict=True):
+    for clip in clips:
+        if clip.still:  # nothing to solve: the picture's inputs, moved to the device
+            rgb, flow = (torch.from_numpy(x).to(device) for x in still_inputs(clip.frames, recipe))
+        else:
+            rgb, flow = next(moving)
         rows = torch.from_numpy(clip.rows).to(rgb.device)
         out.append(Windows(rgb=rgb[rows], flow=flow[rows], **clip.fields))
     return out

@@ -18,7 +18,7 @@ from s2s.client.triton import ClientError, S2SClient
 from s2s.constants import REGNET
 from s2s.export.specs import ExportOptions
 from s2s.export.triton_config import read_preprocess_options
-from s2s.synth import make_audio_only, make_video, make_zero_frame_video
+from s2s.synth import make_audio_only, make_still, make_video, make_zero_frame_video
 from s2s.video import VideoLimits
 from tests.conftest import ADMIN_KEY, SMALL_WINDOW, Serve, export_small_repository
 
@@ -192,6 +192,46 @@ def test_generate_cli_reports_server_errors(server, tmp_path):
         and "cannot read the input as a video file" in result.stderr
     )
     assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_still_image_gets_the_seconds_of_sound_asked_for(server, reference, protocol):
+    """A PNG through the ensemble: the server's default duration (the repository's 5 s limit here) or the
+    one asked for, the same sound as the in-process chain; a duration for a video is refused."""
+    still = make_still(".png", seed=3)
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    with S2SClient(url, protocol, admin_key=ADMIN_KEY) as client:
+        default = client.generate(still)
+        asked = client.generate(still, duration_s=2.5)
+        pieces = client.generate_by_windows(still, 1, duration_s=2.5)
+        with pytest.raises(ClientError, match="a duration applies to still images only"):
+            client.generate(make_video(duration_s=1.0), duration_s=2.0)
+        with pytest.raises(ClientError, match="at most 5 s, got 6"):
+            client.generate(still, duration_s=6.0)
+        assert client.ready()
+    assert default.waveform.size == round(LIMITS.max_duration_s * REGNET.sample_rate)
+    np.testing.assert_allclose(default.waveform, reference(still)[0], atol=WAVE_ATOL)
+    assert asked.waveform.size == round(2.5 * REGNET.sample_rate) and asked.windows == math.ceil(54 / WINDOW)
+    np.testing.assert_array_equal(pieces.waveform, asked.waveform)
+
+
+def test_generate_cli_turns_a_still_into_a_video_with_sound(server, tmp_path):
+    source = tmp_path / "photo.jpg"
+    source.write_bytes(make_still(".jpg", width=321, height=241, seed=4))
+    output = tmp_path / "out.mp4"
+    cmd = [sys.executable, "-m", "s2s", "generate", str(source), "-o", str(output), "--duration", "3",
+           "--url", server.grpc_url, "--quiet"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with av.open(str(output)) as muxed:
+        video, audio = muxed.streams.video[0], muxed.streams.audio[0]
+        assert video.codec_context.name == "h264" and (video.codec_context.width, video.codec_context.height) == (
+            320, 240)  # fmt: skip
+        assert math.isclose(float(audio.duration * audio.time_base), 3.0, abs_tol=0.1)
+        frames = list(muxed.decode(video))
+        assert math.isclose(frames[-1].time, 3.0, abs_tol=0.05), "the picture lasts as long as the sound"
+        picture = frames[0].to_ndarray(format="rgb24").astype(int)
+        assert np.abs(frames[-1].to_ndarray(format="rgb24").astype(int) - picture).mean() < 2
 
 
 def test_window_by_window_equals_the_whole_video(server):

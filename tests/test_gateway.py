@@ -25,7 +25,7 @@ from s2s.client.generate import probe_duration
 from s2s.constants import REGNET
 from s2s.gateway.auth import key_line, new_key
 from s2s.runtime.server import free_ports
-from s2s.synth import make_video
+from s2s.synth import make_still, make_video
 from tests.conftest import SMALL_WINDOW, Serve, export_small_repository
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -234,6 +234,33 @@ def test_gif_and_flv_come_back_as_mp4_jobs_and_synchronously(gateway):
         for data in (gateway.http.get(done["links"]["video"]).content, sync.content):
             with av.open(io.BytesIO(data)) as muxed:
                 assert [s.type for s in muxed.streams] == ["video", "audio"]
+
+
+def test_a_still_image_comes_back_as_a_video_with_sound(gateway):
+    """A PNG job with the seconds asked for, a JPEG synchronously with the server's default (the small
+    repository's 5 s limit); a bad duration is 400, a duration for a video fails the job with the reason."""
+    still = make_still(".png", seed=5)
+    job = gateway.http.post("/v1/jobs", params={"duration": 2.0}, files={"file": ("photo.png", still, "image/png")})
+    assert job.status_code == 202, job.text
+    done = gateway.wait(job.json()["id"])
+    assert done["status"] == "done" and done["still_duration_s"] == 2.0, done
+    assert done["windows_total"] == math.ceil(math.ceil(2.0 * REGNET.fps) / SMALL_WINDOW)
+    sync = gateway.http.post("/v1/generate", files={"file": ("photo.jpg", make_still(".jpg"), "image/jpeg")})
+    assert sync.status_code == 200, sync.text
+    for data, seconds in ((gateway.http.get(done["links"]["video"]).content, 2.0), (sync.content, 5.0)):
+        with av.open(io.BytesIO(data)) as muxed:
+            assert [s.type for s in muxed.streams] == ["video", "audio"]
+            audio, video = muxed.streams.audio[0], muxed.streams.video[0]
+            assert abs(float(audio.duration * audio.time_base) - seconds) < 0.1
+            assert abs(max(f.time for f in muxed.decode(video)) - seconds) < 0.1
+    refused = gateway.http.post("/v1/jobs", params={"duration": 0}, files={"file": ("p.png", still, "image/png")})
+    assert refused.status_code == 400 and "duration" in refused.json()["error"]["message"]
+    video = gateway.http.post("/v1/jobs", params={"duration": 3}, files={"file": ("a.mp4", make_video(duration_s=1.0),
+                                                                                     "video/mp4")})  # fmt: skip
+    failed = gateway.wait(video.json()["id"])
+    assert failed["status"] == "failed" and failed["error"]["code"] == "invalid_video"
+    assert "still images only" in failed["error"]["message"]
+    assert gateway.http.get("/readyz").status_code == 200
 
 
 def test_unknown_ids_and_paths_are_404(gateway):

@@ -9,9 +9,18 @@ import numpy as np
 import pytest
 
 from s2s.constants import REGNET
-from s2s.flow import flow_pairs, make_flow, network_inputs, quantize_flow
-from s2s.synth import CONTAINERS, encode_clip, make_audio_only, make_clip, make_video, make_zero_frame_video
-from s2s.video import VideoError, VideoLimits, decode_video
+from s2s.flow import flow_pairs, make_flow, network_inputs, quantize_flow, rgb_inputs
+from s2s.synth import (
+    CONTAINERS,
+    STILL_FORMATS,
+    encode_clip,
+    make_audio_only,
+    make_clip,
+    make_still,
+    make_video,
+    make_zero_frame_video,
+)
+from s2s.video import STILL_DURATION_S, VideoError, VideoLimits, decode_video
 from s2s.windowing import PreprocessOptions, postprocess, preprocess, window_indices, window_noise
 
 
@@ -170,3 +179,46 @@ def test_window_ranges_join_into_the_whole_video():
     np.testing.assert_array_equal(tail.flow, whole.flow[1:])
     with pytest.raises(VideoError, match="window_start 3 is past the video's 3 window"):
         preprocess(video, options, window_start=3, window_count=1)
+
+
+# ------------------------------------------------------------------------------------------ stills
+@pytest.mark.parametrize("suffix", STILL_FORMATS)
+def test_a_still_image_becomes_seconds_of_its_picture(suffix):
+    decoded = decode_video(make_still(suffix, seed=1))
+    assert decoded.still and decoded.frames.shape == (1, REGNET.flow_height, REGNET.flow_width, 3)
+    assert decoded.duration_s == STILL_DURATION_S and decoded.total_frames == REGNET.frames_per_window
+    short = decode_video(make_still(suffix), VideoLimits(max_duration_s=4.0))  # the default stays in the limit
+    assert short.duration_s == 4.0 and short.total_frames == math.ceil(4.0 * REGNET.fps)
+    assert decode_video(make_still(suffix), still_duration_s=2.4).total_frames == math.ceil(2.4 * REGNET.fps)
+
+
+def test_a_still_has_no_motion_and_its_window_ranges_join():
+    still = make_still(".jpg", seed=2)
+    options = PreprocessOptions(window_frames=20, z_dim=8)
+    whole = preprocess(still, options, duration_s=2.4)
+    assert whole.total_windows == whole.num_windows == math.ceil(math.ceil(2.4 * REGNET.fps) / 20) == 3
+    assert whole.samples == round(2.4 * REGNET.sample_rate)
+    zero = quantize_flow(np.zeros((1, 1, 2), dtype=np.float32))[0, 0, 0]
+    assert np.all(whole.flow == zero), "no motion: the flow of a picture and itself"
+    picture = rgb_inputs(decode_video(still).frames)[0]
+    assert np.all(whole.rgb == picture[None, None])
+    pieces = [preprocess(still, options, duration_s=2.4, window_start=k, window_count=1) for k in range(3)]
+    for name in ("rgb", "flow", "z"):
+        np.testing.assert_array_equal(np.concatenate([getattr(p, name) for p in pieces]), getattr(whole, name))
+    assert sum(p.samples for p in pieces) == whole.samples
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "message"),
+    [
+        (make_still(), {"still_duration_s": 0.0}, "must be above 0 and at most 60 s, got 0"),
+        (make_still(), {"still_duration_s": 61.0}, "must be above 0 and at most 60 s, got 61"),
+        (make_video(duration_s=1.0), {"still_duration_s": 3.0}, "a duration applies to still images only"),
+        (make_still()[:200], {}, "corrupt image data"),
+        (make_still(width=400), {"limits": VideoLimits(max_width=320)}, "resolution too large: 400x240"),
+    ],
+    ids=["zero-duration", "over-the-limit", "duration-for-a-video", "truncated", "too-wide"],
+)
+def test_unusable_stills_are_clear_video_errors(data, kwargs, message):
+    with pytest.raises(VideoError, match=message):
+        decode_video(data, **kwargs)

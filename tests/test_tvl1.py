@@ -14,7 +14,7 @@ import s2s.tvl1 as tv
 from s2s.constants import REGNET
 from s2s.export.specs import ExportOptions, build_exports
 from s2s.flow import network_inputs, network_inputs_torch
-from s2s.synth import make_clip, make_video
+from s2s.synth import make_clip, make_still, make_video
 from s2s.tvl1 import TVL1Params, _median, _median_network, _remap_cubic, bgr_to_grey, resize_bilinear, tvl1
 from s2s.windowing import PreprocessOptions, decode_windows, preprocess, windows_on_device
 
@@ -202,3 +202,9 @@ def test_clips_solved_together_get_what_each_gets_alone():
         assert torch.equal(both.rgb, alone.rgb)
         assert (both.flow.int() - alone.flow.int()).abs().max() <= 1  # float rounding at a quantisation edge
         np.testing.assert_array_equal(both.z, alone.z)
+    # a still among them: its picture's inputs, no motion, exactly what the CPU path gives it
+    still = decode_windows(make_still(".png"), options, duration_s=0.3, recipe=small)
+    _, with_still, _ = windows_on_device([clips[0], still, clips[1]], options, "cpu", small)
+    on_cpu = preprocess(make_still(".png"), options, duration_s=0.3, recipe=small)
+    np.testing.assert_array_equal(with_still.rgb.numpy(), on_cpu.rgb)
+    np.testing.assert_array_equal(with_still.flow.numpy(), on_cpu.flow)

@@ -25,7 +25,7 @@ function choose(file) {
   chosen = file || null;
   show("error", false);
   $("start").disabled = !chosen;
-  $("drop").querySelector("strong").textContent = chosen ? chosen.name : "Choose a video";
+  $("drop").querySelector("strong").textContent = chosen ? chosen.name : "Choose a video or a picture";
 }
 
 function errorText(xhrOrBody, fallback) {

@@ -41,6 +41,16 @@ def _optional_int(request: Any, name: str) -> int:
     return int(value[0])
 
 
+def _optional_float(request: Any, name: str) -> float | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None
+    value = tensor.as_numpy().reshape(-1)
+    if value.size != 1 or not np.isfinite(value[0]):
+        raise VideoError(f"{name} must hold one finite number, got {tensor.as_numpy().tolist()}")
+    return float(value[0])
+
+
 def _tensor(name: str, data: Any) -> Any:
     """An output tensor from a numpy array, or from a torch tensor without copying (GPU memory stays there)."""
     if isinstance(data, np.ndarray):
@@ -51,7 +61,8 @@ def _tensor(name: str, data: Any) -> Any:
 
 
 class PreprocessModel:
-    """video uint8 [N] (+ optional window_start, window_count int32 [1]) ->
+    """video uint8 [N] (a video file or a still image; + optional window_start, window_count int32 [1] and, for
+    a still, duration_s fp32 [1]) ->
     rgb [W, T, 3, 224, 224], flow [W, T, 2, 224, 224], z [W, z_dim], and the output layout for postprocess:
     spans [W] (samples each window covers), samples [1], mel_frames [1]; windows [1] (of the whole video).
     """
@@ -89,7 +100,8 @@ class PreprocessModel:
                     raise VideoError(f"video must be uint8 [bytes], got {video.dtype} {list(video.shape)}")
                 windows = preprocess(
                     video.tobytes(), self.options, window_start=_optional_int(request, "window_start"),
-                    window_count=_optional_int(request, "window_count"), flow_device=self.flow_device,
+                    window_count=_optional_int(request, "window_count"),
+                    duration_s=_optional_float(request, "duration_s"), flow_device=self.flow_device,
                 )  # fmt: skip
             except VideoError as exc:
                 responses.append(_error(f"preprocess: {exc}"))
