@@ -128,7 +128,7 @@ def analyzer_config(options: AnalyzeOptions, folder: Path, clip_bytes: int, port
         "perf_analyzer_path": str(perf_analyzer_binary()),
         "perf_analyzer_flags": {
             "input-data": str(folder / "input"),
-            "shape": [f"video:{clip_bytes}", "window_start:1", "window_count:1"],
+            "shape": [f"video:{clip_bytes}", "window_start:1", "window_count:1", "duration_s:1"],
             # each request is a whole clip, seconds long on a CPU: count requests, not time windows
             "measurement-mode": "count_windows",
             "measurement-request-count": m.request_count,

@@ -134,7 +134,8 @@ CLIP_SOURCE = "generated 640x360 30 fps H.264"
 
 def write_input_data(folder: Path, clip_seconds: float) -> bytes:
     """perf_analyzer's input-data folder for the ensemble: one raw file per input, the optional ones too
-    (window_start 0, window_count 0: the whole video). Returns the generated clip's bytes."""
+    (perf_analyzer sends every input; window_start 0, window_count 0: the whole video; duration_s 0: a
+    still's default, unused for a video). Returns the generated clip's bytes."""
     from s2s.synth import make_video
 
     clip = make_video(duration_s=clip_seconds, fps=30.0, width=640, height=360, seed=1)
@@ -142,6 +143,7 @@ def write_input_data(folder: Path, clip_seconds: float) -> bytes:
     (folder / "video").write_bytes(clip)
     for name in ("window_start", "window_count"):
         (folder / name).write_bytes(np.zeros(1, dtype=np.int32).tobytes())
+    (folder / "duration_s").write_bytes(np.zeros(1, dtype=np.float32).tobytes())
     return clip
 
 

@@ -63,6 +63,8 @@ def run_generate(args: argparse.Namespace) -> int:
         raise OptionError("nothing to write: give -o OUT.mp4 and/or --wav OUT.wav")
     if not args.input.is_file():
         raise OptionError(f"no such file: {args.input}")
+    if args.duration is not None and not args.duration > 0:
+        raise OptionError(f"--duration must be above 0 seconds, got {args.duration:g}")
     result = generate_file(
         args.input, args.output, wav=args.wav, url=args.url, protocol=args.protocol,
         timeout_s=args.timeout, show_progress=not args.quiet, chunk_windows=args.windows_per_request,

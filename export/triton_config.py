@@ -164,7 +164,7 @@ def _parameters(values: dict) -> str:
 
 
 #: The video (or still image), optionally a range of its windows (absent or 0 count: to the end of the
-#: video) and, for a still image, how many seconds of sound (absent: s2s.video.STILL_DURATION_S).
+#: video) and, for a still image, how many seconds of sound (absent or 0: s2s.video.STILL_DURATION_S).
 _WINDOW_INPUTS = (
     "input [\n"
     '  { name: "video" data_type: TYPE_UINT8 dims: [ -1 ] },\n'

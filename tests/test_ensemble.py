@@ -202,6 +202,7 @@ def test_a_still_image_gets_the_seconds_of_sound_asked_for(server, reference, pr
     url = server.grpc_url if protocol == "grpc" else server.http_url
     with S2SClient(url, protocol, admin_key=ADMIN_KEY) as client:
         default = client.generate(still)
+        zero = client.generate(still, duration_s=0.0)  # 0: the default, as perf_analyzer's input folders send
         asked = client.generate(still, duration_s=2.5)
         pieces = client.generate_by_windows(still, 1, duration_s=2.5)
         with pytest.raises(ClientError, match="a duration applies to still images only"):
@@ -211,6 +212,7 @@ def test_a_still_image_gets_the_seconds_of_sound_asked_for(server, reference, pr
         assert client.ready()
     assert default.waveform.size == round(LIMITS.max_duration_s * REGNET.sample_rate)
     np.testing.assert_allclose(default.waveform, reference(still)[0], atol=WAVE_ATOL)
+    np.testing.assert_array_equal(zero.waveform, default.waveform)
     assert asked.waveform.size == round(2.5 * REGNET.sample_rate) and asked.windows == math.ceil(54 / WINDOW)
     np.testing.assert_array_equal(pieces.waveform, asked.waveform)
 

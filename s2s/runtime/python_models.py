@@ -62,7 +62,7 @@ def _tensor(name: str, data: Any) -> Any:
 
 class PreprocessModel:
     """video uint8 [N] (a video file or a still image; + optional window_start, window_count int32 [1] and, for
-    a still, duration_s fp32 [1]) ->
+    a still, duration_s fp32 [1]; 0 or absent: the defaults, as perf_analyzer's all-inputs folders send) ->
     rgb [W, T, 3, 224, 224], flow [W, T, 2, 224, 224], z [W, z_dim], and the output layout for postprocess:
     spans [W] (samples each window covers), samples [1], mel_frames [1]; windows [1] (of the whole video).
     """
@@ -101,7 +101,7 @@ class PreprocessModel:
                 windows = preprocess(
                     video.tobytes(), self.options, window_start=_optional_int(request, "window_start"),
                     window_count=_optional_int(request, "window_count"),
-                    duration_s=_optional_float(request, "duration_s"), flow_device=self.flow_device,
+                    duration_s=_optional_float(request, "duration_s") or None, flow_device=self.flow_device,
                 )  # fmt: skip
             except VideoError as exc:
                 responses.append(_error(f"preprocess: {exc}"))
