@@ -261,7 +261,8 @@ def read_checkpoint(directory: Path) -> list[dict]:
     for variant, (run_config, measurements) in state["ResultManager.results"]["_results"].get(ENSEMBLE, {}).items():
         (ensemble,) = run_config["_model_run_configs"]
         models = {
-            c["model_config"]["name"]: model_settings(c["model_config"]) for c in ensemble["_composing_config_variants"]
+            c["model_config"]["name"]: model_settings(c["model_config"]) | {"variant": c["variant_name"]}
+            for c in ensemble["_composing_config_variants"]
         }
         for measured in measurements.values():
             (ours,) = measured["_model_config_measurements"]
@@ -313,8 +314,7 @@ def report(result: dict) -> str:
         f"{options['min_batch']}-{options['max_batch']} with dynamic batching, concurrency 1-"
         f"{options['max_concurrency']}" + (f", p99 within {budget:g} ms" if budget else "") + ".",
         "",
-        "Each configuration at its best concurrency; cells: instances, max_batch_size (networks). Each "
-        "variant's config.pbtxt files are under models/ (`<model>_config_<n>`).",
+        "Each configuration at its best concurrency; cells: instances, max_batch_size (networks).",
         "",
         "| configuration | " + " | ".join(COMPOSING) + " | concurrency | clips/s | p99 (ms) | vs defaults |",
         "|---|" + "---|" * len(COMPOSING) + "---|---|---|---|",
@@ -334,7 +334,8 @@ def report(result: dict) -> str:
             verdict = (
                 f"Best: {top['config']}, {top['throughput']:.4f} clips/s "
                 f"({top['throughput'] / default['throughput']:.2f}x the committed defaults' "
-                f"{default['throughput']:.4f}), p99 {top['p99_ms']:.0f} ms vs {default['p99_ms']:.0f}."
+                f"{default['throughput']:.4f}), p99 {top['p99_ms']:.0f} ms vs {default['p99_ms']:.0f}. Its "
+                "config.pbtxt files: " + ", ".join(f"models/{m['variant']}" for m in top["models"].values()) + "."
             )
         lines += ["", verdict]
     lines += [
