@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -129,6 +130,13 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["ap"] <= 1 and -1 <= row["envelope_correlation"] <= 1
     [reference] = results["reference"]["clips"]  # the clip's own sound, scored the same way
     assert reference["truth"] == row["truth"] and reference["accuracy"] >= 0.5
+    # how it sounds: the generated sound is some distance from the clip's own; the served vocoder fed the
+    # clip's true mel (the ceiling) is scored too
+    [vocoded] = results["vocoded"]["clips"]
+    assert reference["mel_distance_db"] == 0.0 and results["trained"]["clips"][0]["mel_distance_db"] > 0
+    assert all(math.isfinite(r[k]) for r in (row, reference, vocoded) for k in ("buzz_db", "mel_distance_db"))
+    assert all(r["seam_onsets"] >= 0 for r in (row, reference, vocoded))
+    assert "true mel (ceiling)" in report(results) and "hop-rate buzz" in report(results)
     assert "| trained (" in report(results) and "own sound" in report(results)
     if results["precision"] != "fp32":  # the reduced precision is scored against fp32 too
         assert "| trained (fp32) |" in report(results) and len(results["trained-fp32"]["clips"]) == 1

@@ -5,10 +5,13 @@ encoded video files, through the ``s2s`` ensemble of the embedded Triton over gR
 trained weights (the package's demo weights, or checkpoints given) and once with untrained (seeded)
 weights of the same architecture as the baseline. Each generated waveform is scored against the clip's
 exact ground-truth onsets (s2s.alignment: onset accuracy, onset AP) and its own waveform (energy-envelope
-correlation). The clips' own sound is scored the same way as a reference (what a perfect model would
-get). When the networks are served in reduced precision (the openvino CPU accelerator in bf16, the
-export default on CPUs that compute bf16), the trained weights are also scored in fp32, so the report
-shows what the precision costs. Results: ``<output>/eval.json`` and ``<output>/report.md``.
+correlation), and for how it sounds (s2s.quality: the vocoder's hop-rate buzz, the log-mel distance to the
+clip's own sound, spurious onsets at window seams). The clips' own sound is scored the same way as a
+reference (what a perfect model would get), and so is the served vocoder fed each clip's true mel (the
+ceiling of the sound quality any generator can reach through it). When the networks are served in
+reduced precision (the openvino CPU accelerator in bf16, the export default on CPUs that compute bf16),
+the trained weights are also scored in fp32, so the report shows what the precision costs. Results:
+``<output>/eval.json`` and ``<output>/report.md``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from s2s.errors import OptionError, S2SError
 from s2s.flags import flag
 from s2s.flow import FLOW_METHODS
 from s2s.models.checkpoints import portable_path
+from s2s.quality import hop_buzz_db, log_mel_distance_db, seam_onsets
 from s2s.runtime.ort_backend import PRECISIONS, resolve_precision
 from s2s.synth import HELD_OUT_SEEDS, encode_clip, make_clip
 from s2s.video import VideoLimits
@@ -55,7 +59,11 @@ class EvalOptions:
     window_frames: int = REGNET.frames_per_window
 
 
-def _score_repository(repository: Path, videos: list[bytes], clips: list) -> list[dict]:
+def _score_repository(
+    repository: Path, videos: list[bytes], clips: list, window_s: float, vocoded: list | None = None
+) -> list[dict]:
+    """Score each clip's sound from the ensemble; with ``vocoded`` (a list), also append the rows of the
+    served vocoder fed each clip's true mel."""
     from s2s.client.triton import S2SClient
     from s2s.runtime.server import ServerOptions, TritonServer
 
@@ -66,23 +74,45 @@ def _score_repository(repository: Path, videos: list[bytes], clips: list) -> lis
     with TritonServer(options), S2SClient(options.grpc_url, timeout_s=3600) as client:
         for clip, video in zip(clips, videos, strict=True):
             result = client.generate(video)
-            rows.append(_clip_row(clip, result.waveform) | {"seconds": result.seconds})
-            log.info("seed %d %s: accuracy %.2f AP %.2f", clip.seed, clip.kinds, rows[-1]["accuracy"], rows[-1]["ap"])
+            rows.append(_clip_row(clip, result.waveform, window_s) | {"seconds": result.seconds})
+            log.info("seed %d %s: accuracy %.2f AP %.2f, buzz %.1f dB", clip.seed, clip.kinds, rows[-1]["accuracy"],
+                     rows[-1]["ap"], rows[-1]["buzz_db"])  # fmt: skip
+        if vocoded is not None:
+            vocoded += [_clip_row(c, _vocode(options.grpc_url, c.audio)[: c.audio.size], window_s) for c in clips]
     return rows
 
 
-def _clip_row(clip, waveform) -> dict:
+def _vocode(url: str, audio):
+    """The served vocoder on the true mel of ``audio`` (RegNet's recipe)."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    from s2s.audio import mel_spectrogram_librosa
+
+    mel = mel_spectrogram_librosa(np.asarray(audio, dtype=np.float32))[None]
+    tensor = grpcclient.InferInput("mel", list(mel.shape), "FP32")
+    tensor.set_data_from_numpy(np.ascontiguousarray(mel, dtype=np.float32))
+    with grpcclient.InferenceServerClient(url) as client:
+        return client.infer("vocoder", [tensor]).as_numpy("waveform")[0]
+
+
+def _clip_row(clip, waveform, window_s: float) -> dict:
     """One clip's scores for ``waveform`` (generated, or the clip's own sound for the reference row)."""
     scores = onset_scores(waveform, REGNET.sample_rate, clip.onsets)
     return {"seed": clip.seed, "kinds": clip.kinds, **scores.as_dict(),
-            "envelope_correlation": envelope_correlation(waveform, clip.audio)}  # fmt: skip
+            "envelope_correlation": envelope_correlation(waveform, clip.audio),
+            "buzz_db": hop_buzz_db(waveform), "mel_distance_db": log_mel_distance_db(waveform, clip.audio),
+            "seam_onsets": seam_onsets(waveform, clip.onsets, window_s)}  # fmt: skip
 
 
 def _summary(rows: list[dict]) -> dict:
-    """Means over clips, and the accuracy pooled over all onsets (clips with more onsets weigh more)."""
-    keys = ("accuracy", "ap", "envelope_correlation")
+    """Means over clips, the accuracy pooled over all onsets (clips with more onsets weigh more) and the
+    spurious seam onsets of all clips."""
+    keys = ("accuracy", "ap", "envelope_correlation", "buzz_db", "mel_distance_db")
     pooled = sum(r["hits"] for r in rows) / max(1, sum(r["truth"] for r in rows))
-    return {k: statistics.mean(r[k] for r in rows) for k in keys} | {"pooled_accuracy": pooled, "clips": len(rows)}
+    return {k: statistics.mean(r[k] for r in rows) for k in keys} | {
+        "pooled_accuracy": pooled, "seam_onsets": sum(r["seam_onsets"] for r in rows), "clips": len(rows),
+    }  # fmt: skip
 
 
 def evaluate(options: EvalOptions = EvalOptions()) -> dict:
@@ -131,15 +161,18 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     recorded = {k: portable_path(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
     results: dict = {"options": recorded, "weights": {}}
     # the clips' own sound under the same scoring: what a perfect model would get
-    reference = [_clip_row(c, c.audio) for c in clips]
+    window_s = options.window_frames / REGNET.fps
+    reference = [_clip_row(c, c.audio, window_s) for c in clips]
     results["reference"] = {"summary": _summary(reference), "clips": reference}
     results["precision"] = resolve_precision(options.cpu_precision)
+    vocoded: list[dict] = []
     for label, export_options, served in runs:
         with tempfile.TemporaryDirectory(prefix=f"s2s-eval-{label}-") as tmp:
             manifest = export_repository(Path(tmp), export_options, served, None, None, preprocess)
             results["weights"][label] = {name: m["source"] for name, m in manifest["models"].items()}
-            rows = _score_repository(Path(tmp), videos, clips)
+            rows = _score_repository(Path(tmp), videos, clips, window_s, vocoded if label == "trained" else None)
         results[label] = {"summary": _summary(rows), "clips": rows}
+    results["vocoded"] = {"summary": _summary(vocoded), "clips": vocoded}
     results["seconds"] = time.monotonic() - started
     options.output.mkdir(parents=True, exist_ok=True)
     (options.output / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -151,17 +184,23 @@ def report(results: dict) -> str:
     lines = [
         f"Alignment on {results['trained']['summary']['clips']} held-out generated clips, through the Triton ensemble",
         "",
-        "| weights | onset accuracy | onset AP | energy-envelope correlation | accuracy pooled over onsets |",
-        "|---|---:|---:|---:|---:|",
+        "| weights | onset accuracy | onset AP | energy-envelope correlation | accuracy pooled over onsets "
+        "| hop-rate buzz (dB) | log-mel distance (dB) | seam onsets |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     precision = results.get("precision", "fp32")
     names = {"trained": f"trained ({precision})", "trained-fp32": "trained (fp32)",
-             "untrained": f"untrained ({precision})", "reference": "reference (the clips' own sound)"}  # fmt: skip
-    for label in ("trained", "trained-fp32", "untrained", "reference"):
+             "untrained": f"untrained ({precision})", "vocoded": "trained vocoder on the true mel (ceiling)",
+             "reference": "reference (the clips' own sound)"}  # fmt: skip
+    for label in ("trained", "trained-fp32", "untrained", "vocoded", "reference"):
         if label not in results:
             continue
         s = results[label]["summary"]
         name = names[label]
         lines.append(f"| {name} | {s['accuracy']:.3f} | {s['ap']:.3f} | {s['envelope_correlation']:.3f} "
-                     f"| {s['pooled_accuracy']:.3f} |")  # fmt: skip
+                     f"| {s['pooled_accuracy']:.3f} | {s.get('buzz_db', float('nan')):.1f} "
+                     f"| {s.get('mel_distance_db', float('nan')):.1f} | {s.get('seam_onsets', '-')} |")  # fmt: skip
+    lines += ["", "Buzz: the hop-rate harmonics above the local median spectrum in the quietest third of the frames "
+              "(about 0 dB for natural sound); log-mel distance: to the clip's own sound; seam onsets: detected "
+              "onsets near a window boundary with no true onset near them (s2s.quality)."]  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -1,0 +1,83 @@
+"""How the generated sound sounds, beyond its timing: the vocoder's hop-rate buzz, the log-mel distance to
+the clip's own sound, and spurious onsets at the seams between windows.
+
+- hop-rate buzz (dB): a vocoder trained without its discriminators leaves a steady tone on the harmonics
+  of ``sample_rate / hop`` (86.13 Hz for RegNet). Over the quietest third of the frames (where nothing
+  else covers it; n_fft 8192), each harmonic's peak level minus the median level of the spectrum within
+  half a harmonic spacing around it, averaged over the harmonics below ``fmax``: near 0 dB for natural
+  sound, 15-20 dB for a buzzing vocoder.
+- log-mel distance (dB): mean absolute difference of RegNet's log-mel spectrograms (its [0, 1] scale
+  spans 100 dB) of two waveforms, over their common length.
+- seam onsets: detected onsets within ``tolerance`` of a boundary between windows where the ground truth
+  has no onset within ``tolerance`` of the detection: clicks and level jumps that windows generated
+  independently and butted together leave.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from s2s.alignment import TOLERANCE_S, detect_onsets
+from s2s.constants import REGNET, Recipe
+
+#: the buzz spectrum's FFT size: 2.7 Hz bins at 22.05 kHz, fine enough to separate harmonics from noise
+BUZZ_N_FFT = 8192
+
+
+def hop_buzz_db(waveform: np.ndarray, recipe: Recipe = REGNET, n_fft: int = BUZZ_N_FFT) -> float:
+    """Mean level (dB) of the hop-rate harmonics above the local median spectrum, over the quietest third
+    of the frames; 0.0 for a waveform too short or silent to tell."""
+    audio = np.asarray(waveform, dtype=np.float64)
+    if audio.size < n_fft or not np.any(audio):
+        return 0.0
+    hop = n_fft // 4
+    starts = np.arange(0, audio.size - n_fft + 1, hop)
+    frames = np.stack([audio[s : s + n_fft] for s in starts]) * np.hanning(n_fft)
+    loudness = np.sqrt(np.mean(frames**2, axis=1))
+    quiet = frames[np.argsort(loudness)[: max(1, len(frames) // 3)]]
+    power = np.mean(np.abs(np.fft.rfft(quiet, axis=1)) ** 2, axis=0)
+    level = 10 * np.log10(power + 1e-20)
+    bin_hz = recipe.sample_rate / n_fft
+    spacing = recipe.sample_rate / recipe.hop_length  # the hop rate, 86.13 Hz
+    above = []
+    for k in range(1, int(min(recipe.fmax, recipe.sample_rate / 2 - spacing) / spacing) + 1):
+        centre, half = k * spacing / bin_hz, spacing / 2 / bin_hz
+        at = round(centre)
+        peak = level[at - 2 : at + 3].max()  # the harmonic's bin and its neighbours (the window's spread)
+        above.append(peak - np.median(level[round(centre - half) : round(centre + half)]))
+    return float(np.mean(above))
+
+
+def log_mel_distance_db(a: np.ndarray, b: np.ndarray, recipe: Recipe = REGNET) -> float:
+    """Mean absolute difference (dB) of the RegNet log-mel spectrograms of ``a`` and ``b`` (common length)."""
+    from s2s.audio import mel_spectrogram_librosa
+
+    n = min(len(a), len(b))
+    if n == 0:
+        raise ValueError("log-mel distance of an empty waveform")
+    mel_a = mel_spectrogram_librosa(np.asarray(a[:n], dtype=np.float32), recipe)
+    mel_b = mel_spectrogram_librosa(np.asarray(b[:n], dtype=np.float32), recipe)
+    return float(np.mean(np.abs(mel_a - mel_b)) * -recipe.min_level_db)
+
+
+def seam_onsets(
+    waveform: np.ndarray,
+    truth_s: np.ndarray,
+    window_s: float = REGNET.window_s,
+    recipe: Recipe = REGNET,
+    tolerance_s: float = TOLERANCE_S,
+) -> int:
+    """Detected onsets near a boundary between windows (``k * window_s``, inside the waveform) with no
+    ground-truth onset near them."""
+    duration = len(waveform) / recipe.sample_rate
+    seams = np.arange(window_s, duration - 1e-9, window_s)
+    if seams.size == 0:
+        return 0
+    detected, _ = detect_onsets(waveform, recipe.sample_rate)
+    truth = np.asarray(truth_s, dtype=np.float64)
+    spurious = 0
+    for t in detected:
+        near_seam = np.min(np.abs(seams - t)) <= tolerance_s
+        explained = truth.size > 0 and np.min(np.abs(truth - t)) <= tolerance_s
+        spurious += bool(near_seam and not explained)
+    return spurious

@@ -1,0 +1,51 @@
+"""The sound-quality metrics of `s2s eval` on signals whose answer is known (no server)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from s2s.constants import REGNET
+from s2s.quality import hop_buzz_db, log_mel_distance_db, seam_onsets
+from s2s.synth import make_clip
+
+SR = REGNET.sample_rate
+
+
+def _noise(seconds: float, level: float = 0.05, seed: int = 0) -> np.ndarray:
+    return level * np.random.default_rng(seed).standard_normal(int(seconds * SR))
+
+
+def test_buzz_finds_the_hop_rate_harmonics_and_not_natural_sound():
+    t = np.arange(4 * SR) / SR
+    harmonics = sum(np.sin(2 * np.pi * k * SR / REGNET.hop_length * t) for k in range(1, 40))
+    assert hop_buzz_db(_noise(4)) < 3.0
+    assert hop_buzz_db(_noise(4) + 0.02 * harmonics) > 10.0
+    assert hop_buzz_db(make_clip(7, 6.0).audio) < 3.0, "a clip's own sound has no hop-rate tone"
+    assert hop_buzz_db(np.zeros(4 * SR)) == 0.0 and hop_buzz_db(_noise(0.1)) == 0.0  # nothing to tell
+
+
+def test_log_mel_distance_is_in_decibels():
+    a = _noise(2)
+    assert log_mel_distance_db(a, a) == 0.0
+    assert log_mel_distance_db(a, 0.5 * a) == pytest.approx(20 * math.log10(2), abs=0.05)  # half the amplitude
+    assert log_mel_distance_db(a, np.concatenate([0.5 * a, a])) == pytest.approx(6.02, abs=0.05)  # common length
+    with pytest.raises(ValueError, match="empty"):
+        log_mel_distance_db(a, a[:0])
+
+
+def test_seam_onsets_count_clicks_at_window_boundaries_that_no_event_explains():
+    quiet = _noise(5, level=0.002)
+
+    def click_at(t: float) -> np.ndarray:
+        out = quiet.copy()
+        i = int(t * SR)
+        out[i : i + 300] += 0.8 * np.random.default_rng(1).standard_normal(300)
+        return out
+
+    assert seam_onsets(click_at(2.0), np.array([]), window_s=2.0) == 1
+    assert seam_onsets(click_at(2.0), np.array([2.02]), window_s=2.0) == 0, "a true onset there explains it"
+    assert seam_onsets(click_at(3.0), np.array([]), window_s=2.0) == 0, "not at a seam"
+    assert seam_onsets(click_at(2.0), np.array([]), window_s=10.0) == 0, "one window: no seam"
