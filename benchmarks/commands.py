@@ -9,6 +9,7 @@ from pathlib import Path
 
 from s2s.bench.analyze import AnalyzeOptions
 from s2s.bench.harness import HarnessOptions
+from s2s.constants import REGNET
 from s2s.flags import add_flags, comma_list, from_flags
 from s2s.repository import MODEL_NAMES, add_repository_flag
 
@@ -59,6 +60,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--repeats", type=int, default=3, help="timed runs with dis (default: %(default)s)")
     e.add_argument("--tvl1-repeats", type=int, default=1, help="timed runs with tvl1 (over a minute each on CPU)")
+    e.add_argument(
+        "--clip-seconds", type=float, default=REGNET.window_s,
+        help="clip length (default: one window, 10 s); a shorter clip also times the networks on every frame of "
+        "its looped window, as before features were looped",
+    )  # fmt: skip
     e.set_defaults(func=run_end_to_end)
 
     b = kinds.add_parser(
@@ -156,7 +162,8 @@ def run_flow(args: argparse.Namespace) -> int:
 def run_end_to_end(args: argparse.Namespace) -> int:
     from s2s.bench.end_to_end import main
 
-    return main(args.model_repository, args.output, args.flow_methods, {"dis": args.repeats, "tvl1": args.tvl1_repeats})
+    repeats = {"dis": args.repeats, "tvl1": args.tvl1_repeats}
+    return main(args.model_repository, args.output, args.flow_methods, repeats, args.clip_seconds)
 
 
 def run_gpu(args: argparse.Namespace) -> int:

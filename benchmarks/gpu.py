@@ -218,19 +218,24 @@ class GpuChain:
         z_dim = nets["generator"].extra["z_dim"]
         self.options = PreprocessOptions(flow_method="tvl1", window_frames=window_frames, z_dim=z_dim)
 
-    def networks(self, rgb: torch.Tensor, flow: torch.Tensor, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def networks(
+        self, rgb: torch.Tensor, flow: torch.Tensor, frame_index: np.ndarray, z: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         m = self.modules
+        index, z = (torch.from_numpy(a).to(self.device) for a in (frame_index, z))
         with torch.inference_mode(), precision(self.precision_name, self.device):
-            mel = m["generator"](m["tsn_rgb"](rgb), m["tsn_flow"](flow), torch.from_numpy(z).to(self.device))
+            mel = m["generator"](m["tsn_rgb"](rgb), m["tsn_flow"](flow), index, z)
             wav = m["vocoder"](mel)
         return wav.float().cpu().numpy(), mel.float().cpu().numpy()
 
     def run(self, decoded: list) -> list[tuple[np.ndarray, np.ndarray]]:
         """Windows of several decoded clips through flow and the networks at once; joined per clip."""
         windows = windows_on_device(decoded, self.options, self.device)
-        rgb = torch.cat([w.rgb for w in windows])
-        flow = torch.cat([w.flow for w in windows])
-        wav, mel = self.networks(rgb, flow, np.concatenate([w.z for w in windows]))
+        # clips of other lengths have other numbers of distinct frames per window: batch them looped
+        rgb = torch.cat([w.looped(w.rgb) for w in windows])
+        flow = torch.cat([w.looped(w.flow) for w in windows])
+        index = np.tile(np.arange(rgb.shape[1], dtype=np.int32), (rgb.shape[0], 1))
+        wav, mel = self.networks(rgb, flow, index, np.concatenate([w.z for w in windows]))
         out, at = [], 0
         for w in windows:
             k = w.num_windows
@@ -277,7 +282,7 @@ def end_to_end_section(device: str, repeats: int, in_flight: tuple[int, ...], cl
         (w,) = windows_on_device([decoded], chain.options, device)
         sync(device)
         t2 = time.perf_counter()
-        wav, mel = chain.networks(w.rgb, w.flow, w.z)
+        wav, mel = chain.networks(w.rgb, w.flow, w.frame_index, w.z)
         t3 = time.perf_counter()
         postprocess(wav, mel, w.spans, w.samples, w.mel_frames)
         t4 = time.perf_counter()
@@ -334,7 +339,8 @@ class CpuChain:
         (w,) = windows_on_device([decoded], self.options, "cpu")
         m = self.modules
         with torch.inference_mode():
-            mel = m["generator"](m["tsn_rgb"](w.rgb), m["tsn_flow"](w.flow), torch.from_numpy(w.z))
+            index, z = torch.from_numpy(w.frame_index), torch.from_numpy(w.z)
+            mel = m["generator"](m["tsn_rgb"](w.rgb), m["tsn_flow"](w.flow), index, z)
             wav = m["vocoder"](mel)
         return postprocess(wav.numpy(), mel.numpy(), w.spans, w.samples, w.mel_frames)
 

@@ -123,7 +123,12 @@ def model_shapes(name: str, window_frames: int, z_dim: int, clip_bytes: int) -> 
         PREPROCESS: {"video": [clip_bytes]},
         "tsn_rgb": {"frames": [t, 3, size, size]},
         "tsn_flow": {"frames": [t, 2, size, size]},
-        "generator": {"rgb_features": [t, REGNET.feature_dim], "flow_features": [t, REGNET.feature_dim], "z": [z_dim]},
+        "generator": {
+            "rgb_features": [t, REGNET.feature_dim],
+            "flow_features": [t, REGNET.feature_dim],
+            "frame_index": [t],
+            "z": [z_dim],
+        },
         "vocoder": {"mel": [REGNET.n_mels, REGNET.mel_frames(t)]},
     }[name]
 
@@ -219,7 +224,8 @@ def _run(options: HarnessOptions, version: str, out: Path) -> Path:
             elif scenario == "models":
                 for name in options.models:
                     shapes = model_shapes(name, info["window_frames"], info["z_dim"], len(clip))
-                    data = video_data if name == PREPROCESS else "random"
+                    # the generator's frame_index must index its features: zeros (timing does not depend on them)
+                    data = video_data if name == PREPROCESS else "zero" if name == "generator" else "random"
                     for c in options.model_concurrency:
                         measure(scenario, name, concurrency=c, shapes=shapes, input_data=data)
     reference = _reference(options, clip, info)

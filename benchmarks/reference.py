@@ -82,7 +82,7 @@ class ReferencePipeline:
         n = self.networks
         rgb = n["tsn_rgb"](windows.rgb)
         flow = n["tsn_flow"](windows.flow)
-        mel = n["generator"](rgb, flow, windows.z)
+        mel = n["generator"](rgb, flow, windows.frame_index, windows.z)
         return n["vocoder"](mel), mel
 
     def __call__(self, video: bytes) -> tuple[np.ndarray, np.ndarray]:

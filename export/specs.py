@@ -5,11 +5,13 @@ TensorRT profiles and the tests all read them from these specs.
 
     tsn_rgb    frames uint8 [W, T, 3, 224, 224] (BGR 0..255)      -> features fp32 [W, T, 1024]
     tsn_flow   frames uint8 [W, T, 2, 224, 224] (flow, 0..255)    -> features fp32 [W, T, 1024]
-    generator  rgb_features, flow_features fp32 [W, T, 1024],
-               z fp32 [W, z_dim]                                   -> mel fp32 [W, 80, 4T] in [0, 1]
+    generator  rgb_features, flow_features fp32 [W, n, 1024],
+               frame_index int32 [W, T], z fp32 [W, z_dim]         -> mel fp32 [W, 80, 4T] in [0, 1]
     vocoder    mel fp32 [W, 80, F]                                 -> waveform fp32 [W, 256 F]
 
-W (windows of one or several videos) is Triton's batch dimension; T and F are variable.
+W (windows of one or several videos) is Triton's batch dimension; T and F are variable. The encoders
+see each distinct frame of a window once (n <= T: fewer for a short last window, 1 for a still);
+the generator loops their features back to the window's T frames by ``frame_index``.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ class TensorIO:
 
     @property
     def triton_type(self) -> str:
-        return {torch.uint8: "TYPE_UINT8", torch.float32: "TYPE_FP32", torch.float16: "TYPE_FP16"}[self.dtype]
+        return {torch.uint8: "TYPE_UINT8", torch.int32: "TYPE_INT32", torch.float32: "TYPE_FP32",
+                torch.float16: "TYPE_FP16"}[self.dtype]  # fmt: skip
 
     def dynamic_axes(self) -> dict[int, str]:
         variable = [0] + [i + 1 for i, d in enumerate(self.dims) if d == -1]
@@ -68,6 +71,8 @@ class TensorIO:
         shape = (windows, *(variable if d == -1 else d for d in self.dims))
         if self.dtype == torch.uint8:
             return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+        if self.dtype == torch.int32:  # an index into the ``variable`` rows of another input
+            return torch.randint(0, variable, shape, dtype=torch.int32, generator=generator)
         if self.unit_interval:
             return torch.rand(shape, generator=generator)
         return torch.randn(shape, generator=generator)
@@ -199,11 +204,12 @@ def build_exports(
                 [
                     TensorIO("rgb_features", torch.float32, (-1, r.feature_dim), ("frames",)),
                     TensorIO("flow_features", torch.float32, (-1, r.feature_dim), ("frames",)),
+                    TensorIO("frame_index", torch.int32, (-1,), ("window_frames",)),
                     TensorIO("z", torch.float32, (z_dim,)),
                 ],
                 [TensorIO("mel", torch.float32, (r.n_mels, -1), ("mel_frames",), unit_interval=True)],
                 _source(options.generator_checkpoint, options.seed + 2),
-                f"RegNet generator ({named}): features + noise z -> mel in [0, 1]",
+                f"RegNet generator ({named}): features looped by frame_index + noise z -> mel in [0, 1]",
                 extra={"config": named, "z_dim": z_dim},
             )
         )

@@ -1,15 +1,21 @@
 """The video -> sound chain as plain functions, shared by the Triton models and the in-process reference.
 
-    preprocess(video bytes)  -> Windows: rgb uint8 [W, T, 3, 224, 224], flow uint8 [W, T, 2, 224, 224],
-                                noise z fp32 [W, z_dim], and the output layout: spans, samples, mel_frames
-    (networks)                  tsn_rgb, tsn_flow -> generator -> vocoder, batched over W
+    preprocess(video bytes)  -> Windows: rgb uint8 [W, n, 3, 224, 224], flow uint8 [W, n, 2, 224, 224],
+                                frame_index int32 [W, T], noise z fp32 [W, z_dim], and the output layout:
+                                spans, samples, mel_frames
+    (networks)                  tsn_rgb, tsn_flow -> generator (loops by frame_index) -> vocoder, batched over W
     postprocess(waveforms [W, S], mels [W, 80, F], layout) -> waveform [samples], mel [80, mel_frames]
 
 Windows: T frames each (215 = 10 s at 21.5 fps by default). The last window of a video is filled by
 looping its own frames, as RegNet loops clips shorter than 10 s; the output is trimmed back to the
-video's duration. A window's T frames span T / fps seconds, while the vocoder returns 4 T * 256
-samples (9.984 s for 10 s): each window's audio is resampled to its exact span before the windows are
-joined, so sound stays aligned with the picture over long videos. Window k covers the samples
+video's duration. The encoders are per frame, so a frame is sent to them once: each window carries its
+n distinct frames (n = the most any window of the request has: 215 for full windows, fewer for a request
+of one short window, 1 for a still) and ``frame_index`` says which of them makes each of its T frames;
+the generator loops the features by it, which gives exactly the features of the looped frames.
+
+A window's T frames span T / fps seconds, while the vocoder returns 4 T * 256 samples (9.984 s for
+10 s): each window's audio is resampled to its exact span before the windows are joined, so sound
+stays aligned with the picture over long videos. Window k covers the samples
 ``[round(k * T / fps * sr), round((k + 1) * T / fps * sr))`` of the whole video, so any range of
 windows, served on its own, joins exactly with its neighbours.
 
@@ -26,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -117,8 +123,9 @@ class PreprocessOptions:
 
 @dataclass
 class Windows:
-    rgb: np.ndarray  #: uint8 (W, T, 3, 224, 224), BGR
-    flow: np.ndarray  #: uint8 (W, T, 2, 224, 224)
+    rgb: np.ndarray  #: uint8 (W, n, 3, 224, 224), BGR: each window's distinct frames
+    flow: np.ndarray  #: uint8 (W, n, 2, 224, 224)
+    frame_index: np.ndarray  #: int32 (W, T): the row of ``rgb``/``flow`` (and their features) of each frame
     z: np.ndarray  #: float32 (W, z_dim)
     duration_s: float  #: duration these windows cover (the whole video's, or the requested range's)
     num_frames: int  #: real (unlooped) frames of the whole video at the recipe's fps
@@ -132,6 +139,23 @@ class Windows:
     def num_windows(self) -> int:
         return int(self.rgb.shape[0])
 
+    def looped(self, rows: Any) -> Any:
+        """Per-window rows (W, n, ...) - ``rgb``, ``flow`` or their features, numpy or torch - as every
+        frame of every window (W, T, ...), what the generator sees."""
+        if isinstance(rows, np.ndarray):
+            return rows[np.arange(len(rows))[:, None], self.frame_index]
+        import torch
+
+        index = torch.from_numpy(self.frame_index).to(rows.device).long()
+        return rows[torch.arange(len(rows), device=rows.device)[:, None], index]
+
+    def every_frame(self) -> Windows:
+        """The same windows with every frame's rgb and flow sent as it is (the frame index the identity):
+        what the encoders would see without looping features; the sound is the same."""
+        frames = self.frame_index.shape[1]
+        identity = np.tile(np.arange(frames, dtype=np.int32), (self.num_windows, 1))
+        return replace(self, rgb=self.looped(self.rgb), flow=self.looped(self.flow), frame_index=identity)
+
 
 def window_indices(num_frames: int, window_frames: int) -> np.ndarray:
     """(W, T) frame indices: consecutive windows, the last one looping its own frames."""
@@ -144,6 +168,15 @@ def window_indices(num_frames: int, window_frames: int) -> np.ndarray:
         count = min(window_frames, num_frames - start)
         rows.append(start + np.arange(window_frames) % count)
     return np.stack(rows)
+
+
+def distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(W, T) frame indices -> the frames each window needs once, (W, n) with n = the most any window needs
+    (a window with fewer repeats its own), and the int32 (W, T) index of each of its frames in that row."""
+    uniques, inverses = zip(*(np.unique(row, return_inverse=True) for row in rows), strict=True)
+    n = max(u.size for u in uniques)
+    kept = np.stack([u[np.arange(n) % u.size] for u in uniques])
+    return kept, np.stack(inverses).astype(np.int32)
 
 
 def window_noise(video: bytes, windows: int, z_dim: int, seed: int = 0) -> np.ndarray:
@@ -236,7 +269,8 @@ def preprocess(
         (windows,) = windows_on_device([decoded], options, flow_device, recipe)
         return windows
     rgb, flow = network_inputs_of(decoded, options, recipe)
-    return Windows(rgb=rgb[decoded.rows], flow=flow[decoded.rows], **decoded.fields)
+    kept, index = distinct_rows(decoded.rows)
+    return Windows(rgb=rgb[kept], flow=flow[kept], frame_index=index, **decoded.fields)
 
 
 def network_inputs_of(clip: WindowFrames, options: PreprocessOptions, recipe: Recipe = REGNET):
@@ -265,8 +299,9 @@ def windows_on_device(
             rgb, flow = (torch.from_numpy(x).to(device) for x in still_inputs(clip.frames, recipe))
         else:
             rgb, flow = next(moving)
-        rows = torch.from_numpy(clip.rows).to(rgb.device)
-        out.append(Windows(rgb=rgb[rows], flow=flow[rows], **clip.fields))
+        kept, index = distinct_rows(clip.rows)
+        rows = torch.from_numpy(kept).to(rgb.device)
+        out.append(Windows(rgb=rgb[rows], flow=flow[rows], frame_index=index, **clip.fields))
     return out
 
 

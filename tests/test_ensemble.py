@@ -62,6 +62,19 @@ def test_ensemble_matches_the_in_process_reference(server, reference, protocol):
     assert np.abs(result.waveform).max() > 0, "silence: something upstream produced nothing"
 
 
+def test_the_encoders_see_each_frame_once_and_the_sound_is_the_same(reference):
+    """A clip shorter than a window sends its distinct frames through the encoders once and the generator loops
+    their features: the mel and waveform equal those of the looped frames (the encoders are per frame)."""
+    windows = reference.preprocess(make_video(duration_s=0.5, fps=20.0, seed=4))
+    distinct = math.ceil(0.5 * REGNET.fps)
+    assert windows.rgb.shape[1] == windows.flow.shape[1] == distinct < WINDOW == windows.frame_index.shape[1]
+    every_frame = windows.every_frame()
+    assert every_frame.rgb.shape[1] == WINDOW and every_frame.frame_index[0].tolist() == list(range(WINDOW))
+    (wave, mel), (want_wave, want_mel) = reference.run_networks(windows), reference.run_networks(every_frame)
+    np.testing.assert_allclose(mel, want_mel, atol=1e-5)
+    np.testing.assert_allclose(wave, want_wave, atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "duration", [0.5, WINDOW / REGNET.fps, 3.3], ids=["shorter-than-a-window", "one-window", "several-windows"]
 )

@@ -113,7 +113,7 @@ def test_served_models_answer_like_pytorch(exported, tmp_path):
                 inputs = export.examples(windows=2, frames=5, seed=7)
                 requests = []
                 for t, x in zip(export.inputs, inputs, strict=True):
-                    r = grpcclient.InferInput(t.name, list(x.shape), "UINT8" if x.dtype == torch.uint8 else "FP32")
+                    r = grpcclient.InferInput(t.name, list(x.shape), t.triton_type.removeprefix("TYPE_"))
                     r.set_data_from_numpy(x.numpy())
                     requests.append(r)
                 result = grpc.infer(name, requests)

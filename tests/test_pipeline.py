@@ -21,7 +21,14 @@ from s2s.synth import (
     make_zero_frame_video,
 )
 from s2s.video import STILL_DURATION_S, VideoError, VideoLimits, decode_video
-from s2s.windowing import PreprocessOptions, postprocess, preprocess, window_indices, window_noise
+from s2s.windowing import (
+    PreprocessOptions,
+    distinct_rows,
+    postprocess,
+    preprocess,
+    window_indices,
+    window_noise,
+)
 
 
 # ------------------------------------------------------------------------------------------- decode
@@ -126,6 +133,17 @@ def test_windows_loop_the_last_partial_window():
     assert window_indices(8, 4).shape == (2, 4)
 
 
+def test_each_distinct_frame_goes_to_the_encoders_once():
+    """distinct_rows keeps a window's distinct frames once; its index rebuilds every frame of the window."""
+    for rows in (window_indices(3, 7), window_indices(10, 4), np.zeros((2, 5), dtype=int), window_indices(8, 4)):
+        kept, index = distinct_rows(rows)
+        assert index.dtype == np.int32 and index.shape == rows.shape
+        np.testing.assert_array_equal(np.take_along_axis(kept, index, axis=1), rows)
+        assert kept.shape[1] == max(len(set(row)) for row in rows)
+    assert distinct_rows(window_indices(3, 7))[0].tolist() == [[0, 1, 2]]  # 3 frames computed, not 7
+    assert distinct_rows(window_indices(10, 4))[0].tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 8, 9]]
+
+
 def test_noise_is_reproducible_per_video():
     a = window_noise(b"video-a", 2, 16)
     np.testing.assert_array_equal(a, window_noise(b"video-a", 2, 16))
@@ -169,14 +187,21 @@ def test_window_ranges_join_into_the_whole_video():
     whole = preprocess(video, options)
     assert whole.total_windows == whole.num_windows == math.ceil(whole.num_frames / 20)
     pieces = [preprocess(video, options, window_start=k, window_count=1) for k in range(3)]
-    for name in ("rgb", "flow", "z"):
-        np.testing.assert_array_equal(np.concatenate([getattr(p, name) for p in pieces]), getattr(whole, name))
+    for name in ("rgb", "flow"):  # every frame of every window, looped as the generator loops their features
+        looped = np.concatenate([p.looped(getattr(p, name)) for p in pieces])
+        np.testing.assert_array_equal(looped, whole.looped(getattr(whole, name)))
+    np.testing.assert_array_equal(np.concatenate([p.z for p in pieces]), whole.z)
+    # the last window alone sends its distinct frames once; in the whole request it pads to its neighbours'
+    last = whole.num_frames - 40
+    assert 0 < last < 20 and pieces[2].rgb.shape[1] == last and whole.rgb.shape[1] == 20
+    np.testing.assert_array_equal(pieces[2].frame_index[0], np.arange(20) % last)
     assert sum(p.duration_s for p in pieces) == pytest.approx(whole.duration_s)
     assert sum(p.samples for p in pieces) == whole.samples
     assert sum(p.mel_frames for p in pieces) == whole.mel_frames
     np.testing.assert_array_equal(np.concatenate([p.spans for p in pieces]), whole.spans)
     tail = preprocess(video, options, window_start=1)  # count 0: to the end
     np.testing.assert_array_equal(tail.flow, whole.flow[1:])
+    np.testing.assert_array_equal(tail.frame_index, whole.frame_index[1:])
     with pytest.raises(VideoError, match="window_start 3 is past the video's 3 window"):
         preprocess(video, options, window_start=3, window_count=1)
 
@@ -202,8 +227,10 @@ def test_a_still_has_no_motion_and_its_window_ranges_join():
     assert np.all(whole.flow == zero), "no motion: the flow of a picture and itself"
     picture = rgb_inputs(decode_video(still).frames)[0]
     assert np.all(whole.rgb == picture[None, None])
+    assert whole.rgb.shape[1] == whole.flow.shape[1] == 1, "the encoders see the picture once per window"
+    assert whole.frame_index.shape == (3, 20) and not whole.frame_index.any()
     pieces = [preprocess(still, options, duration_s=2.4, window_start=k, window_count=1) for k in range(3)]
-    for name in ("rgb", "flow", "z"):
+    for name in ("rgb", "flow", "z", "frame_index"):
         np.testing.assert_array_equal(np.concatenate([getattr(p, name) for p in pieces]), getattr(whole, name))
     assert sum(p.samples for p in pieces) == whole.samples
 

@@ -206,16 +206,22 @@ def build_regnet(
 
 
 class GeneratorExport(nn.Module):
-    """Export wrapper: rgb (B, T, 1024), flow (B, T, 1024), z (B, z_dim) -> mel (B, 80, 4T) in [0, 1].
+    """Export wrapper: rgb (B, n, 1024), flow (B, n, 1024), frame_index (B, T) int32, z (B, z_dim) -> mel
+    (B, 80, 4T) in [0, 1].
 
-    Concatenates the two feature streams inside the graph (no extra ensemble step) and clamps the mel
-    to the range the vocoders were trained on.
+    The encoders see each distinct frame of a window once (n of them); ``frame_index`` says which makes
+    each of the window's T frames, so the features are looped here (RegNet loops clips shorter than a
+    window) rather than computed again. Concatenates the two feature streams inside the graph (no extra
+    ensemble step) and clamps the mel to the range the vocoders were trained on.
     """
 
     def __init__(self, generator: RegNetGenerator) -> None:
         super().__init__()
         self.generator = generator
 
-    def forward(self, rgb_features: torch.Tensor, flow_features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, rgb_features: torch.Tensor, flow_features: torch.Tensor, frame_index: torch.Tensor, z: torch.Tensor
+    ) -> torch.Tensor:
         features = torch.cat([rgb_features, flow_features], dim=2)
-        return self.generator(features, z).clamp(0.0, 1.0)
+        index = frame_index.long().unsqueeze(2).expand(-1, -1, features.shape[2])
+        return self.generator(torch.gather(features, 1, index), z).clamp(0.0, 1.0)

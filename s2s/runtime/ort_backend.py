@@ -280,7 +280,7 @@ class OrtModel:
         if threads > 0:
             config["INFERENCE_NUM_THREADS"] = threads
         compiled = ov.Core().compile_model(str(model_path), "CPU", config)
-        self._ov_outputs = {port.get_any_name(): port for port in compiled.outputs}
+        self._ov_outputs = {self._port_name(port): port for port in compiled.outputs}
         self._ov_request = compiled.create_infer_request()
         return compiled
 
@@ -346,13 +346,20 @@ class OrtModel:
             )
         return ["CPUExecutionProvider"]
 
+    def _port_name(self, port: Any) -> str:
+        """An OpenVINO port's name as the config names it: a port can carry several (OpenVINO gives an
+        input the names of the tensors it folds into it, e.g. a Cast's output)."""
+        names = port.get_names()
+        wanted = [t.name for t in (*self.spec.inputs, *self.spec.outputs) if t.name in names]
+        return wanted[0] if wanted else port.get_any_name()
+
     def _graph(self) -> tuple[dict[str, _GraphTensor], dict[str, _GraphTensor]]:
         """The loaded graph's inputs and outputs (name, numpy dtype, shape with dynamic axes not > 0)."""
         if self._openvino is not None:
             return tuple(
                 {name: _GraphTensor(port.get_element_type().to_dtype(),
                                     [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()])
-                 for port in ports for name in [port.get_any_name()]}
+                 for port in ports for name in [self._port_name(port)]}
                 for ports in (self._openvino.inputs, self._openvino.outputs)
             )  # type: ignore[return-value]  # fmt: skip
         return tuple(

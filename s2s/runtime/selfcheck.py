@@ -172,7 +172,8 @@ def run_repository_chain(
     def infer(client, model: str, **tensors: np.ndarray) -> np.ndarray:
         inputs = []
         for name, value in tensors.items():
-            tensor = grpcclient.InferInput(name, list(value.shape), "UINT8" if value.dtype == np.uint8 else "FP32")
+            kind = {np.uint8: "UINT8", np.int32: "INT32"}.get(value.dtype.type, "FP32")
+            tensor = grpcclient.InferInput(name, list(value.shape), kind)
             tensor.set_data_from_numpy(value)
             inputs.append(tensor)
         start = time.perf_counter()
@@ -187,9 +188,11 @@ def run_repository_chain(
         rgb_features = infer(client, "tsn_rgb", frames=rgb)
         flow_features = infer(client, "tsn_flow", frames=flow)
         config = client.get_model_config("generator", as_json=True, headers=options.admin_headers("grpc"))["config"]
-        z_dim = config["input"][2]["dims"][0]
+        z_dim = next(t for t in config["input"] if t["name"] == "z")["dims"][0]
         z = rng.standard_normal((1, int(z_dim))).astype(np.float32)
-        mel = infer(client, "generator", rgb_features=rgb_features, flow_features=flow_features, z=z)
+        index = np.arange(frames, dtype=np.int32)[None]  # every frame distinct
+        mel = infer(client, "generator", rgb_features=rgb_features, flow_features=flow_features, frame_index=index,
+                    z=z)  # fmt: skip
         waveform = infer(client, "vocoder", mel=mel)
     if waveform.shape != (1, REGNET.samples(frames)):
         raise SelfCheckError(f"vocoder returned {waveform.shape}, expected (1, {REGNET.samples(frames)})")
