@@ -1,9 +1,10 @@
 """The s2s gateway: a FastAPI service and web page in front of Triton. It never loads a model itself.
 
 Upload a silent video (``POST /v1/jobs``), follow its progress (``GET /v1/jobs/{id}`` or the
-server-sent events at ``/v1/jobs/{id}/events``), download the video with sound (``/video``) or the
-sound alone (``/audio``). ``POST /v1/generate`` does it in one call for small files. Jobs live in a
-directory the gateway owns, so finished results survive a restart.
+server-sent events at ``/v1/jobs/{id}/events``), download the video with sound (``/video``), the
+sound alone (``/audio``) or its mel spectrogram as a picture (``/spectrogram``, PNG).
+``POST /v1/generate`` does it in one call for small files. Jobs live in a directory the gateway owns,
+so finished results survive a restart.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ SECURITY_HEADERS = {
 }
 #: the page and the API load nothing from elsewhere (the page plays results it fetched as blobs)
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    "default-src 'self'; media-src 'self' blob:; img-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
 )
 #: the API docs: Swagger UI from the package (no CDN), started by an inline script
 DOCS_CONTENT_SECURITY_POLICY = (
@@ -226,7 +228,7 @@ def view(job: Job) -> dict:
     base = f"/v1/jobs/{job.id}"
     data["links"] = {"self": base, "events": f"{base}/events"}
     if job.status == "done":
-        data["links"].update(video=f"{base}/video", audio=f"{base}/audio")
+        data["links"].update(video=f"{base}/video", audio=f"{base}/audio", spectrogram=f"{base}/spectrogram")
     return {k: data[k] for k in JobView.model_fields}
 
 
@@ -557,6 +559,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if job.status != "done":
             raise GatewayError(409, "not_ready", f"job {job_id} is {job.status}, it has no result")
         path = store.path(job_id, name)
+        if not path.exists():  # a job finished by an older gateway has no spectrogram
+            raise GatewayError(404, "not_found", f"job {job_id} has no {name}")
         metrics.bytes_out.inc(path.stat().st_size)
         return FileResponse(path, media_type=media_type, filename=download)
 
@@ -569,6 +573,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
              summary="The sound alone (16-bit WAV, 22050 Hz)")  # fmt: skip
     async def job_audio(job_id: str, caller: Caller = Depends(authenticate)):
         return result(job_id, caller, "audio.wav", "audio/wav", f"s2s-{job_id}.wav")
+
+    @app.get("/v1/jobs/{job_id}/spectrogram", tags=["results"], responses=responses,
+             summary="The generated mel spectrogram as a picture (PNG, low frequencies at the bottom)")  # fmt: skip
+    async def job_spectrogram(job_id: str, caller: Caller = Depends(authenticate)):
+        return result(job_id, caller, "spectrogram.png", "image/png", f"s2s-{job_id}-spectrogram.png")
 
     @app.delete("/v1/jobs/{job_id}", status_code=204, tags=["jobs"], responses=responses,
                 summary="Delete a job and its results (cancels it if it is still running)")  # fmt: skip

@@ -6,6 +6,7 @@ Files, the same for every store (one volume, shared by all gateways when there a
     <data>/jobs/<id>/windows/<start>-<count>.npz  the result of each window request, as it arrives
     <data>/jobs/<id>/video.mp4                  the result: the video with its new sound
     <data>/jobs/<id>/audio.wav                  the result: the sound alone
+    <data>/jobs/<id>/spectrogram.png            the result: its generated mel as a picture (s2s.pictures)
     <data>/uploads/<id>.partial                 an upload while it streams in (moved into its job folder)
 
 Records and the queue: :class:`FolderJobStore` keeps them in ``<data>/jobs/<id>/job.json`` (one gateway:
@@ -39,7 +40,7 @@ from s2s.errors import S2SError
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 FINISHED = ("done", "failed", "cancelled")
-RESULT_FILES = ("input", "video.mp4", "audio.wav")
+RESULT_FILES = ("input", "video.mp4", "audio.wav", "spectrogram.png")
 _PIECE = re.compile(r"^(\d+)-(\d+)\.npz$")
 
 

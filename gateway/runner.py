@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from s2s import pictures
 from s2s.client.mux import MuxError, mux_audio, write_wav
 from s2s.client.triton import Generated, generated, request_tensors, server_message
 from s2s.constants import REGNET
@@ -354,9 +355,11 @@ class JobRunner:
         try:
             video = await asyncio.to_thread(self.store.path(job.id, "input").read_bytes)
             pieces = await self._windows(video, job, job.still_duration_s)
-            waveform, _mel = join_pieces(pieces)
+            waveform, mel = join_pieces(pieces)
             muxed = await asyncio.to_thread(mux_audio, video, waveform, self.store.path(job.id, "video.mp4"))
             await asyncio.to_thread(write_wav, self.store.path(job.id, "audio.wav"), waveform)
+            picture = await asyncio.to_thread(lambda: pictures.png(pictures.mel_image(mel)))
+            await asyncio.to_thread(self.store.path(job.id, "spectrogram.png").write_bytes, picture)
             job.status, job.video_copied = "done", muxed.video_copied
             job.duration_s = waveform.size / REGNET.sample_rate
             outcome = "done"

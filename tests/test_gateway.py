@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -130,6 +131,17 @@ def test_upload_poll_download(gateway):
     with wave.open(io.BytesIO(wav.content)) as handle:
         assert handle.getframerate() == REGNET.sample_rate
         assert handle.getnframes() == round(probe_duration(video) * REGNET.sample_rate)
+    # the generated mel as a picture: 2 rows per band, a column per mel frame of the clip, not a flat colour
+    picture = gateway.http.get(done["links"]["spectrogram"])
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
+    image = cv2.imdecode(np.frombuffer(picture.content, np.uint8), cv2.IMREAD_COLOR)
+    mel_frames = probe_duration(video) * REGNET.sample_rate / REGNET.hop_length
+    assert image.shape[0] == 2 * REGNET.n_mels and abs(image.shape[1] - mel_frames) <= 2, image.shape
+    assert image.std() > 5
+    (gateway.data_dir / "jobs" / job["id"] / "spectrogram.png").unlink()  # as a job finished by an older gateway
+    missing = gateway.http.get(done["links"]["spectrogram"])
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert gateway.http.get(done["links"]["audio"]).status_code == 200
 
 
 def test_progress_stream_ends_with_the_result(gateway):
@@ -538,8 +550,18 @@ def test_page_in_headless_chromium(gateway, tmp_path):
         )  # the page fetched the WAV with its key (a 16-bit WAV of the clip, header included)
         wav_bytes = 44 + 2 * round(probe_duration(video.read_bytes()) * REGNET.sample_rate)
         assert fetched == [[200, wav_bytes]], fetched
+        # under the player, the generated sound's spectrogram, fetched with the key and drawn
+        wait.until(lambda b: b.find_element(By.ID, "spectrogram").is_displayed())
+        size = browser.execute_script(
+            "const i = document.getElementById('spectrogram');"
+            "return [i.complete, i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().height];"
+        )
+        mel_frames = probe_duration(video.read_bytes()) * REGNET.sample_rate / REGNET.hop_length
+        assert size[0] and abs(size[1] - mel_frames) <= 2 and size[2] == 2 * REGNET.n_mels and size[3] > 100, size
+        assert browser.find_element(By.ID, "spectrogram").get_attribute("src").startswith("blob:")
         assert not browser.find_element(By.ID, "error").is_displayed()
         ARTIFACTS.mkdir(exist_ok=True)
+        browser.execute_script("document.getElementById('spectrogram').scrollIntoView({block: 'end'})")
         assert browser.save_screenshot(str(ARTIFACTS / "gateway-page.png"))
     finally:
         browser.quit()

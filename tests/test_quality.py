@@ -1,13 +1,16 @@
-"""The sound-quality metrics of `s2s eval` on signals whose answer is known (no server)."""
+"""The sound-quality metrics of `s2s eval` on signals whose answer is known, and the spectrogram pictures
+(no server)."""
 
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
 from s2s.constants import REGNET
+from s2s.pictures import ROW_SCALE, mel_image, png, stacked
 from s2s.quality import hop_buzz_db, log_mel_distance_db, seam_onsets
 from s2s.synth import make_clip
 
@@ -49,3 +52,18 @@ def test_seam_onsets_count_clicks_at_window_boundaries_that_no_event_explains():
     assert seam_onsets(click_at(2.0), np.array([2.02]), window_s=2.0) == 0, "a true onset there explains it"
     assert seam_onsets(click_at(3.0), np.array([]), window_s=2.0) == 0, "not at a seam"
     assert seam_onsets(click_at(2.0), np.array([]), window_s=10.0) == 0, "one window: no seam"
+
+
+def test_spectrogram_pictures_put_low_bands_at_the_bottom_and_stack_with_labels():
+    mel = np.zeros((REGNET.n_mels, 50), dtype=np.float32)
+    mel[0] = 1.0  # the lowest band loud, the rest silent
+    image = mel_image(mel)
+    assert image.shape == (ROW_SCALE * REGNET.n_mels, 50, 3) and image.dtype == np.uint8
+    assert image[-ROW_SCALE:].mean() > 200 and image[:-ROW_SCALE].mean() < 10  # bottom rows bright, the rest dark
+    both = stacked({"generated": mel, "own sound": np.ones((REGNET.n_mels, 40), dtype=np.float32)})
+    assert both.shape == (2 * ROW_SCALE * REGNET.n_mels + 2, 40, 3)  # cut to the shorter, a line between
+    assert not np.array_equal(both[:20], image[:20, :40]), "the label is written on the picture"
+    decoded = cv2.imdecode(np.frombuffer(png(both), np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decoded, both)
+    with pytest.raises(ValueError, match="expected a mel"):
+        mel_image(np.zeros((80, 0)))

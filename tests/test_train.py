@@ -9,9 +9,12 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
+from s2s.constants import REGNET
 from s2s.errors import OptionError
 from s2s.export.specs import ExportOptions, build_exports
 from s2s.models.checkpoints import CheckpointError, file_sha256
@@ -117,27 +120,40 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
     from s2s.training.evaluate import EvalOptions, evaluate, report
 
     _, result = trained
-    options = EvalOptions(output=tmp_path / "eval", clips=1, clip_seconds=2.0, window_frames=20,
-                          generator_checkpoint=result["generator"], vocoder_checkpoint=result["vocoder"])  # fmt: skip
+    with pytest.raises(OptionError, match="longer than a window"):
+        EvalOptions(long_clips=1, long_clip_seconds=0.5, window_frames=20)
+    options = EvalOptions(output=tmp_path / "eval", clips=1, clip_seconds=2.0, long_clips=1, long_clip_seconds=3.0,
+                          window_frames=20, generator_checkpoint=result["generator"],
+                          vocoder_checkpoint=result["vocoder"])  # fmt: skip
     results = evaluate(options)
     trained_generator = results["weights"]["trained"]["generator"]
     assert trained_generator["checkpoint"] == Path(result["generator"]).name  # outside the project: its name
     assert trained_generator["sha256"] == file_sha256(result["generator"])
     assert "seed" in results["weights"]["untrained"]["generator"]
     for label in ("trained", "untrained"):
-        [row] = results[label]["clips"]
-        assert row["seed"] == HELD_OUT_SEEDS.start and row["truth"] > 0
+        row, long = results[label]["clips"]
+        assert row["seed"] == HELD_OUT_SEEDS.start and row["truth"] > 0 and long["seed"] == HELD_OUT_SEEDS.start + 1
+        # seams between windows of 20 frames (0.93 s): 2 in the 2 s clip, 3 in the 3 s one
+        assert (row["seams"], long["seams"]) == (2, 3) and results[label]["summary"]["seams"] == 5
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["ap"] <= 1 and -1 <= row["envelope_correlation"] <= 1
-    [reference] = results["reference"]["clips"]  # the clip's own sound, scored the same way
+    reference, _ = results["reference"]["clips"]  # the clip's own sound, scored the same way
     assert reference["truth"] == row["truth"] and reference["accuracy"] >= 0.5
     # how it sounds: the generated sound is some distance from the clip's own; the served vocoder fed the
     # clip's true mel (the ceiling) is scored too
-    [vocoded] = results["vocoded"]["clips"]
+    vocoded, _ = results["vocoded"]["clips"]
     assert reference["mel_distance_db"] == 0.0 and results["trained"]["clips"][0]["mel_distance_db"] > 0
     assert all(math.isfinite(r[k]) for r in (row, reference, vocoded) for k in ("buzz_db", "mel_distance_db"))
     assert all(r["seam_onsets"] >= 0 for r in (row, reference, vocoded))
     assert "true mel (ceiling)" in report(results) and "hop-rate buzz" in report(results)
     assert "| trained (" in report(results) and "own sound" in report(results)
+    # a picture per clip: the generated sound's mel, the clip's own and the vocoded true mel, one above the other
+    assert results["pictures"] == [f"spectrograms/seed_{HELD_OUT_SEEDS.start + i}.png" for i in range(2)]
+    assert all(f"![{name}]({name})" in report(results) for name in results["pictures"])
+    picture = cv2.imread(str(options.output / results["pictures"][1]))
+    mel_frames = 3.0 * REGNET.sample_rate / REGNET.hop_length
+    assert picture.shape[0] == 3 * 2 * REGNET.n_mels + 2 * 2 and abs(picture.shape[1] - mel_frames) <= 3
+    own = picture[2 * REGNET.n_mels + 2 : 4 * REGNET.n_mels + 2]
+    assert own.std() > 5 and not np.array_equal(own, picture[: 2 * REGNET.n_mels])
     if results["precision"] != "fp32":  # the reduced precision is scored against fp32 too
-        assert "| trained (fp32) |" in report(results) and len(results["trained-fp32"]["clips"]) == 1
+        assert "| trained (fp32) |" in report(results) and len(results["trained-fp32"]["clips"]) == 2
     assert (tmp_path / "eval" / "eval.json").exists()

@@ -143,6 +143,8 @@ function forgetResults() {
   blobs.forEach((link) => URL.revokeObjectURL(link));
   blobs = [];
   $("player").removeAttribute("src");
+  $("spectrogram").removeAttribute("src");
+  show("spectrogram-box", false);
 }
 
 async function start() {
@@ -167,6 +169,12 @@ async function start() {
     $("download-audio").href = await blobUrl(done.links.audio);
     $("download-audio").download = "s2s-" + done.id + ".wav";
     show("result", true);
+    try {  // the picture is a bonus: the sound is there without it (a job from an older server has none)
+      $("spectrogram").src = await blobUrl(done.links.spectrogram);
+      show("spectrogram-box", true);
+    } catch (err) {
+      show("spectrogram-box", false);
+    }
   } catch (err) {
     fail(err.message);
   }

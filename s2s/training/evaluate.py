@@ -8,10 +8,13 @@ exact ground-truth onsets (s2s.alignment: onset accuracy, onset AP) and its own 
 correlation), and for how it sounds (s2s.quality: the vocoder's hop-rate buzz, the log-mel distance to the
 clip's own sound, spurious onsets at window seams). The clips' own sound is scored the same way as a
 reference (what a perfect model would get), and so is the served vocoder fed each clip's true mel (the
-ceiling of the sound quality any generator can reach through it). When the networks are served in
+ceiling of the sound quality any generator can reach through it). Besides the short clips, a few
+clips longer than a window (25 s: three windows) put seams between windows under the seam check.
+When the networks are served in
 reduced precision (the openvino CPU accelerator in bf16, the export default on CPUs that compute bf16),
 the trained weights are also scored in fp32, so the report shows what the precision costs. Results:
-``<output>/eval.json`` and ``<output>/report.md``.
+``<output>/eval.json``, ``<output>/report.md`` and, per clip, ``<output>/spectrograms/seed_<seed>.png``:
+the mels of the generated sound, the clip's own and the vocoded true mel, one above the other.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class EvalOptions:
     output: Path = flag(Path("runs/eval"), "--output", "folder of eval.json and report.md")
     clips: int = flag(16, "--clips", "held-out clips")
     clip_seconds: float = flag(8.0, "--clip-seconds", "length of each clip, seconds")
+    long_clips: int = flag(2, "--long-clips", "more held-out clips, longer than a window (seams between windows)")
+    long_clip_seconds: float = flag(25.0, "--long-clip-seconds", "length of each long clip, seconds")
     first_seed: int = flag(HELD_OUT_SEEDS.start, "--first-seed", "seed of the first held-out clip")
     flow_method: str = flag("dis", "--flow-method", "optical flow of the served preprocess", choices=FLOW_METHODS)
     generator_checkpoint: Path | None = flag(
@@ -58,42 +63,70 @@ class EvalOptions:
     )  # fmt: skip
     window_frames: int = REGNET.frames_per_window
 
+    def __post_init__(self) -> None:
+        window_s = self.window_frames / REGNET.fps
+        if self.clips < 1 or self.long_clips < 0:
+            raise OptionError(f"need at least one clip and no negative long clips, got {self.clips}, {self.long_clips}")
+        if self.long_clips and self.long_clip_seconds <= window_s:
+            raise OptionError(
+                f"long clips must be longer than a window ({window_s:.2f} s) to have seams, "
+                f"got {self.long_clip_seconds:g}"
+            )
 
-def _score_repository(
-    repository: Path, videos: list[bytes], clips: list, window_s: float, vocoded: list | None = None
-) -> list[dict]:
-    """Score each clip's sound from the ensemble; with ``vocoded`` (a list), also append the rows of the
-    served vocoder fed each clip's true mel."""
+
+@dataclass
+class Served:
+    """What the ensemble made of each clip, and the served vocoder's sound of each clip's true mel."""
+
+    waveforms: list  #: generated, one per clip
+    seconds: list[float]
+    vocoded: list | None = None
+
+
+def _serve(repository: Path, videos: list[bytes], clips: list, vocode: bool) -> Served:
+    """Each clip through the ensemble; with ``vocode``, also each clip's true mel through the vocoder alone."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    from s2s.audio import mel_spectrogram_librosa
     from s2s.client.triton import S2SClient
     from s2s.runtime.server import ServerOptions, TritonServer
 
     options = ServerOptions.local(
         repository, shm_default_byte_size=64 * 1024 * 1024, log_level="error", exit_timeout_s=10
     )
-    rows = []
+    served = Served([], [], [] if vocode else None)
     with TritonServer(options), S2SClient(options.grpc_url, timeout_s=3600) as client:
-        for clip, video in zip(clips, videos, strict=True):
+        for video in videos:
             result = client.generate(video)
-            rows.append(_clip_row(clip, result.waveform, window_s) | {"seconds": result.seconds})
-            log.info("seed %d %s: accuracy %.2f AP %.2f, buzz %.1f dB", clip.seed, clip.kinds, rows[-1]["accuracy"],
-                     rows[-1]["ap"], rows[-1]["buzz_db"])  # fmt: skip
-        if vocoded is not None:
-            vocoded += [_clip_row(c, _vocode(options.grpc_url, c.audio)[: c.audio.size], window_s) for c in clips]
-    return rows
+            served.waveforms.append(result.waveform)
+            served.seconds.append(result.seconds)
+        if served.vocoded is None:
+            return served
+        with grpcclient.InferenceServerClient(options.grpc_url) as raw:
+            for clip in clips:
+                mel = mel_spectrogram_librosa(np.asarray(clip.audio, dtype=np.float32))[None]
+                tensor = grpcclient.InferInput("mel", list(mel.shape), "FP32")
+                tensor.set_data_from_numpy(np.ascontiguousarray(mel, dtype=np.float32))
+                served.vocoded.append(raw.infer("vocoder", [tensor]).as_numpy("waveform")[0][: clip.audio.size])
+    return served
 
 
-def _vocode(url: str, audio):
-    """The served vocoder on the true mel of ``audio`` (RegNet's recipe)."""
-    import numpy as np
-    import tritonclient.grpc as grpcclient
-
+def _pictures(folder: Path, clips: list, served: Served) -> list[str]:
+    """Per clip, the mels of the generated sound, its own and the vocoded true mel, one above the other."""
     from s2s.audio import mel_spectrogram_librosa
+    from s2s.pictures import png, stacked
 
-    mel = mel_spectrogram_librosa(np.asarray(audio, dtype=np.float32))[None]
-    tensor = grpcclient.InferInput("mel", list(mel.shape), "FP32")
-    tensor.set_data_from_numpy(np.ascontiguousarray(mel, dtype=np.float32))
-    with grpcclient.InferenceServerClient(url) as client:
-        return client.infer("vocoder", [tensor]).as_numpy("waveform")[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, clip in enumerate(clips):
+        sounds = {"generated": served.waveforms[i], "own sound": clip.audio}
+        if served.vocoded is not None:
+            sounds["vocoder on the true mel"] = served.vocoded[i]
+        picture = stacked({label: mel_spectrogram_librosa(wave) for label, wave in sounds.items()})
+        names.append(f"{folder.name}/seed_{clip.seed}.png")
+        (folder / f"seed_{clip.seed}.png").write_bytes(png(picture))
+    return names
 
 
 def _clip_row(clip, waveform, window_s: float) -> dict:
@@ -102,7 +135,8 @@ def _clip_row(clip, waveform, window_s: float) -> dict:
     return {"seed": clip.seed, "kinds": clip.kinds, **scores.as_dict(),
             "envelope_correlation": envelope_correlation(waveform, clip.audio),
             "buzz_db": hop_buzz_db(waveform), "mel_distance_db": log_mel_distance_db(waveform, clip.audio),
-            "seam_onsets": seam_onsets(waveform, clip.onsets, window_s)}  # fmt: skip
+            "seam_onsets": seam_onsets(waveform, clip.onsets, window_s),
+            "seams": max(0, math.ceil(clip.audio.size / REGNET.sample_rate / window_s - 1e-9) - 1)}  # fmt: skip
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -112,6 +146,7 @@ def _summary(rows: list[dict]) -> dict:
     pooled = sum(r["hits"] for r in rows) / max(1, sum(r["truth"] for r in rows))
     return {k: statistics.mean(r[k] for r in rows) for k in keys} | {
         "pooled_accuracy": pooled, "seam_onsets": sum(r["seam_onsets"] for r in rows), "clips": len(rows),
+        "seams": sum(r.get("seams", 0) for r in rows),
     }  # fmt: skip
 
 
@@ -141,11 +176,11 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
         raise OptionError(f"{trained.generator_checkpoint}: the untrained baseline needs a named RegNet configuration")
     untrained = ExportOptions(generator_config=config)  # same architecture, seeded weights
     started = time.monotonic()
-    clips = [
-        make_clip(seed, options.clip_seconds) for seed in range(options.first_seed, options.first_seed + options.clips)
-    ]
+    seeds = range(options.first_seed, options.first_seed + options.clips + options.long_clips)
+    clips = [make_clip(s, options.clip_seconds if i < options.clips else options.long_clip_seconds)
+             for i, s in enumerate(seeds)]  # fmt: skip
     videos = [encode_clip(c) for c in clips]
-    longest = options.clip_seconds + 1.0
+    longest = max(options.clip_seconds, options.long_clip_seconds if options.long_clips else 0.0) + 1.0
     windows = math.ceil(longest * REGNET.fps / options.window_frames)
     serving = ServingOptions(
         warmup_frames=0, max_windows=max(windows, ServingOptions.max_windows), cpu_precision=options.cpu_precision
@@ -165,14 +200,21 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     reference = [_clip_row(c, c.audio, window_s) for c in clips]
     results["reference"] = {"summary": _summary(reference), "clips": reference}
     results["precision"] = resolve_precision(options.cpu_precision)
-    vocoded: list[dict] = []
-    for label, export_options, served in runs:
+    for label, export_options, serving_options in runs:
         with tempfile.TemporaryDirectory(prefix=f"s2s-eval-{label}-") as tmp:
-            manifest = export_repository(Path(tmp), export_options, served, None, None, preprocess)
+            manifest = export_repository(Path(tmp), export_options, serving_options, None, None, preprocess)
             results["weights"][label] = {name: m["source"] for name, m in manifest["models"].items()}
-            rows = _score_repository(Path(tmp), videos, clips, window_s, vocoded if label == "trained" else None)
+            served = _serve(Path(tmp), videos, clips, vocode=label == "trained")
+        rows = [_clip_row(c, w, window_s) | {"seconds": s}
+                for c, w, s in zip(clips, served.waveforms, served.seconds, strict=True)]  # fmt: skip
+        for row in rows:
+            log.info("%s seed %d %s: accuracy %.2f AP %.2f, buzz %.1f dB", label, row["seed"], row["kinds"],
+                     row["accuracy"], row["ap"], row["buzz_db"])  # fmt: skip
         results[label] = {"summary": _summary(rows), "clips": rows}
-    results["vocoded"] = {"summary": _summary(vocoded), "clips": vocoded}
+        if served.vocoded is not None:
+            vocoded = [_clip_row(c, w, window_s) for c, w in zip(clips, served.vocoded, strict=True)]
+            results["vocoded"] = {"summary": _summary(vocoded), "clips": vocoded}
+            results["pictures"] = _pictures(options.output / "spectrograms", clips, served)
     results["seconds"] = time.monotonic() - started
     options.output.mkdir(parents=True, exist_ok=True)
     (options.output / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -181,8 +223,11 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
 
 
 def report(results: dict) -> str:
+    options = results.get("options", {})
+    long = f" and {options['long_clips']} of {options['long_clip_seconds']:g} s" if options.get("long_clips") else ""
     lines = [
-        f"Alignment on {results['trained']['summary']['clips']} held-out generated clips, through the Triton ensemble",
+        f"Alignment on {results['trained']['summary']['clips']} held-out generated clips "
+        f"({options.get('clips', '?')} of {options.get('clip_seconds', '?')} s{long}), through the Triton ensemble",
         "",
         "| weights | onset accuracy | onset AP | energy-envelope correlation | accuracy pooled over onsets "
         "| hop-rate buzz (dB) | log-mel distance (dB) | seam onsets |",
@@ -202,5 +247,10 @@ def report(results: dict) -> str:
                      f"| {s.get('mel_distance_db', float('nan')):.1f} | {s.get('seam_onsets', '-')} |")  # fmt: skip
     lines += ["", "Buzz: the hop-rate harmonics above the local median spectrum in the quietest third of the frames "
               "(about 0 dB for natural sound); log-mel distance: to the clip's own sound; seam onsets: detected "
-              "onsets near a window boundary with no true onset near them (s2s.quality)."]  # fmt: skip
+              "onsets near a window boundary with no true onset near them (s2s.quality), over "
+              f"{results['trained']['summary'].get('seams', 0)} seams."]  # fmt: skip
+    if results.get("pictures"):
+        lines += ["", "Spectrograms (log-mel, low frequencies at the bottom): the generated sound, the clip's own, "
+                  "and the served vocoder on the clip's true mel, one above the other.", ""]  # fmt: skip
+        lines += [f"![{name}]({name})" for name in results["pictures"]]
     return "\n".join(lines) + "\n"
