@@ -82,9 +82,9 @@ class S2SClient:
         except (InferenceServerException, OSError, ConnectionError):
             return False
 
-    def window_frames(self) -> int:
-        """Frames per window of the served preprocess step (the recipe's 215 if it cannot be read: model
-        configs are an admin API, readable with the server's admin key)."""
+    def window_frames(self, fallback: bool = True) -> int:
+        """Frames per window of the served preprocess step (the recipe's 215 if it cannot be read and
+        ``fallback``, else a ClientError: model configs are an admin API, readable with the server's admin key)."""
         from tritonclient.utils import InferenceServerException
 
         from s2s.windowing import PreprocessOptions
@@ -93,8 +93,12 @@ class S2SClient:
             config = self._client.get_model_config(PREPROCESS, **self._config_kwargs)
             config = config["config"] if self.protocol == "grpc" else config
             return PreprocessOptions.from_model_config(config).window_frames
-        except (InferenceServerException, S2SError, KeyError, TypeError, ValueError):
-            return REGNET.frames_per_window
+        except (InferenceServerException, S2SError, KeyError, TypeError, ValueError) as exc:
+            if fallback:
+                return REGNET.frames_per_window
+            raise ClientError(
+                f"cannot read the served preprocess options at {self.url} ({exc}): pass the server's admin key"
+            ) from None
 
     def generate(
         self,
@@ -222,6 +226,16 @@ def join(pieces: list[Generated], seconds: float) -> Generated:
         np.concatenate([p.waveform for p in pieces]), np.concatenate([p.mel for p in pieces], axis=1),
         seconds, pieces[0].windows,
     )  # fmt: skip
+
+
+def rejected_input(exc: Exception) -> str | None:
+    """preprocess's own words when Triton refused the input itself (INVALID_ARG: the video is the problem,
+    sending it again will not help); None for any other failure."""
+    status = str(getattr(exc, "status", lambda: "")() or "")
+    if "INVALID_ARG" in status or "INVALID_ARG" in server_message(exc):
+        text = getattr(exc, "message", None)
+        return text() if callable(text) else server_message(exc)
+    return None
 
 
 def server_message(exc: Exception) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 
 from s2s import pictures
 from s2s.client.mux import MuxError, mux_audio, write_wav
-from s2s.client.triton import Generated, generated, request_tensors, server_message
+from s2s.client.triton import Generated, generated, rejected_input, request_tensors, server_message
 from s2s.constants import REGNET
 from s2s.gateway.audit import audit
 from s2s.gateway.jobs import Job, JobError, JobStore, Piece
@@ -90,9 +90,8 @@ def classify(exc: Exception) -> Exception:
     """
     message = server_message(exc)
     status = str(getattr(exc, "status", lambda: "")() or "")
-    if "INVALID_ARG" in status or "INVALID_ARG" in message:
-        text = getattr(exc, "message", None)
-        return TritonRejectedError(text() if callable(text) else message)
+    if (rejected := rejected_input(exc)) is not None:
+        return TritonRejectedError(rejected)
     if any(s in status for s in _RETRYABLE_STATUS) or any(t in message.lower() for t in _RETRYABLE_TEXT):
         return TritonUnavailableError(message)
     return RuntimeError(message)

@@ -3,6 +3,7 @@
 <repository>/tsn_rgb, tsn_flow, generator, vocoder   the networks (`s2s export`: ONNX or TensorRT)
 <repository>/preprocess, postprocess                 the Python-backend steps
 <repository>/s2s                                     the ensemble that chains them
+<repository>/s2s_features                            preprocess and the encoders only: features (s2s dataset)
 <repository>/manifest.json                           where every artifact came from
 """
 
@@ -19,6 +20,8 @@ MODEL_NAMES = ("tsn_rgb", "tsn_flow", "generator", "vocoder")
 PREPROCESS, POSTPROCESS = "preprocess", "postprocess"
 #: The ensemble: one request per video (or range of its windows), one response.
 ENSEMBLE = "s2s"
+#: The encoders' features of a video's windows, as the ensemble computes them (datasets for training).
+FEATURES = "s2s_features"
 #: Manifest file at the repository root recording the source of every artifact.
 MANIFEST = "manifest.json"
 

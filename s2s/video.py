@@ -84,18 +84,13 @@ def decode_video(
     ``still_duration_s``: how long a still image lasts (default :data:`STILL_DURATION_S`); a video's
     duration is its own, so giving one for a video is an error.
     """
-    import av
 
     data = probe_bytes(data)
     if not data:
         raise VideoError("empty input: the request carried no video bytes")
     if len(data) > limits.max_bytes:
         raise VideoError(f"input too large: {len(data)} bytes (limit {limits.max_bytes})")
-    try:
-        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
-    except av.error.FFmpegError as exc:
-        raise VideoError(f"cannot read the input as a video file: {_reason(exc)}") from None
-    with container:
+    with _open(data, "a video file") as container:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise VideoError(f"no video stream in the input (streams found: {', '.join(kinds)})")
@@ -123,6 +118,16 @@ def decode_video(
     while len(frames) < keep:  # the last frame holds until the end of the stream
         frames.append(frames[-1])
     return DecodedVideo(np.stack(frames[:keep]), duration, rotation, expected)
+
+
+def _open(data: bytes, kind: str):
+    """An open PyAV input container on ``data`` (VideoError, in FFmpeg's words, when it cannot be read)."""
+    import av
+
+    try:
+        return av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"cannot read the input as {kind}: {_reason(exc)}") from None
 
 
 def is_still(container) -> bool:
@@ -230,6 +235,27 @@ def _to_bgr(frame, rotation: int, recipe: Recipe) -> np.ndarray:
         # FFmpeg's display rotation is counter-clockwise; np.rot90 with k > 0 turns counter-clockwise.
         image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
     return image
+
+
+def decode_audio(data: bytes | memoryview | np.ndarray, recipe: Recipe = REGNET) -> np.ndarray:
+    """The first audio stream of an encoded file, mixed to mono and resampled to ``recipe.sample_rate``:
+    float32 in [-1, 1], from the stream's first sample (VideoError: unreadable, or no audio stream)."""
+    import av
+
+    with _open(probe_bytes(data), "a media file") as container:
+        if not container.streams.audio:
+            raise VideoError("no audio track: nothing to learn the sound from")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=recipe.sample_rate)
+        parts = []
+        try:
+            for frame in container.decode(container.streams.audio[0]):
+                parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+            parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"the audio track cannot be decoded: {_reason(exc)}") from None
+    if not parts:
+        raise VideoError("the audio track has no decodable samples")
+    return np.clip(np.concatenate(parts), -1.0, 1.0).astype(np.float32)
 
 
 def encode_mono_audio(container, stream, samples: np.ndarray, chunk: int = 1024) -> None:

@@ -1,4 +1,5 @@
-"""``s2s train`` (the demo weights, from generated clips) and ``s2s eval`` (their alignment score, served)."""
+"""``s2s dataset`` (a team's videos with sound -> training clips, features from the served encoders), ``s2s train``
+(the demo weights, from generated clips) and ``s2s eval`` (their alignment score, served)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,23 @@ import argparse
 import json
 
 from s2s.flags import add_flags, comma_list, from_flags
+from s2s.training.dataset import DatasetOptions
 from s2s.training.evaluate import EvalOptions
 from s2s.training.train import STAGES, TrainOptions
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    d = commands.add_parser(
+        "dataset",
+        help="your videos with their sound -> training clips, features from a running server's encoders",
+        description="Cut a folder of videos with audio tracks (or a VGGSound-layout CSV and its clips) into 10 s "
+        "clips: features from the s2s_features ensemble of the Triton at --url (exactly what serving computes), "
+        "the sound as RegNet's mel and waveform; one .npz per clip under --output/clips. Files without sound, "
+        "unreadable, too short or refused by the server are skipped and listed in dataset.json. Resumable.",
+    )
+    add_flags(d, DatasetOptions)
+    d.set_defaults(func=run_dataset)
+
     t = commands.add_parser(
         "train",
         help="train the demo generator and vocoder on generated clips (CPU, resumable)",
@@ -37,6 +50,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_flags(e, EvalOptions)
     e.set_defaults(func=run_eval)
+
+
+def run_dataset(args: argparse.Namespace) -> int:
+    from s2s.training.dataset import build_dataset
+
+    summary = build_dataset(from_flags(DatasetOptions, args))
+    print(json.dumps({k: summary[k] for k in ("files", "clips", "skipped")}, indent=2))
+    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from s2s.flags import flag
 from s2s.models.checkpoints import state_fingerprint, torch_load
 from s2s.models.melgan import MelGANConfig, MelGANGenerator, melgan_checkpoint_state
 from s2s.models.regnet import CONFIGS, RegNetGenerator, regnet_config, save_regnet_checkpoint
+from s2s.progress import Progress
 from s2s.synth import HELD_OUT_SEEDS, make_clip
 from s2s.weights import DEMO_GENERATOR, DEMO_VOCODER, WEIGHTS_DIR
 
@@ -84,28 +84,6 @@ class TrainOptions:
 
 
 # -------------------------------------------------------------------------------------------- utils
-class Progress:
-    """A one-line progress bar on stderr (a terminal) or a line every 10 % (a log)."""
-
-    def __init__(self, total: int, label: str, start: int = 0) -> None:
-        self.total, self.label, self.done, self.t0 = total, label, start, time.monotonic()
-        self.start, self.tty, self.last_tenth = start, sys.stderr.isatty(), -1
-
-    def update(self, n: int = 1, note: str = "") -> None:
-        self.done += n
-        rate = (self.done - self.start) / max(1e-9, time.monotonic() - self.t0)
-        eta = (self.total - self.done) / rate if rate > 0 else 0
-        frac = self.done / max(1, self.total)
-        bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
-        line = f"{self.label} [{bar}] {self.done}/{self.total} {note} eta {eta:.0f} s"
-        if self.tty:
-            sys.stderr.write("\r" + line + ("\n" if self.done >= self.total else ""))
-            sys.stderr.flush()
-        elif int(frac * 10) != self.last_tenth:
-            self.last_tenth = int(frac * 10)
-            log.info(line)
-
-
 def encoder_exports(options: TrainOptions):
     """The TSN encoders exactly as ``s2s export --seed encoder_seed`` builds them."""
     from s2s.export.specs import ExportOptions, build_exports
