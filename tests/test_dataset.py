@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,7 +47,10 @@ def _clip_file(path, seed, seconds, **kwargs):
     return path
 
 
-def test_a_folder_of_videos_with_sound_becomes_clips_and_bad_files_are_listed(server, key_file, tmp_path):
+@pytest.fixture(scope="module")
+def folder(server, key_file, tmp_path_factory):
+    """A folder of good and bad files, and the dataset made of it."""
+    tmp_path = tmp_path_factory.mktemp("folder")
     videos = tmp_path / "videos"
     good = _clip_file(videos / "park.mp4", 11, 2.5)  # 54 frames: windows of 20, 20 and a 14-frame tail
     _clip_file(videos / "street" / "bus.webm", 12, 2.0, container="webm")  # Opus sound, in a subfolder
@@ -63,8 +67,12 @@ def test_a_folder_of_videos_with_sound_becomes_clips_and_bad_files_are_listed(se
         source=videos, output=tmp_path / "data", url=server.grpc_url, min_seconds=0.9, test_fraction=0.34,
         admin_key_file=key_file, model_repository=server.repository,
     )  # fmt: skip
-    summary = build_dataset(options)
+    return options, build_dataset(options)
 
+
+def test_a_folder_of_videos_with_sound_becomes_clips_and_bad_files_are_listed(server, folder):
+    options, summary = folder
+    good = options.source / "park.mp4"
     reasons = {s["source"]: s["reason"] for s in summary["skipped"]}
     assert set(reasons) == {"silent.mp4", "muted.mp4", "broken.mp4", "notes.txt", "photo.png", "blink.mp4",
                             "long.mp4"}, reasons  # fmt: skip
@@ -145,3 +153,40 @@ def test_a_vggsound_csv_and_its_clips(server, key_file, tmp_path):
     bad.write_text("abc,30,dog,holdout\n")
     with pytest.raises(OptionError, match="split 'holdout'"):
         build_dataset(replace(options, source=bad))
+
+
+def test_training_on_a_dataset_lowers_the_loss_and_the_checkpoint_exports_and_serves(server, folder, tmp_path):
+    """s2s train --data: the generator and vocoder learn from the dataset's train split; the generator records
+    the served encoders' fingerprints, so the export pairs it with them; the result serves."""
+    from s2s.client.generate import probe_duration
+    from s2s.client.triton import S2SClient
+    from s2s.export.onnx_export import export_repository
+    from s2s.export.triton_config import ServingOptions
+    from s2s.models.regnet import load_regnet_checkpoint
+    from s2s.training.train import TrainOptions, encoder_exports, encoder_fingerprints, train
+
+    dataset, summary = folder[0].output, folder[1]
+    options = TrainOptions(output=tmp_path / "train", data=dataset, window_frames=8, batch=2, generator_steps=50,
+                           vocoder_steps=4, checkpoint_every=25, vocoder_segment_frames=8)  # fmt: skip
+    result = train(options, stages=("data", "generator", "vocoder"))
+    assert result["data"] == [str(p) for p in clip_paths(dataset, "train")] and len(result["data"]) == len(
+        summary["splits"]["train"]
+    )
+    losses = json.loads((options.output / "losses.json").read_text())["generator"]
+    assert [s for s, _ in losses] == [25, 50] and losses[1][1] < losses[0][1], losses
+    _, meta = load_regnet_checkpoint(result["generator"])
+    assert meta["s2s_encoders"] == encoder_fingerprints(encoder_exports(TrainOptions()))  # the served, seeded ones
+    assert meta["s2s_training"]["clips"] == len(result["data"]) and "dataset" in meta["s2s_training"]
+    repo = tmp_path / "repo"
+    export = ExportOptions(generator_config="small", generator_checkpoint=Path(result["generator"]),
+                           vocoder_checkpoint=Path(result["vocoder"]))  # fmt: skip
+    export_repository(repo, export, ServingOptions(warmup_frames=0, cpu_precision="fp32"), None, None,
+                      replace(read_preprocess_options(server.repository), z_dim=0))  # fmt: skip
+    serve = Serve(repo, tmp_path, ["--shm-size", "32M"]).start().wait_ready(timeout_s=300)
+    try:
+        with S2SClient(serve.grpc_url) as client:
+            video = (folder[0].source / "park.mp4").read_bytes()
+            out = client.generate(video)
+        assert out.waveform.size == round(probe_duration(video) * REGNET.sample_rate) and np.abs(out.waveform).max() > 0
+    finally:
+        serve.stop()

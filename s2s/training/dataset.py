@@ -330,3 +330,28 @@ def clip_paths(dataset: Path, split: str) -> list[Path]:
     if split not in summary["splits"]:
         raise OptionError(f"{dataset}: no split {split!r} (has {', '.join(summary['splits'])})")
     return [Path(dataset) / "clips" / f"{name}.npz" for name in summary["splits"][split]]
+
+
+def encoder_fingerprints(dataset: Path) -> dict[str, str]:
+    """The fingerprints (s2s.models.checkpoints.state_fingerprint) of the encoders that made a dataset's
+    features, rebuilt from the served repository's manifest records: seeded encoders always, checkpoint
+    ones when the checkpoint is found at its recorded path. What is not known is left out (logged): the
+    generator trained on it then carries no pairing check for that encoder."""
+    from s2s.models.bninception import TSNEncoder, build_bninception
+    from s2s.models.checkpoints import state_fingerprint
+
+    records = json.loads((Path(dataset) / "dataset.json").read_text()).get("encoders") or {}
+    channels = {"tsn_rgb": 3, "tsn_flow": 2}
+    out = {}
+    for name, record in sorted(records.items()):
+        source = record.get("source") or {}
+        checkpoint = source.get("checkpoint")
+        if checkpoint is None and "seed" in source:
+            out[name] = state_fingerprint(TSNEncoder(build_bninception(channels[name], None, seed=int(source["seed"]))))
+        elif checkpoint is not None and Path(checkpoint).is_file():
+            out[name] = state_fingerprint(TSNEncoder(build_bninception(channels[name], Path(checkpoint))))
+        else:
+            log.warning("%s: the weights of %s (%s) are not here: no pairing record for it", dataset, name, source)
+    if not records:
+        log.warning("%s records no encoders (made without --model-repository): no pairing record", dataset)
+    return out

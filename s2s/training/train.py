@@ -1,4 +1,6 @@
-"""``s2s train``: the demo weights, learnt on CPU from generated clips (s2s.synth).
+"""``s2s train``: the demo weights, learnt on CPU from generated clips (s2s.synth), or weights learnt from a
+team's own videos (``--data``: the train split of a dataset made by ``s2s dataset``, whose features came
+from the served encoders; it takes the place of the data stage).
 
 Three resumable stages under ``--output`` (a stage that finished is skipped; one that was interrupted
 continues from its last checkpoint):
@@ -36,7 +38,7 @@ from s2s.audio import MelSpectrogram
 from s2s.constants import REGNET
 from s2s.errors import OptionError, S2SError
 from s2s.flags import flag
-from s2s.models.checkpoints import state_fingerprint, torch_load
+from s2s.models.checkpoints import portable_path, state_fingerprint, torch_load
 from s2s.models.melgan import MelGANConfig, MelGANGenerator, melgan_checkpoint_state
 from s2s.models.regnet import CONFIGS, RegNetGenerator, regnet_config, save_regnet_checkpoint
 from s2s.progress import Progress
@@ -56,6 +58,9 @@ class MissingStageError(S2SError):
 @dataclass(frozen=True)
 class TrainOptions:
     output: Path = flag(Path("runs/train"), "--output", "folder of the data, checkpoints and loss curves")
+    #: a dataset made by `s2s dataset` (its train split) instead of generated clips
+    data: Path | None = flag(None, "--data", "train on the train split of a dataset made by `s2s dataset` "
+                             "instead of generated clips", type=Path)  # fmt: skip
     #: seeds first_seed .. first_seed + clips - 1
     clips: int = flag(80, "--clips", "training clips")
     clip_seconds: float = flag(6.0, "--clip-seconds", "length of each training clip, seconds")
@@ -146,6 +151,24 @@ def prepare_data(options: TrainOptions) -> list[Path]:
         partial.replace(path)
         progress.update(note=f"seed {seed}")
     return paths
+
+
+def dataset_paths(options: TrainOptions) -> list[Path]:
+    """The train split of ``options.data`` (a dataset made by ``s2s dataset``), without the clips shorter
+    than a training window."""
+    from s2s.training.dataset import clip_paths
+
+    paths, kept = clip_paths(options.data, "train"), []
+    for path in paths:
+        with np.load(path) as clip:
+            if clip["rgb"].shape[0] >= options.window_frames:
+                kept.append(path)
+    if len(kept) < len(paths):
+        log.warning("%s: %d of %d train clips are shorter than a training window (%d frames), left out",
+                    options.data, len(paths) - len(kept), len(paths), options.window_frames)  # fmt: skip
+    if not kept:
+        raise OptionError(f"{options.data}: no train clip of at least {options.window_frames} frames")
+    return kept
 
 
 class ClipData:
@@ -291,12 +314,12 @@ def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
 
 
 def _provenance(options: TrainOptions, fingerprints: dict[str, str]) -> dict:
-    return {
-        "s2s_encoders": fingerprints,
-        "s2s_training": {"clips": options.clips, "clip_seconds": options.clip_seconds, "first_seed": options.first_seed,
-                         "flow_method": options.flow_method, "encoder_seed": options.encoder_seed,
-                         "torch": str(torch.__version__)},
-    }  # fmt: skip
+    if options.data is not None:
+        data = {"dataset": portable_path(options.data), "clips": len(dataset_paths(options))}
+    else:
+        data = {"clips": options.clips, "clip_seconds": options.clip_seconds, "first_seed": options.first_seed,
+                "flow_method": options.flow_method, "encoder_seed": options.encoder_seed}  # fmt: skip
+    return {"s2s_encoders": fingerprints, "s2s_training": data | {"torch": str(torch.__version__)}}
 
 
 def _save_history(options: TrainOptions, name: str, history: list) -> None:
@@ -349,7 +372,9 @@ def train(options: TrainOptions, stages: tuple[str, ...] = STAGES, install_to: P
     (options.output / "options.json").write_text(json.dumps(asdict(options), default=str, indent=2) + "\n")
     result: dict = {"stages": [s for s in STAGES if s in stages]}
     needs_data = "generator" in stages or "vocoder" in stages
-    if "data" in stages:
+    if options.data is not None:
+        paths = dataset_paths(options)
+    elif "data" in stages:
         paths = prepare_data(options)
     else:
         paths = data_paths(options)
@@ -362,9 +387,14 @@ def train(options: TrainOptions, stages: tuple[str, ...] = STAGES, install_to: P
     result["data"] = [str(p) for p in paths]
     if needs_data:
         record = options.output / "encoders.json"
-        fingerprints = (
-            json.loads(record.read_text()) if record.exists() else encoder_fingerprints(encoder_exports(options))
-        )
+        if options.data is not None:
+            from s2s.training.dataset import encoder_fingerprints as dataset_encoders
+
+            fingerprints = dataset_encoders(options.data)
+        elif record.exists():
+            fingerprints = json.loads(record.read_text())
+        else:
+            fingerprints = encoder_fingerprints(encoder_exports(options))
         data = ClipData(paths)
         if "generator" in stages:
             result["generator"] = str(train_generator(options, data, fingerprints))
