@@ -163,6 +163,7 @@ def test_training_on_a_dataset_lowers_the_loss_and_the_checkpoint_exports_and_se
     from s2s.export.onnx_export import export_repository
     from s2s.export.triton_config import ServingOptions
     from s2s.models.regnet import load_regnet_checkpoint
+    from s2s.training.evaluate import EvalOptions, evaluate, report
     from s2s.training.train import TrainOptions, encoder_exports, encoder_fingerprints, train
 
     dataset, summary = folder[0].output, folder[1]
@@ -190,3 +191,18 @@ def test_training_on_a_dataset_lowers_the_loss_and_the_checkpoint_exports_and_se
         assert out.waveform.size == round(probe_duration(video) * REGNET.sample_rate) and np.abs(out.waveform).max() > 0
     finally:
         serve.stop()
+
+    # s2s eval --data: the test split's stored features through the served generator and vocoder, scored
+    # against each clip's own sound (its detected onsets as the truth), trained vs untrained
+    results = evaluate(EvalOptions(output=tmp_path / "eval", data=dataset, window_frames=SMALL_WINDOW,
+                                   generator_checkpoint=Path(result["generator"]),
+                                   vocoder_checkpoint=Path(result["vocoder"])))  # fmt: skip
+    names = summary["splits"]["test"]
+    for label in ("trained", "untrained", "vocoded"):
+        rows = results[label]["clips"]
+        assert [r["seed"] for r in rows] == names and all(0 <= r["accuracy"] <= 1 for r in rows)
+        assert all(np.isfinite(r["mel_distance_db"]) and r["mel_distance_db"] > 0 for r in rows)
+    assert results["vocoded"]["summary"]["mel_distance_db"] < results["untrained"]["summary"]["mel_distance_db"]
+    assert results["pictures"] == [f"spectrograms/seed_{n}.png" for n in names]
+    assert all((tmp_path / "eval" / p).is_file() for p in results["pictures"])
+    assert report(results).startswith(f"Scores on the {len(names)} test clips of the dataset")

@@ -15,6 +15,10 @@ reduced precision (the openvino CPU accelerator in bf16, the export default on C
 the trained weights are also scored in fp32, so the report shows what the precision costs. Results:
 ``<output>/eval.json``, ``<output>/report.md`` and, per clip, ``<output>/spectrograms/seed_<seed>.png``:
 the mels of the generated sound, the clip's own and the vocoded true mel, one above the other.
+
+``--data``: the test split of a dataset made by ``s2s dataset`` (a team's own videos) instead: each clip's
+stored features (what the served encoders computed for it) through the served generator and vocoder,
+scored the same way against the clip's own sound, its detected onsets standing for the truth.
 """
 
 from __future__ import annotations
@@ -62,6 +66,10 @@ class EvalOptions:
         "trained weights are also scored in fp32", choices=PRECISIONS,
     )  # fmt: skip
     window_frames: int = REGNET.frames_per_window
+    data: Path | None = flag(
+        None, "--data", "score the test split of a dataset made by `s2s dataset` (onsets of each clip's own sound "
+        "as the truth) instead of generated clips", type=Path,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         window_s = self.window_frames / REGNET.fps
@@ -150,14 +158,10 @@ def _summary(rows: list[dict]) -> dict:
     }  # fmt: skip
 
 
-def evaluate(options: EvalOptions = EvalOptions()) -> dict:
-    from s2s.export.onnx_export import export_repository
+def _weights(options: EvalOptions):
+    """The trained weights' export options and the untrained baseline's (same architecture, seeded)."""
     from s2s.export.specs import ExportOptions
-    from s2s.export.triton_config import ServingOptions
-    from s2s.windowing import PreprocessOptions
 
-    if options.first_seed < HELD_OUT_SEEDS.start:
-        raise OptionError(f"evaluation seeds start at {HELD_OUT_SEEDS.start} (lower ones are for training)")
     trained = replace(
         ExportOptions(),
         generator_checkpoint=options.generator_checkpoint,
@@ -174,7 +178,19 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     )  # as build_regnet reads it
     if config == "custom":
         raise OptionError(f"{trained.generator_checkpoint}: the untrained baseline needs a named RegNet configuration")
-    untrained = ExportOptions(generator_config=config)  # same architecture, seeded weights
+    return trained, ExportOptions(generator_config=config)
+
+
+def evaluate(options: EvalOptions = EvalOptions()) -> dict:
+    from s2s.export.onnx_export import export_repository
+    from s2s.export.triton_config import ServingOptions
+    from s2s.windowing import PreprocessOptions
+
+    if options.data is not None:
+        return evaluate_dataset(options)
+    if options.first_seed < HELD_OUT_SEEDS.start:
+        raise OptionError(f"evaluation seeds start at {HELD_OUT_SEEDS.start} (lower ones are for training)")
+    trained, untrained = _weights(options)
     started = time.monotonic()
     seeds = range(options.first_seed, options.first_seed + options.clips + options.long_clips)
     clips = [make_clip(s, options.clip_seconds if i < options.clips else options.long_clip_seconds)
@@ -205,16 +221,25 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
             manifest = export_repository(Path(tmp), export_options, serving_options, None, None, preprocess)
             results["weights"][label] = {name: m["source"] for name, m in manifest["models"].items()}
             served = _serve(Path(tmp), videos, clips, vocode=label == "trained")
-        rows = [_clip_row(c, w, window_s) | {"seconds": s}
-                for c, w, s in zip(clips, served.waveforms, served.seconds, strict=True)]  # fmt: skip
-        for row in rows:
-            log.info("%s seed %d %s: accuracy %.2f AP %.2f, buzz %.1f dB", label, row["seed"], row["kinds"],
-                     row["accuracy"], row["ap"], row["buzz_db"])  # fmt: skip
-        results[label] = {"summary": _summary(rows), "clips": rows}
-        if served.vocoded is not None:
-            vocoded = [_clip_row(c, w, window_s) for c, w in zip(clips, served.vocoded, strict=True)]
-            results["vocoded"] = {"summary": _summary(vocoded), "clips": vocoded}
-            results["pictures"] = _pictures(options.output / "spectrograms", clips, served)
+        _record(results, label, clips, served, window_s, options.output)
+    return _finish(options, results, started)
+
+
+def _record(results: dict, label: str, clips: list, served: Served, window_s: float, output: Path) -> None:
+    """The scores of one run's sound for each clip (and of the vocoded true mel, with the pictures)."""
+    rows = [_clip_row(c, w, window_s) | {"seconds": s}
+            for c, w, s in zip(clips, served.waveforms, served.seconds, strict=True)]  # fmt: skip
+    for row in rows:
+        log.info("%s %s %s: accuracy %.2f AP %.2f, buzz %.1f dB", label, row["seed"], row["kinds"], row["accuracy"],
+                 row["ap"], row["buzz_db"])  # fmt: skip
+    results[label] = {"summary": _summary(rows), "clips": rows}
+    if served.vocoded is not None:
+        vocoded = [_clip_row(c, w, window_s) for c, w in zip(clips, served.vocoded, strict=True)]
+        results["vocoded"] = {"summary": _summary(vocoded), "clips": vocoded}
+        results["pictures"] = _pictures(output / "spectrograms", clips, served)
+
+
+def _finish(options: EvalOptions, results: dict, started: float) -> dict:
     results["seconds"] = time.monotonic() - started
     options.output.mkdir(parents=True, exist_ok=True)
     (options.output / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -222,12 +247,114 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     return results
 
 
+@dataclass
+class DatasetClip:
+    """A test clip of a dataset, scored like a generated one: its own sound's onsets are the truth."""
+
+    seed: str  #: the clip's name (where generated clips have their seed)
+    kinds: list[str]  #: its label
+    audio: object
+    onsets: object
+    mel: object
+    rgb: object
+    flow: object
+
+
+def _dataset_clips(dataset: Path) -> list[DatasetClip]:
+    import numpy as np
+
+    from s2s.alignment import detect_onsets
+    from s2s.training.dataset import clip_paths
+
+    clips = []
+    for path in clip_paths(dataset, "test"):
+        with np.load(path) as z:
+            audio, label = z["audio"].astype(np.float32), str(z["label"])
+            onsets, _ = detect_onsets(audio, REGNET.sample_rate)
+            clips.append(DatasetClip(path.stem, [label] if label else [], audio, np.sort(onsets),
+                                     z["mel"].astype(np.float32), z["rgb"].astype(np.float32),
+                                     z["flow"].astype(np.float32)))  # fmt: skip
+    if not clips:
+        raise OptionError(f"{dataset}: its test split holds no clip")
+    return clips
+
+
+def _generate_from_features(repository: Path, clips: list[DatasetClip], z_dim: int, vocode: bool) -> Served:
+    """Each clip's stored features (what the served encoders computed) through the served generator and
+    vocoder; with ``vocode``, also its true mel through the vocoder alone."""
+    import hashlib
+
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    from s2s.runtime.server import ServerOptions, TritonServer
+
+    options = ServerOptions.local(repository, shm_default_byte_size=64 * 1024 * 1024, log_level="error")
+    served = Served([], [], [] if vocode else None)
+
+    def infer(client, model: str, output: str, **arrays) -> np.ndarray:
+        inputs = []
+        for name, value in arrays.items():
+            tensor = grpcclient.InferInput(name, list(value.shape), "INT32" if value.dtype == np.int32 else "FP32")
+            tensor.set_data_from_numpy(np.ascontiguousarray(value))
+            inputs.append(tensor)
+        return client.infer(model, inputs).as_numpy(output)
+
+    def fit(wave: np.ndarray, samples: int) -> np.ndarray:
+        return np.pad(wave[:samples], (0, max(0, samples - wave.size)))
+
+    with TritonServer(options), grpcclient.InferenceServerClient(options.grpc_url) as client:
+        for clip in clips:
+            started = time.monotonic()
+            n = clip.rgb.shape[0]
+            seed = int.from_bytes(hashlib.sha256(clip.seed.encode()).digest()[:8], "little")
+            z = np.random.default_rng(seed).standard_normal((1, z_dim)).astype(np.float32)
+            mel = infer(client, "generator", "mel", rgb_features=clip.rgb[None], flow_features=clip.flow[None],
+                        frame_index=np.arange(n, dtype=np.int32)[None], z=z)  # fmt: skip
+            served.waveforms.append(fit(infer(client, "vocoder", "waveform", mel=mel)[0], clip.audio.size))
+            served.seconds.append(time.monotonic() - started)
+            if served.vocoded is not None:
+                wave = infer(client, "vocoder", "waveform", mel=clip.mel[None])[0]
+                served.vocoded.append(fit(wave, clip.audio.size))
+    return served
+
+
+def evaluate_dataset(options: EvalOptions) -> dict:
+    """The trained and untrained weights on a dataset's test split: the stored features (exactly what the
+    served encoders computed) through the served generator and vocoder, scored against each clip's own sound."""
+    from s2s.export.onnx_export import export_repository
+    from s2s.export.triton_config import ServingOptions
+
+    trained, untrained = _weights(options)
+    started = time.monotonic()
+    clips = _dataset_clips(options.data)
+    serving = ServingOptions(warmup_frames=0, cpu_precision=options.cpu_precision)
+    recorded = {k: portable_path(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
+    results: dict = {"options": recorded, "weights": {}, "precision": resolve_precision(options.cpu_precision)}
+    window_s = options.window_frames / REGNET.fps
+    for label, export_options in (("trained", trained), ("untrained", untrained)):
+        with tempfile.TemporaryDirectory(prefix=f"s2s-eval-{label}-") as tmp:
+            manifest = export_repository(Path(tmp), export_options, serving, ("generator", "vocoder"))
+            results["weights"][label] = {name: m["source"] for name, m in manifest["models"].items()}
+            z_dim = int(manifest["models"]["generator"]["z_dim"])
+            served = _generate_from_features(Path(tmp), clips, z_dim, vocode=label == "trained")
+        _record(results, label, clips, served, window_s, options.output)
+    return _finish(options, results, started)
+
+
 def report(results: dict) -> str:
     options = results.get("options", {})
     long = f" and {options['long_clips']} of {options['long_clip_seconds']:g} s" if options.get("long_clips") else ""
+    clips = results["trained"]["summary"]["clips"]
+    title = (
+        f"Scores on the {clips} test clips of the dataset {options['data']} (onsets of each clip's own sound as the "
+        "truth): its stored features, as the served encoders computed them, through the served generator and vocoder"
+        if options.get("data")
+        else f"Alignment on {clips} held-out generated clips ({options.get('clips', '?')} of "
+        f"{options.get('clip_seconds', '?')} s{long}), through the Triton ensemble"
+    )
     lines = [
-        f"Alignment on {results['trained']['summary']['clips']} held-out generated clips "
-        f"({options.get('clips', '?')} of {options.get('clip_seconds', '?')} s{long}), through the Triton ensemble",
+        title,
         "",
         "| weights | onset accuracy | onset AP | energy-envelope correlation | accuracy pooled over onsets "
         "| hop-rate buzz (dB) | log-mel distance (dB) | seam onsets |",
