@@ -74,7 +74,8 @@ def mux_audio(
     output = Path(output)
     fmt = output_format(output)
     audio_codec = "libopus" if fmt == "webm" else "aac"
-    if not _holds_still(video):
+    still = _holds_still(video)
+    if not still:
         try:
             _mux(video, waveform, output, fmt, audio_codec, sample_rate, copy_video=True)
             return MuxResult(output, True)
@@ -82,7 +83,7 @@ def mux_audio(
             log.info("cannot copy the video stream into %s (%s); re-encoding it", fmt, exc)
             output.unlink(missing_ok=True)
     try:
-        _mux(video, waveform, output, fmt, audio_codec, sample_rate, copy_video=False)
+        _mux(video, waveform, output, fmt, audio_codec, sample_rate, copy_video=False, still=still)
     except Exception as exc:
         output.unlink(missing_ok=True)
         reason = getattr(exc, "strerror", None) or type(exc).__name__  # FFmpeg's words, without file paths
@@ -101,7 +102,14 @@ def _holds_still(data: bytes) -> bool:
 
 
 def _mux(
-    video: bytes, waveform: np.ndarray, output: Path, fmt: str, audio_codec: str, sample_rate: int, copy_video: bool
+    video: bytes,
+    waveform: np.ndarray,
+    output: Path,
+    fmt: str,
+    audio_codec: str,
+    sample_rate: int,
+    copy_video: bool,
+    still: bool = False,
 ) -> None:
     import av
 
@@ -124,7 +132,7 @@ def _mux(
                     continue
                 packet.stream = out_video
                 dst.mux(packet)
-        elif is_still(src):  # the picture, a frame a second until the sound ends
+        elif still:  # the picture, a frame a second until the sound ends
             picture = next(iter(src.decode(in_video))).reformat(width=width, height=height, format="yuv420p")
             end = round(waveform.size / sample_rate / _REENCODE_TIME_BASE)
             for pts in [*range(0, end, round(1 / _REENCODE_TIME_BASE)), end]:
