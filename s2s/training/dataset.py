@@ -27,7 +27,8 @@ Layout (one file per clip, like RegNet's per-clip feature files)::
                                  audio float32 [n / 21.5 * 22050], and source, start_s, label, split
     <output>/files/<key>.json    per source file: its clips, or why it was skipped (what a rerun skips)
 
-``<clip>`` is ``<stem>_<start:06d>`` (VGGSound's naming: the source file's name and the clip's start second).
+``<clip>`` is ``<stem>_<start:06d>`` (VGGSound's naming: the source file's name and the clip's start second;
+``<stem>_<start in ms:09d>ms`` where windows are not whole seconds).
 """
 
 from __future__ import annotations
