@@ -11,6 +11,9 @@ the clip's own sound, and spurious onsets at the seams between windows.
 - seam onsets: detected onsets within ``tolerance`` of a boundary between windows where the ground truth
   has no onset within ``tolerance`` of the detection: clicks and level jumps that windows generated
   independently and butted together leave.
+- seam level step (dB): at each boundary between windows, the RMS level of the 0.2 s after it minus the
+  0.2 s before it, in absolute dB: a level jump without an attack, which an onset detector does not see.
+  The clip's own sound at the same instants is the natural variation to compare with.
 """
 
 from __future__ import annotations
@@ -81,3 +84,22 @@ def seam_onsets(
         explained = truth.size > 0 and np.min(np.abs(truth - t)) <= tolerance_s
         spurious += bool(near_seam and not explained)
     return spurious
+
+
+def seam_level_steps_db(
+    waveform: np.ndarray, window_s: float = REGNET.window_s, recipe: Recipe = REGNET, span_s: float = 0.2
+) -> list[float]:
+    """|RMS level after - RMS level before| (dB) over ``span_s`` at each boundary between windows that has
+    ``span_s`` of sound on both sides."""
+    audio = np.asarray(waveform, dtype=np.float64)
+    span = round(span_s * recipe.sample_rate)
+    steps = []
+    for seam_s in np.arange(window_s, audio.size / recipe.sample_rate, window_s):
+        at = round(seam_s * recipe.sample_rate)
+        if at - span < 0 or at + span > audio.size:
+            continue
+        before, after = (
+            10 * np.log10(np.mean(part**2) + 1e-12) for part in (audio[at - span : at], audio[at : at + span])
+        )
+        steps.append(float(abs(after - before)))
+    return steps

@@ -11,7 +11,7 @@ import pytest
 
 from s2s.constants import REGNET
 from s2s.pictures import ROW_SCALE, mel_image, png, stacked
-from s2s.quality import hop_buzz_db, log_mel_distance_db, seam_onsets
+from s2s.quality import hop_buzz_db, log_mel_distance_db, seam_level_steps_db, seam_onsets
 from s2s.synth import make_clip
 
 SR = REGNET.sample_rate
@@ -67,3 +67,15 @@ def test_spectrogram_pictures_put_low_bands_at_the_bottom_and_stack_with_labels(
     np.testing.assert_array_equal(decoded, both)
     with pytest.raises(ValueError, match="expected a mel"):
         mel_image(np.zeros((80, 0)))
+
+
+def test_seam_level_step_is_the_jump_in_level_across_a_window_boundary():
+    window_s = 1.0
+    steady = _noise(3.0, level=0.05, seed=3)
+    louder = steady.copy()
+    louder[int(2.0 * SR) :] *= 2.0  # twice as loud from the second seam on: +6.02 dB there
+    assert all(step < 0.5 for step in seam_level_steps_db(steady, window_s))
+    first, second = seam_level_steps_db(louder, window_s)
+    assert first < 0.5 and second == pytest.approx(20 * math.log10(2.0), abs=0.5)
+    assert seam_level_steps_db(_noise(0.9), window_s) == []  # shorter than a window: no seam
+    assert seam_level_steps_db(_noise(1.1), window_s) == []  # a seam without 0.2 s of sound after it

@@ -135,6 +135,10 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
         assert row["seed"] == HELD_OUT_SEEDS.start and row["truth"] > 0 and long["seed"] == HELD_OUT_SEEDS.start + 1
         # seams between windows of 20 frames (0.93 s): 2 in the 2 s clip, 3 in the 3 s one
         assert (row["seams"], long["seams"]) == (2, 3) and results[label]["summary"]["seams"] == 5
+        # the level step across each seam with 0.2 s of sound on both sides
+        assert len(row["seam_steps_db"]) >= 1 and len(long["seam_steps_db"]) >= 2
+        assert all(step >= 0 and math.isfinite(step) for step in row["seam_steps_db"] + long["seam_steps_db"])
+        assert math.isfinite(results[label]["summary"]["seam_step_db"])
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["ap"] <= 1 and -1 <= row["envelope_correlation"] <= 1
     reference, _ = results["reference"]["clips"]  # the clip's own sound, scored the same way
     assert reference["truth"] == row["truth"] and reference["accuracy"] >= 0.5
@@ -146,6 +150,7 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
     assert all(r["seam_onsets"] >= 0 for r in (row, reference, vocoded))
     assert "true mel (ceiling)" in report(results) and "hop-rate buzz" in report(results)
     assert "| trained (" in report(results) and "own sound" in report(results)
+    assert "seam level step (dB)" in report(results)
     # a picture per clip: the generated sound's mel, the clip's own and the vocoded true mel, one above the other
     assert results["pictures"] == [f"spectrograms/seed_{HELD_OUT_SEEDS.start + i}.png" for i in range(2)]
     assert all(f"![{name}]({name})" in report(results) for name in results["pictures"])

@@ -38,7 +38,7 @@ from s2s.errors import OptionError, S2SError
 from s2s.flags import flag
 from s2s.flow import FLOW_METHODS
 from s2s.models.checkpoints import portable_path
-from s2s.quality import hop_buzz_db, log_mel_distance_db, seam_onsets
+from s2s.quality import hop_buzz_db, log_mel_distance_db, seam_level_steps_db, seam_onsets
 from s2s.runtime.ort_backend import PRECISIONS, resolve_precision
 from s2s.synth import HELD_OUT_SEEDS, encode_clip, make_clip
 from s2s.video import VideoLimits
@@ -144,17 +144,19 @@ def _clip_row(clip, waveform, window_s: float) -> dict:
             "envelope_correlation": envelope_correlation(waveform, clip.audio),
             "buzz_db": hop_buzz_db(waveform), "mel_distance_db": log_mel_distance_db(waveform, clip.audio),
             "seam_onsets": seam_onsets(waveform, clip.onsets, window_s),
+            "seam_steps_db": seam_level_steps_db(waveform, window_s),
             "seams": max(0, math.ceil(clip.audio.size / REGNET.sample_rate / window_s - 1e-9) - 1)}  # fmt: skip
 
 
 def _summary(rows: list[dict]) -> dict:
-    """Means over clips, the accuracy pooled over all onsets (clips with more onsets weigh more) and the
-    spurious seam onsets of all clips."""
+    """Means over clips, the accuracy pooled over all onsets (clips with more onsets weigh more), the
+    spurious seam onsets of all clips and the mean level step over all their seams (None without seams)."""
     keys = ("accuracy", "ap", "envelope_correlation", "buzz_db", "mel_distance_db")
     pooled = sum(r["hits"] for r in rows) / max(1, sum(r["truth"] for r in rows))
+    steps = [step for r in rows for step in r.get("seam_steps_db", [])]
     return {k: statistics.mean(r[k] for r in rows) for k in keys} | {
         "pooled_accuracy": pooled, "seam_onsets": sum(r["seam_onsets"] for r in rows), "clips": len(rows),
-        "seams": sum(r.get("seams", 0) for r in rows),
+        "seams": sum(r.get("seams", 0) for r in rows), "seam_step_db": statistics.mean(steps) if steps else None,
     }  # fmt: skip
 
 
@@ -357,8 +359,8 @@ def report(results: dict) -> str:
         title,
         "",
         "| weights | onset accuracy | onset AP | energy-envelope correlation | accuracy pooled over onsets "
-        "| hop-rate buzz (dB) | log-mel distance (dB) | seam onsets |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| hop-rate buzz (dB) | log-mel distance (dB) | seam onsets | seam level step (dB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     precision = results.get("precision", "fp32")
     names = {"trained": f"trained ({precision})", "trained-fp32": "trained (fp32)",
@@ -369,13 +371,17 @@ def report(results: dict) -> str:
             continue
         s = results[label]["summary"]
         name = names[label]
+        step = "-" if s.get("seam_step_db") is None else f"{s['seam_step_db']:.1f}"
         lines.append(f"| {name} | {s['accuracy']:.3f} | {s['ap']:.3f} | {s['envelope_correlation']:.3f} "
                      f"| {s['pooled_accuracy']:.3f} | {s.get('buzz_db', float('nan')):.1f} "
-                     f"| {s.get('mel_distance_db', float('nan')):.1f} | {s.get('seam_onsets', '-')} |")  # fmt: skip
+                     f"| {s.get('mel_distance_db', float('nan')):.1f} | {s.get('seam_onsets', '-')} "
+                     f"| {step} |")  # fmt: skip
     lines += ["", "Buzz: the hop-rate harmonics above the local median spectrum in the quietest third of the frames "
               "(about 0 dB for natural sound); log-mel distance: to the clip's own sound; seam onsets: detected "
               "onsets near a window boundary with no true onset near them (s2s.quality), over "
-              f"{results['trained']['summary'].get('seams', 0)} seams."]  # fmt: skip
+              f"{results['trained']['summary'].get('seams', 0)} seams; seam level step: the RMS level of the 0.2 s "
+              "after a window boundary against the 0.2 s before it, mean |dB| over the seams (compare the "
+              "clips' own sound at the same instants)."]  # fmt: skip
     if results.get("pictures"):
         lines += ["", "Spectrograms (log-mel, low frequencies at the bottom): the generated sound, the clip's own, "
                   "and the served vocoder on the clip's true mel, one above the other.", ""]  # fmt: skip
