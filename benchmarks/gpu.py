@@ -231,10 +231,10 @@ class GpuChain:
     def run(self, decoded: list) -> list[tuple[np.ndarray, np.ndarray]]:
         """Windows of several decoded clips through flow and the networks at once; joined per clip."""
         windows = windows_on_device(decoded, self.options, self.device)
-        # clips of other lengths have other numbers of distinct frames per window: batch them looped
-        rgb = torch.cat([w.looped(w.rgb) for w in windows])
-        flow = torch.cat([w.looped(w.flow) for w in windows])
-        index = np.tile(np.arange(rgb.shape[1], dtype=np.int32), (rgb.shape[0], 1))
+        # clips of other lengths have other numbers of distinct frames per window: batch every frame
+        full = [w.every_frame() for w in windows]
+        rgb, flow = (torch.cat([getattr(f, name) for f in full]) for name in ("rgb", "flow"))
+        index = np.concatenate([f.frame_index for f in full])
         wav, mel = self.networks(rgb, flow, index, np.concatenate([w.z for w in windows]))
         out, at = [], 0
         for w in windows:

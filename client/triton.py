@@ -199,6 +199,8 @@ def request_tensors(
     module, video: bytes, window_start: int | None, window_count: int | None, duration_s: float | None = None
 ) -> tuple[list, list]:
     """Inputs and requested outputs of one ensemble request (``module``: tritonclient.grpc, .http or .grpc.aio)."""
+    from tritonclient.utils import np_to_triton_dtype
+
     if not video:
         raise ClientError("empty video: nothing to send")
     data = np.frombuffer(video, dtype=np.uint8)
@@ -209,7 +211,7 @@ def request_tensors(
                 ("duration_s", duration_s, np.float32))  # fmt: skip
     for name, value, dtype in optional:
         if value is not None:
-            extra = module.InferInput(name, [1], "INT32" if dtype is np.int32 else "FP32")
+            extra = module.InferInput(name, [1], np_to_triton_dtype(dtype))
             extra.set_data_from_numpy(np.array([value], dtype=dtype))
             inputs.append(extra)
     return inputs, [module.InferRequestedOutput(name) for name in ("waveform", "mel", "windows")]

@@ -159,6 +159,7 @@ def run_repository_chain(
     chain with the right names, dtypes and shapes - not what they sound like.
     """
     import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
 
     from s2s.constants import REGNET
 
@@ -172,8 +173,7 @@ def run_repository_chain(
     def infer(client, model: str, **tensors: np.ndarray) -> np.ndarray:
         inputs = []
         for name, value in tensors.items():
-            kind = {np.uint8: "UINT8", np.int32: "INT32"}.get(value.dtype.type, "FP32")
-            tensor = grpcclient.InferInput(name, list(value.shape), kind)
+            tensor = grpcclient.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
             tensor.set_data_from_numpy(value)
             inputs.append(tensor)
         start = time.perf_counter()

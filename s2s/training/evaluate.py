@@ -288,6 +288,7 @@ def _generate_from_features(repository: Path, clips: list[DatasetClip], z_dim: i
 
     import numpy as np
     import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
 
     from s2s.runtime.server import ServerOptions, TritonServer
 
@@ -297,7 +298,7 @@ def _generate_from_features(repository: Path, clips: list[DatasetClip], z_dim: i
     def infer(client, model: str, output: str, **arrays) -> np.ndarray:
         inputs = []
         for name, value in arrays.items():
-            tensor = grpcclient.InferInput(name, list(value.shape), "INT32" if value.dtype == np.int32 else "FP32")
+            tensor = grpcclient.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
             tensor.set_data_from_numpy(np.ascontiguousarray(value))
             inputs.append(tensor)
         return client.infer(model, inputs).as_numpy(output)
