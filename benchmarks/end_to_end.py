@@ -71,7 +71,7 @@ def run(repository: Path, methods: tuple[str, ...], repeats: dict[str, int], dur
             t1 = time.perf_counter()
             waveforms, mels = reference.run_networks(windows)
             t2 = time.perf_counter()
-            postprocess(waveforms, mels, windows.spans, windows.samples, windows.mel_frames)
+            postprocess(waveforms, mels, windows.layout, windows.samples, windows.mel_frames)
             t3 = time.perf_counter()
             for key, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
                 stages[key].append(value)

@@ -239,7 +239,7 @@ class GpuChain:
         out, at = [], 0
         for w in windows:
             k = w.num_windows
-            out.append(postprocess(wav[at : at + k], mel[at : at + k], w.spans, w.samples, w.mel_frames))
+            out.append(postprocess(wav[at : at + k], mel[at : at + k], w.layout, w.samples, w.mel_frames))
             at += k
         return out
 
@@ -284,7 +284,7 @@ def end_to_end_section(device: str, repeats: int, in_flight: tuple[int, ...], cl
         t2 = time.perf_counter()
         wav, mel = chain.networks(w.rgb, w.flow, w.frame_index, w.z)
         t3 = time.perf_counter()
-        postprocess(wav, mel, w.spans, w.samples, w.mel_frames)
+        postprocess(wav, mel, w.layout, w.samples, w.mel_frames)
         t4 = time.perf_counter()
         if i == 0:
             continue  # warm-up
@@ -342,7 +342,7 @@ class CpuChain:
             index, z = torch.from_numpy(w.frame_index), torch.from_numpy(w.z)
             mel = m["generator"](m["tsn_rgb"](w.rgb), m["tsn_flow"](w.flow), index, z)
             wav = m["vocoder"](mel)
-        return postprocess(wav.numpy(), mel.numpy(), w.spans, w.samples, w.mel_frames)
+        return postprocess(wav.numpy(), mel.numpy(), w.layout, w.samples, w.mel_frames)
 
 
 # ------------------------------------------------------------------------------------------ report

@@ -88,4 +88,4 @@ class ReferencePipeline:
     def __call__(self, video: bytes) -> tuple[np.ndarray, np.ndarray]:
         windows = self.preprocess(video)
         waveforms, mels = self.run_networks(windows)
-        return postprocess(waveforms, mels, windows.spans, windows.samples, windows.mel_frames)
+        return postprocess(waveforms, mels, windows.layout, windows.samples, windows.mel_frames)

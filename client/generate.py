@@ -71,7 +71,11 @@ def generate_file(
         if not client.ready():
             raise ClientError(f"Triton at {client.url} ({protocol}) is not ready or has no model 's2s'")
         if duration:
-            windows = math.ceil(duration * REGNET.fps / client.window_frames() - 1e-9)
+            from s2s.windowing import window_count
+
+            served = client.preprocess_options()
+            frames = max(1, math.ceil(duration * REGNET.fps - 1e-6))
+            windows = window_count(frames, served.window_frames, served.overlap_frames)
         if chunk_windows > 0:
 
             def on_window(done: int, total: int) -> None:

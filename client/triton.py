@@ -26,6 +26,9 @@ class Generated:
     mel: np.ndarray  #: float32 (80, frames) in [0, 1]
     seconds: float  #: wall time of the request(s)
     windows: int = 0  #: windows of the whole video
+    #: where this sound starts in the whole video's (sample, mel frame): non-zero for a range of windows
+    #: after the first; ranges overlap where their windows do and join by adding (:func:`join`)
+    offset: tuple[int, int] = (0, 0)
 
     @property
     def duration_s(self) -> float:
@@ -82,9 +85,10 @@ class S2SClient:
         except (InferenceServerException, OSError, ConnectionError):
             return False
 
-    def window_frames(self, fallback: bool = True) -> int:
-        """Frames per window of the served preprocess step (the recipe's 215 if it cannot be read and
-        ``fallback``, else a ClientError: model configs are an admin API, readable with the server's admin key)."""
+    def preprocess_options(self, fallback: bool = True):
+        """The served preprocess step's options (s2s.windowing.PreprocessOptions: window and overlap frames, ...);
+        the defaults if they cannot be read and ``fallback``, else a ClientError: model configs are an admin API,
+        readable with the server's admin key."""
         from tritonclient.utils import InferenceServerException
 
         from s2s.windowing import PreprocessOptions
@@ -92,10 +96,10 @@ class S2SClient:
         try:
             config = self._client.get_model_config(PREPROCESS, **self._config_kwargs)
             config = config["config"] if self.protocol == "grpc" else config
-            return PreprocessOptions.from_model_config(config).window_frames
+            return PreprocessOptions.from_model_config(config)
         except (InferenceServerException, S2SError, KeyError, TypeError, ValueError) as exc:
             if fallback:
-                return REGNET.frames_per_window
+                return PreprocessOptions()
             raise ClientError(
                 f"cannot read the served preprocess options at {self.url} ({exc}): pass the server's admin key"
             ) from None
@@ -214,20 +218,21 @@ def request_tensors(
             extra = module.InferInput(name, [1], np_to_triton_dtype(dtype))
             extra.set_data_from_numpy(np.array([value], dtype=dtype))
             inputs.append(extra)
-    return inputs, [module.InferRequestedOutput(name) for name in ("waveform", "mel", "windows")]
+    return inputs, [module.InferRequestedOutput(name) for name in ("waveform", "mel", "offset", "windows")]
 
 
 def generated(result, seconds: float) -> Generated:
     windows = int(result.as_numpy("windows").reshape(-1)[0])
-    return Generated(result.as_numpy("waveform"), result.as_numpy("mel"), seconds, windows)
+    offset = tuple(int(v) for v in result.as_numpy("offset").reshape(-1)[:2])
+    return Generated(result.as_numpy("waveform"), result.as_numpy("mel"), seconds, windows, offset)
 
 
 def join(pieces: list[Generated], seconds: float) -> Generated:
-    """Window ranges of one video, in order -> the whole video's result."""
-    return Generated(
-        np.concatenate([p.waveform for p in pieces]), np.concatenate([p.mel for p in pieces], axis=1),
-        seconds, pieces[0].windows,
-    )  # fmt: skip
+    """Window ranges of one video -> the whole video's result (added at their offsets, where they overlap)."""
+    from s2s.windowing import join_ranges
+
+    waveform, mel = join_ranges([(p.waveform, p.mel, p.offset) for p in pieces])
+    return Generated(waveform, mel, seconds, pieces[0].windows)
 
 
 def rejected_input(exc: Exception) -> str | None:

@@ -2,12 +2,12 @@
 
 Files, the same for every store (one volume, shared by all gateways when there are several):
 
-    <data>/jobs/<id>/input                      the upload, as received
-    <data>/jobs/<id>/windows/<start>-<count>.npz  the result of each window request, as it arrives
-    <data>/jobs/<id>/video.mp4                  the result: the video with its new sound
-    <data>/jobs/<id>/audio.wav                  the result: the sound alone
-    <data>/jobs/<id>/spectrogram.png            the result: its generated mel as a picture (s2s.pictures)
-    <data>/uploads/<id>.partial                 an upload while it streams in (moved into its job folder)
+    <data>/jobs/<id>/input                        the upload, as received
+    <data>/jobs/<id>/windows/w<start>-<count>.npz  the result of each window request, as it arrives
+    <data>/jobs/<id>/video.mp4                    the result: the video with its new sound
+    <data>/jobs/<id>/audio.wav                    the result: the sound alone
+    <data>/jobs/<id>/spectrogram.png              the result: its generated mel as a picture (s2s.pictures)
+    <data>/uploads/<id>.partial                   an upload while it streams in (moved into its job folder)
 
 Records and the queue: :class:`FolderJobStore` keeps them in ``<data>/jobs/<id>/job.json`` (one gateway:
 the embedded default, nothing to install); :class:`s2s.gateway.pgstore.PostgresJobStore` keeps them in
@@ -41,7 +41,9 @@ from s2s.errors import S2SError
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 FINISHED = ("done", "failed", "cancelled")
 RESULT_FILES = ("input", "video.mp4", "audio.wav", "spectrogram.png")
-_PIECE = re.compile(r"^(\d+)-(\d+)\.npz$")
+#: a window request's result: ``w<start>-<count>.npz`` (results of servers whose windows butted, kept as
+#: ``<start>-<count>.npz``, are not used: their windows are other frames; those windows are sent again)
+_PIECE = re.compile(r"^w(\d+)-(\d+)\.npz$")
 
 
 class StoreUnavailableError(S2SError, RuntimeError):
@@ -102,13 +104,15 @@ class Job:
 
 @dataclass
 class Piece:
-    """The result of one window request: windows ``[start, start + count)`` of a video of ``total``."""
+    """The result of one window request: windows ``[start, start + count)`` of a video of ``total``, whose
+    sound starts at ``offset`` (sample, mel frame) in the whole video's."""
 
     start: int
     count: int
     total: int
     waveform: np.ndarray
     mel: np.ndarray
+    offset: tuple[int, int] = (0, 0)
 
 
 class JobStore:
@@ -172,10 +176,11 @@ class JobStore:
             raise KeyError(job_id)
         windows = folder / "windows"
         windows.mkdir(exist_ok=True)
-        name = f"{piece.start}-{piece.count}.npz"
+        name = f"w{piece.start}-{piece.count}.npz"
         tmp = windows / f".{name}.{secrets.token_hex(4)}.tmp"
         with tmp.open("wb") as out:
-            np.savez(out, waveform=piece.waveform, mel=piece.mel, total=np.int32(piece.total))
+            np.savez(out, waveform=piece.waveform, mel=piece.mel, total=np.int32(piece.total),
+                     offset=np.array(piece.offset, dtype=np.int32))  # fmt: skip
         os.replace(tmp, windows / name)
 
     def pieces(self, job_id: str) -> dict[int, int]:
@@ -188,8 +193,9 @@ class JobStore:
         return found
 
     def load_piece(self, job_id: str, start: int, count: int) -> Piece:
-        with np.load(self.folder(job_id) / "windows" / f"{start}-{count}.npz") as data:
-            return Piece(start, count, int(data["total"]), data["waveform"], data["mel"])
+        with np.load(self.folder(job_id) / "windows" / f"w{start}-{count}.npz") as data:
+            offset = tuple(int(v) for v in data["offset"])
+            return Piece(start, count, int(data["total"]), data["waveform"], data["mel"], offset)
 
     def stored_bytes(self, job_id: str) -> int:
         stored = 0

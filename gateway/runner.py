@@ -206,6 +206,8 @@ def plan_requests(total: int, covered: dict[int, int], chunk: int) -> list[tuple
 
 def join_pieces(pieces: list[Piece]) -> tuple[np.ndarray, np.ndarray]:
     """Window results covering a whole video, in any order -> (waveform, mel), as one request returns."""
+    from s2s.windowing import join_ranges
+
     pieces = sorted(pieces, key=lambda p: p.start)
     at = 0
     for piece in pieces:
@@ -214,7 +216,7 @@ def join_pieces(pieces: list[Piece]) -> tuple[np.ndarray, np.ndarray]:
         at += piece.count
     if not pieces or at != pieces[0].total:
         raise RuntimeError(f"window results cover {at} of {pieces[0].total if pieces else '?'} windows")
-    return np.concatenate([p.waveform for p in pieces]), np.concatenate([p.mel for p in pieces], axis=1)
+    return join_ranges([(p.waveform, p.mel, p.offset) for p in pieces])
 
 
 async def first_failure(tasks: list[asyncio.Task]) -> None:
@@ -469,7 +471,7 @@ class JobRunner:
             try:
                 out = await self.triton.infer(video, start, count, duration_s)
                 self.metrics.windows.labels("done").inc()
-                return Piece(start, min(count, out.windows - start), out.windows, out.waveform, out.mel)
+                return Piece(start, min(count, out.windows - start), out.windows, out.waveform, out.mel, out.offset)
             except TritonUnavailableError as exc:
                 self.metrics.windows.labels("unavailable").inc()
                 if time.monotonic() + delay > deadline:

@@ -24,6 +24,8 @@ class Recipe:
     # video
     fps: float = 21.5
     window_s: float = 10.0
+    #: frames consecutive windows share and cross-fade (about 1 s): ours, RegNet butts its windows
+    overlap_frames: int = 21
     image_size: int = 224  #: network input, frames squashed (no crop) to image_size x image_size
     flow_width: int = 340  #: frames are resized to flow_width x flow_height for optical flow
     flow_height: int = 256

@@ -8,12 +8,13 @@ the clip's own sound, and spurious onsets at the seams between windows.
   sound, 15-20 dB for a buzzing vocoder.
 - log-mel distance (dB): mean absolute difference of RegNet's log-mel spectrograms (its [0, 1] scale
   spans 100 dB) of two waveforms, over their common length.
-- seam onsets: detected onsets within ``tolerance`` of a boundary between windows where the ground truth
-  has no onset within ``tolerance`` of the detection: clicks and level jumps that windows generated
-  independently and butted together leave.
-- seam level step (dB): at each boundary between windows, the RMS level of the 0.2 s after it minus the
-  0.2 s before it, in absolute dB: a level jump without an attack, which an onset detector does not see.
-  The clip's own sound at the same instants is the natural variation to compare with.
+- seam onsets: detected onsets within ``tolerance`` of a seam between windows (where one window's sound
+  hands over to the next's: s2s.windowing.seam_times) where the ground truth has no onset within
+  ``tolerance`` of the detection: clicks and level jumps that windows generated independently leave.
+- level step (dB): at an instant, the RMS level of the 0.2 s after it minus the 0.2 s before it, in
+  absolute dB: a level jump without an attack, which an onset detector does not see. Measured at the
+  seams, and at instants of the same sound away from any seam (:func:`away_from_seams`): the steps a
+  sound takes anyway, events and quiet passages alike; what seams add is the difference.
 """
 
 from __future__ import annotations
@@ -64,16 +65,12 @@ def log_mel_distance_db(a: np.ndarray, b: np.ndarray, recipe: Recipe = REGNET) -
 
 
 def seam_onsets(
-    waveform: np.ndarray,
-    truth_s: np.ndarray,
-    window_s: float = REGNET.window_s,
-    recipe: Recipe = REGNET,
+    waveform: np.ndarray, truth_s: np.ndarray, seams_s: np.ndarray, recipe: Recipe = REGNET,
     tolerance_s: float = TOLERANCE_S,
-) -> int:
-    """Detected onsets near a boundary between windows (``k * window_s``, inside the waveform) with no
-    ground-truth onset near them."""
-    duration = len(waveform) / recipe.sample_rate
-    seams = np.arange(window_s, duration - 1e-9, window_s)
+) -> int:  # fmt: skip
+    """Detected onsets near a seam (``seams_s``, seconds) with no ground-truth onset near them."""
+    seams = np.asarray(seams_s, dtype=np.float64)
+    seams = seams[seams < len(waveform) / recipe.sample_rate]
     if seams.size == 0:
         return 0
     detected, _ = detect_onsets(waveform, recipe.sample_rate)
@@ -86,16 +83,14 @@ def seam_onsets(
     return spurious
 
 
-def seam_level_steps_db(
-    waveform: np.ndarray, window_s: float = REGNET.window_s, recipe: Recipe = REGNET, span_s: float = 0.2
-) -> list[float]:
-    """|RMS level after - RMS level before| (dB) over ``span_s`` at each boundary between windows that has
+def level_steps_db(waveform: np.ndarray, at_s: np.ndarray, recipe: Recipe = REGNET, span_s: float = 0.2) -> list[float]:
+    """|RMS level after - RMS level before| (dB) over ``span_s`` at each instant of ``at_s`` (seconds) that has
     ``span_s`` of sound on both sides."""
     audio = np.asarray(waveform, dtype=np.float64)
     span = round(span_s * recipe.sample_rate)
     steps = []
-    for seam_s in np.arange(window_s, audio.size / recipe.sample_rate, window_s):
-        at = round(seam_s * recipe.sample_rate)
+    for t in np.asarray(at_s, dtype=np.float64):
+        at = round(t * recipe.sample_rate)
         if at - span < 0 or at + span > audio.size:
             continue
         before, after = (
@@ -103,3 +98,13 @@ def seam_level_steps_db(
         )
         steps.append(float(abs(after - before)))
     return steps
+
+
+def away_from_seams(duration_s: float, seams_s: np.ndarray, every_s: float = 0.25, clear_s: float = 1.0) -> np.ndarray:
+    """Instants every ``every_s`` through a ``duration_s`` sound, at least ``clear_s`` from any seam: where
+    the level steps a sound takes without seams are measured."""
+    grid = np.arange(every_s, duration_s, every_s)
+    seams = np.asarray(seams_s, dtype=np.float64)
+    if seams.size == 0:
+        return grid
+    return grid[np.min(np.abs(grid[:, None] - seams[None, :]), axis=1) >= clear_s]

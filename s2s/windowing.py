@@ -2,22 +2,30 @@
 
     preprocess(video bytes)  -> Windows: rgb uint8 [W, n, 3, 224, 224], flow uint8 [W, n, 2, 224, 224],
                                 frame_index int32 [W, T], noise z fp32 [W, z_dim], and the output layout:
-                                spans, samples, mel_frames
+                                layout, samples, mel_frames, offset
     (networks)                  tsn_rgb, tsn_flow -> generator (loops by frame_index) -> vocoder, batched over W
     postprocess(waveforms [W, S], mels [W, 80, F], layout) -> waveform [samples], mel [80, mel_frames]
 
-Windows: T frames each (215 = 10 s at 21.5 fps by default). The last window of a video is filled by
-looping its own frames, as RegNet loops clips shorter than 10 s; the output is trimmed back to the
-video's duration. The encoders are per frame, so a frame is sent to them once: each window carries its
-n distinct frames (n = the most any window of the request has: 215 for full windows, fewer for a request
-of one short window, 1 for a still) and ``frame_index`` says which of them makes each of its T frames;
+Windows: T frames each (215 = 10 s at 21.5 fps by default), consecutive windows sharing O frames
+(``overlap_frames``, 21 = about 1 s by default): window k starts at frame k (T - O). The last window of a
+video is filled by looping its own frames, as RegNet loops clips shorter than 10 s; the output is
+trimmed back to the video's duration. Where two windows overlap, both make sound for the same frames and
+postprocess cross-fades them (equal power for the waveform, linear for the mel): windows generated
+independently no longer butt at a seam, the sound passes from one to the next over about a second.
+
+The encoders are per frame, so a frame is sent to them once: each window carries its n distinct frames
+(n = the most any window of the request has: 215 for full windows, fewer for a request of one short
+window, 1 for a still) and ``frame_index`` says which of them makes each of its T frames;
 the generator loops the features by it, which gives exactly the features of the looped frames.
 
 A window's T frames span T / fps seconds, while the vocoder returns 4 T * 256 samples (9.984 s for
 10 s): each window's audio is resampled to its exact span before the windows are joined, so sound
 stays aligned with the picture over long videos. Window k covers the samples
-``[round(k * T / fps * sr), round((k + 1) * T / fps * sr))`` of the whole video, so any range of
-windows, served on its own, joins exactly with its neighbours.
+``[round(k S / fps * sr), round((k S + T) / fps * sr))`` of the whole video (S = T - O) and the mel frames
+``[4 k S, 4 (k S + T))``. A range of windows served on its own returns its windows already faded where
+they meet windows outside the range, and where its sound starts in the whole video's (``offset``): the
+ranges of a video, overlap-added at their offsets (:func:`join_ranges`), are exactly what one request
+for the whole video returns.
 
 The noise z of each window is drawn from a generator seeded by the video's bytes (and a seed
 parameter), so the same video always gives the same sound.
@@ -61,6 +69,11 @@ class PreprocessOptions:
         choices=FLOW_METHODS,
     )  # fmt: skip
     window_frames: int = flag(REGNET.frames_per_window, "--window-frames", "frames per window, 215 = 10 s at 21.5 fps")
+    #: None: the recipe's (about 1 s), or half a window for windows shorter than two of that
+    overlap_frames: int | None = flag(
+        None, "--overlap-frames", "frames consecutive windows share, cross-faded (0: windows butt; at most half a "
+        "window)", type=int, shown=f"{REGNET.overlap_frames} (about 1 s), at most half a window",
+    )  # fmt: skip
     #: noise width: the exported generator's (``s2s export`` fills it in; 0 until then)
     z_dim: int = 0
     seed: int = flag(0, "--noise-seed", "seed mixed with each video's hash for its noise z")
@@ -78,6 +91,18 @@ class PreprocessOptions:
                 f"window_frames and instances must be >= 1, opencv_threads and z_dim >= 0; got {self.window_frames}, "
                 f"{self.instances}, {self.opencv_threads}, {self.z_dim}"
             )
+        if self.overlap_frames is None:  # frozen: set the resolved default once, as if it had been given
+            object.__setattr__(self, "overlap_frames", min(REGNET.overlap_frames, self.window_frames // 2))
+        if not 0 <= self.overlap_frames <= self.window_frames // 2:
+            raise OptionError(
+                f"overlap_frames must be between 0 and half a window ({self.window_frames // 2} of "
+                f"{self.window_frames} frames), got {self.overlap_frames}"
+            )
+
+    @property
+    def stride_frames(self) -> int:
+        """Frames from one window's start to the next's."""
+        return self.window_frames - self.overlap_frames
 
     def to_parameters(self) -> dict[str, str]:
         """The Triton parameters of the preprocess model (``instances`` excluded: it is the instance count)."""
@@ -131,9 +156,13 @@ class Windows:
     num_frames: int  #: real (unlooped) frames of the whole video at the recipe's fps
     total_windows: int = 0  #: windows of the whole video
     window_start: int = 0  #: index of the first window here
-    spans: np.ndarray | None = None  #: int32 (W,): output samples each window covers in the whole video
+    #: int32 (W, 2, 4): where each window's output goes, for the waveform (row 0, samples) and the mel
+    #: (row 1, frames): start in these windows' output, length, fade-in, fade-out (see :func:`window_layout`)
+    layout: np.ndarray | None = None
     samples: int = 0  #: output samples of these windows, trimmed at the video's end
     mel_frames: int = 0  #: output mel frames of these windows, trimmed at the video's end
+    #: int32 (2,): where these windows' output starts in the whole video's: sample, mel frame
+    offset: np.ndarray | None = None
 
     @property
     def num_windows(self) -> int:
@@ -157,17 +186,62 @@ class Windows:
         return replace(self, rgb=self.looped(self.rgb), flow=self.looped(self.flow), frame_index=identity)
 
 
-def window_indices(num_frames: int, window_frames: int) -> np.ndarray:
-    """(W, T) frame indices: consecutive windows, the last one looping its own frames."""
+def window_count(num_frames: int, window_frames: int, overlap_frames: int = 0) -> int:
+    """Windows of ``window_frames`` that cover ``num_frames``, each starting ``window_frames - overlap_frames``
+    after the one before."""
     if num_frames < 1 or window_frames < 1:
         raise ValueError(f"need at least one frame and window frame, got {num_frames} and {window_frames}")
-    windows = math.ceil(num_frames / window_frames)
+    stride = window_frames - overlap_frames
+    return 1 + max(0, math.ceil((num_frames - window_frames) / stride))
+
+
+def window_indices(num_frames: int, window_frames: int, overlap_frames: int = 0) -> np.ndarray:
+    """(W, T) frame indices: window k starts at frame k (T - overlap), the last one looping its own frames."""
+    stride = window_frames - overlap_frames
     rows = []
-    for w in range(windows):
-        start = w * window_frames
+    for w in range(window_count(num_frames, window_frames, overlap_frames)):
+        start = w * stride
         count = min(window_frames, num_frames - start)
         rows.append(start + np.arange(window_frames) % count)
     return np.stack(rows)
+
+
+def window_layout(
+    options: PreprocessOptions, total: int, first: int, count: int, end_s: float, recipe: Recipe = REGNET
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Where the outputs of windows ``[first, first + count)`` (of ``total``) go: their layout (int32
+    (count, 2, 4): start, length, fade-in, fade-out, for samples and mel frames, relative to the range's
+    output), the range's offset in the whole video's output (int32 (2,): sample, mel frame), and its
+    length in samples and mel frames, trimmed at ``end_s`` (the video's end, or the range's last window's).
+
+    Window k spans ``[k S, k S + T)`` frames (S the stride) = samples ``[at(k S / fps), at((k S + T) / fps))``
+    with ``at(t) = round(t * sample_rate)``; it fades in over what it shares with window k - 1 and out over
+    what it shares with window k + 1, so only the video's first and last windows have no fade there.
+    """
+    fps, frames, stride = recipe.fps, options.window_frames, options.stride_frames
+    at = lambda f: round(f / fps * recipe.sample_rate)  # noqa: E731 (sample index of a frame time, one rounding rule)
+    mel = recipe.mel_frames_per_frame
+    origin = (at(first * stride), mel * first * stride)
+    layout = np.zeros((count, 2, 4), dtype=np.int32)
+    for i, k in enumerate(range(first, first + count)):
+        start, end = k * stride, k * stride + frames
+        fade_in = at((k - 1) * stride + frames) - at(start) if k > 0 else 0
+        fade_out = at(end) - at((k + 1) * stride) if k < total - 1 else 0
+        layout[i, 0] = (at(start) - origin[0], at(end) - at(start), fade_in, fade_out)
+        mel_fade = mel * options.overlap_frames
+        layout[i, 1] = (mel * start - origin[1], mel * frames, mel_fade * (k > 0), mel_fade * (k < total - 1))
+    samples = max(1, round(end_s * recipe.sample_rate) - origin[0])
+    mel_frames = max(1, math.ceil(end_s * fps * mel - 1e-6) - origin[1])
+    return layout, np.array(origin, dtype=np.int32), samples, mel_frames
+
+
+def seam_times(duration_s: float, options: PreprocessOptions, recipe: Recipe = REGNET) -> np.ndarray:
+    """Seconds where one window's sound hands over to the next's inside a ``duration_s`` video: the middle
+    of each overlap (the boundary itself when windows butt)."""
+    num_frames = max(1, math.ceil(duration_s * recipe.fps - 1e-6))
+    windows = window_count(num_frames, options.window_frames, options.overlap_frames)
+    k = np.arange(1, windows)
+    return (k * options.stride_frames + options.overlap_frames / 2) / recipe.fps
 
 
 def distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -217,10 +291,11 @@ def decode_windows(
     window_frames = options.window_frames
     if window_start < 0 or window_count < 0:
         raise VideoError(f"window_start and window_count must be >= 0, got {window_start} and {window_count}")
-    need = (window_start + window_count) * window_frames + 1 if window_count else None
+    stride = options.stride_frames
+    need = (window_start + window_count - 1) * stride + window_frames + 1 if window_count else None
     decoded = decode_video(video, options.limits, recipe, max_frames=need, still_duration_s=duration_s)
     total = decoded.total_frames or decoded.num_frames
-    index = window_indices(total, window_frames)
+    index = window_indices(total, window_frames, options.overlap_frames)
     windows = index.shape[0]
     if window_start >= windows:
         raise VideoError(f"window_start {window_start} is past the video's {windows} window(s)")
@@ -229,17 +304,14 @@ def decode_windows(
     # video keep two, so the last frame repeats the previous flow exactly as for the whole video
     end = min(int(rows.max()) + 2, total)
     first = min(int(rows.min()), max(0, end - 2))
-    window_s = window_frames / recipe.fps
     n = rows.shape[0]
-    start_s, end_s = window_start * window_s, min((window_start + n) * window_s, decoded.duration_s)
-    at = lambda t: round(t * recipe.sample_rate)  # noqa: E731 (sample index of a time, one rounding rule)
-    spans = np.array([at((k + 1) * window_s) - at(k * window_s) for k in range(window_start, window_start + n)])
-    mel_per_window = recipe.mel_frames(window_frames)
-    mel_frames = math.ceil(end_s * mel_per_window / window_s - 1e-6) - window_start * mel_per_window
+    start_s = window_start * stride / recipe.fps
+    end_s = min(((window_start + n - 1) * stride + window_frames) / recipe.fps, decoded.duration_s)
+    layout, offset, samples, mel_frames = window_layout(options, windows, window_start, n, end_s, recipe)
     z = window_noise(bytes(video), windows, options.z_dim, options.seed)[window_start : window_start + n]
     fields = dict(
         z=z, duration_s=end_s - start_s, num_frames=total, total_windows=windows, window_start=window_start,
-        spans=spans.astype(np.int32), samples=max(1, at(end_s) - at(start_s)), mel_frames=max(1, mel_frames),
+        layout=layout, samples=samples, mel_frames=mel_frames, offset=offset,
     )  # fmt: skip
     if decoded.still:  # every frame is the one picture
         return WindowFrames(decoded.frames, np.zeros_like(rows), fields, still=True)
@@ -306,27 +378,77 @@ def windows_on_device(
 
 
 def postprocess(
-    waveforms: np.ndarray, mels: np.ndarray, spans: np.ndarray, samples: int, mel_frames: int
+    waveforms: np.ndarray, mels: np.ndarray, layout: np.ndarray, samples: int, mel_frames: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Join window outputs into one waveform (float32, ``samples``) and one mel (80, ``mel_frames``).
 
-    ``waveforms`` (W, 4 T * hop): each is resampled to its ``spans[w]`` samples (the exact time it
-    covers), the windows are concatenated and trimmed; ``mels`` (W, 80, 4 T) are concatenated, trimmed.
+    ``waveforms`` (W, 4 T * hop): each is resampled to the exact samples it covers; ``mels`` (W, 80, 4 T).
+    ``layout`` (W, 2, 4, :func:`window_layout`) places each and fades it where it overlaps a neighbour:
+    equal power for the waveform (two windows' sounds are not in phase), linear for the log-mel.
     """
     import soxr
 
-    spans = np.asarray(spans).reshape(-1)
-    if waveforms.ndim != 2 or mels.ndim != 3 or not waveforms.shape[0] == mels.shape[0] == spans.size:
+    layout = np.asarray(layout)
+    if waveforms.ndim != 2 or mels.ndim != 3 or layout.shape != (waveforms.shape[0], 2, 4) or \
+            mels.shape[0] != waveforms.shape[0]:  # fmt: skip
         raise ValueError(
-            f"expected waveforms (W, S), mels (W, 80, F) and spans (W,), got {waveforms.shape}, {mels.shape}, "
-            f"{spans.shape}"
+            f"expected waveforms (W, S), mels (W, 80, F) and layout (W, 2, 4), got {waveforms.shape}, "
+            f"{mels.shape}, {layout.shape}"
         )
     parts = []
-    for wave, span in zip(waveforms, spans, strict=True):
+    for wave, (_, span, fade_in, fade_out) in zip(waveforms, layout[:, 0], strict=True):
         part = soxr.resample(wave.astype(np.float64), wave.size, int(span), quality="HQ")[: int(span)]
-        parts.append(np.pad(part, (0, int(span) - part.size)))
-    waveform = np.concatenate(parts)[:samples].astype(np.float32)
-    if waveform.size < samples:
-        waveform = np.pad(waveform, (0, samples - waveform.size))
-    mel = np.concatenate(list(mels), axis=1)[:, :mel_frames]
-    return np.clip(waveform, -1.0, 1.0), np.ascontiguousarray(mel, dtype=np.float32)
+        part = np.pad(part, (0, int(span) - part.size)).astype(np.float32)
+        parts.append(_faded(part, fade_in, fade_out, equal_power=True))
+    waveform = overlap_add(parts, layout[:, 0, 0], samples)
+    # clip to full scale where the sound is complete; what a window shares with one outside this range
+    # is clipped once the ranges are joined (join_ranges), after the two are added
+    start, span, _, fade_out = (int(v) for v in layout[-1, 0])
+    complete = slice(int(layout[0, 0, 2]), min(waveform.size, start + span - fade_out))
+    waveform[complete] = np.clip(waveform[complete], -1.0, 1.0)
+    mel_parts = [_faded(m.astype(np.float32), fade_in, fade_out, equal_power=False)
+                 for m, (_, _, fade_in, fade_out) in zip(mels, layout[:, 1], strict=True)]  # fmt: skip
+    return waveform, overlap_add(mel_parts, layout[:, 1, 0], mel_frames)
+
+
+def _faded(part: np.ndarray, fade_in: int, fade_out: int, equal_power: bool) -> np.ndarray:
+    """``part`` (..., N) with its first ``fade_in`` and last ``fade_out`` steps faded (a fade's two halves
+    are the same curve for both windows of an overlap, so they sum to 1 linearly or in power)."""
+    part = part.copy()
+    for length, rising, where in ((int(fade_in), True, slice(0, int(fade_in))),
+                                  (int(fade_out), False, slice(part.shape[-1] - int(fade_out), None))):  # fmt: skip
+        if length <= 0:
+            continue
+        t = (np.arange(length, dtype=np.float64) + 0.5) / length
+        t = t if rising else 1.0 - t
+        gain = np.sin(0.5 * np.pi * t) if equal_power else t
+        part[..., where] *= gain.astype(np.float32)[: part[..., where].shape[-1]]
+    return part
+
+
+def overlap_add(parts: list[np.ndarray], starts: Any, length: int) -> np.ndarray:
+    """Sum of ``parts`` (each (..., n), float32) placed at ``starts`` along the last axis of an output of
+    ``length`` (parts cut at its end): the one join of windows, and of window ranges."""
+    lead = parts[0].shape[:-1]
+    out = np.zeros((*lead, int(length)), dtype=np.float32)
+    for part, start in zip(parts, starts, strict=True):
+        start = int(start)
+        if start < 0:
+            raise ValueError(f"a part starts before the output ({start})")
+        take = max(0, min(part.shape[-1], int(length) - start))
+        out[..., start : start + take] += part[..., :take]
+    return out
+
+
+def join_ranges(pieces: list[tuple[np.ndarray, np.ndarray, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Window ranges of one video as (waveform, mel, offset) -> the whole video's (waveform, mel): each
+    placed at its offset (sample, mel frame) and overlap-added, which is exactly the one request's."""
+    starts = [np.asarray(offset).reshape(-1) for _, _, offset in pieces]
+    first = (min(int(s[0]) for s in starts), min(int(s[1]) for s in starts))
+    if first != (0, 0):
+        raise ValueError(f"window ranges must start with the video's first window, they start at {first}")
+    samples = max(int(s[0]) + p[0].size for s, p in zip(starts, pieces, strict=True))
+    frames = max(int(s[1]) + p[1].shape[-1] for s, p in zip(starts, pieces, strict=True))
+    waveform = overlap_add([p[0] for p in pieces], [s[0] for s in starts], samples)
+    mel = overlap_add([p[1] for p in pieces], [s[1] for s in starts], frames)
+    return np.clip(waveform, -1.0, 1.0), mel

@@ -113,7 +113,8 @@ def test_sizes_read_back_what_they_show(text):
 
 # ------------------------------------------------------------------------------ the preprocess record
 def test_preprocess_options_round_trip_through_triton_parameters():
-    options = PreprocessOptions(flow_method="tvl1", window_frames=20, z_dim=64, seed=3, opencv_threads=2, instances=4,
+    options = PreprocessOptions(flow_method="tvl1", window_frames=20, overlap_frames=3, z_dim=64, seed=3,
+                                opencv_threads=2, instances=4,
                                 limits=VideoLimits(max_duration_s=12.5, max_width=640))  # fmt: skip
     parameters = options.to_parameters()
     assert all(isinstance(v, str) for v in parameters.values()) and "instances" not in parameters

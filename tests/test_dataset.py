@@ -20,9 +20,9 @@ from s2s.synth import encode_clip, make_clip, make_still
 from s2s.training.dataset import DatasetOptions, build_dataset, clip_paths
 from s2s.video import decode_audio
 from s2s.windowing import preprocess
-from tests.conftest import ADMIN_KEY, SMALL_WINDOW, Serve, export_small_repository
+from tests.conftest import ADMIN_KEY, SMALL_OVERLAP, SMALL_WINDOW, Serve, export_small_repository
 
-WINDOW_S = SMALL_WINDOW / REGNET.fps  # 0.93 s
+STRIDE_S = (SMALL_WINDOW - SMALL_OVERLAP) / REGNET.fps  # a window every 0.74 s
 WINDOW_SAMPLES = round(SMALL_WINDOW / REGNET.fps * REGNET.sample_rate)
 
 
@@ -52,7 +52,7 @@ def folder(server, key_file, tmp_path_factory):
     """A folder of good and bad files, and the dataset made of it."""
     tmp_path = tmp_path_factory.mktemp("folder")
     videos = tmp_path / "videos"
-    good = _clip_file(videos / "park.mp4", 11, 2.5)  # 54 frames: windows of 20, 20 and a 14-frame tail
+    good = _clip_file(videos / "park.mp4", 11, 2.5)  # 54 frames: windows at 0, 16, 32 and a 6-frame tail
     _clip_file(videos / "street" / "bus.webm", 12, 2.0, container="webm")  # Opus sound, in a subfolder
     _clip_file(videos / "kitchen.mkv", 13, 1.0, container="mkv")  # one window
     encode_clip(make_clip(14, 1.5), videos / "silent.mp4")  # no audio track at all
@@ -81,10 +81,11 @@ def test_a_folder_of_videos_with_sound_becomes_clips_and_bad_files_are_listed(se
     assert "not a video file" in reasons["photo.png"] and "too short" in reasons["blink.mp4"]
     assert "refused by the server" in reasons["long.mp4"] and "video too long" in reasons["long.mp4"]
     names = sorted(summary["splits"]["train"] + summary["splits"]["test"])
-    # clips are named <file>_<start>: in milliseconds here, as these windows are 0.93 s (seconds for 10 s ones)
-    assert names == ["kitchen_000000000ms", "park_000000000ms", "park_000000930ms", "street__bus_000000000ms",
-                     "street__bus_000000930ms"], names  # fmt: skip
-    assert sum(summary["clips"].values()) == 5 and summary["window_frames"] == SMALL_WINDOW
+    # clips are named <file>_<start>: in milliseconds, as windows start every 0.74 s here (9.02 s when served)
+    assert names == ["kitchen_000000000ms", "park_000000000ms", "park_000000744ms", "park_000001488ms",
+                     "street__bus_000000000ms", "street__bus_000000744ms"], names  # fmt: skip
+    assert sum(summary["clips"].values()) == 6 and summary["window_frames"] == SMALL_WINDOW
+    assert summary["overlap_frames"] == SMALL_OVERLAP
     assert summary["encoders"]["tsn_rgb"]["sha256"] and "seed" in summary["encoders"]["tsn_rgb"]["source"]
     assert summary == json.loads((options.output / "dataset.json").read_text())
 
@@ -93,14 +94,14 @@ def test_a_folder_of_videos_with_sound_becomes_clips_and_bad_files_are_listed(se
     reference = ReferencePipeline.pytorch(ExportOptions(generator_config="small"), served)
     sound = decode_audio(good.read_bytes())
     park = sorted(p for p in (options.output / "clips").glob("park_*.npz"))
-    assert len(park) == 2
+    assert len(park) == 3
     for window, path in enumerate(park):
         with np.load(path) as clip:
             assert clip["rgb"].shape == clip["flow"].shape == (SMALL_WINDOW, REGNET.feature_dim)
             assert clip["mel"].shape == (REGNET.n_mels, 4 * SMALL_WINDOW) and clip["rgb"].dtype == np.float16
-            start = round(window * WINDOW_S * REGNET.sample_rate)
+            start = round(window * STRIDE_S * REGNET.sample_rate)
             np.testing.assert_array_equal(clip["audio"], sound[start : start + WINDOW_SAMPLES])
-            assert str(clip["source"]) == "park.mp4" and float(clip["start_s"]) == pytest.approx(window * WINDOW_S)
+            assert str(clip["source"]) == "park.mp4" and float(clip["start_s"]) == pytest.approx(window * STRIDE_S)
             windows = preprocess(good.read_bytes(), reference.options, window_start=window, window_count=1)
             for name, frames in (("tsn_rgb", windows.rgb), ("tsn_flow", windows.flow)):
                 want = reference.networks[name](frames)[0]

@@ -20,7 +20,7 @@ from s2s.export.specs import ExportOptions
 from s2s.export.triton_config import read_preprocess_options
 from s2s.synth import make_audio_only, make_still, make_video, make_zero_frame_video
 from s2s.video import VideoLimits
-from tests.conftest import ADMIN_KEY, SMALL_WINDOW, Serve, export_small_repository
+from tests.conftest import ADMIN_KEY, SMALL_WINDOW, Serve, export_small_repository, small_windows
 
 #: short windows keep the test fast: 20 frames = 0.93 s
 WINDOW = SMALL_WINDOW
@@ -53,7 +53,7 @@ def test_ensemble_matches_the_in_process_reference(server, reference, protocol):
     video = make_video(duration_s=2.5, seed=3)
     url = server.grpc_url if protocol == "grpc" else server.http_url
     with S2SClient(url, protocol, admin_key=ADMIN_KEY) as client:
-        assert client.ready() and client.window_frames() == WINDOW
+        assert client.ready() and client.preprocess_options().window_frames == WINDOW
         result = client.generate(video)
     want_wave, want_mel = reference(video)
     assert result.waveform.dtype == np.float32 and result.waveform.shape == want_wave.shape
@@ -226,7 +226,7 @@ def test_a_still_image_gets_the_seconds_of_sound_asked_for(server, reference, pr
     assert default.waveform.size == round(LIMITS.max_duration_s * REGNET.sample_rate)
     np.testing.assert_allclose(default.waveform, reference(still)[0], atol=WAVE_ATOL)
     np.testing.assert_array_equal(zero.waveform, default.waveform)
-    assert asked.waveform.size == round(2.5 * REGNET.sample_rate) and asked.windows == math.ceil(54 / WINDOW)
+    assert asked.waveform.size == round(2.5 * REGNET.sample_rate) and asked.windows == small_windows(2.5)
     np.testing.assert_array_equal(pieces.waveform, asked.waveform)
 
 
@@ -268,7 +268,8 @@ def test_window_plan_asks_for_each_range_once_and_joins_the_pieces_in_order():
 
     def piece(start: int, count: int, total: int = 5) -> Generated:
         n = min(count, total - start)
-        return Generated(np.full(n * 3, start, np.float32), np.full((80, n), start, np.float32), 1.0, total)
+        return Generated(np.full(n * 3, start / 8, np.float32), np.full((80, n), start, np.float32), 1.0, total,
+                         (start * 3, start))  # fmt: skip
 
     plan, asked = WindowPlan(chunk=2), []
     while (request := plan.next()) is not None:
@@ -278,7 +279,7 @@ def test_window_plan_asks_for_each_range_once_and_joins_the_pieces_in_order():
     assert asked == [(0, 2), (2, 2), (4, 2)]
     joined = plan.joined(3.0)
     assert joined.windows == 5 and joined.seconds == 3.0
-    np.testing.assert_array_equal(joined.waveform, np.repeat([0, 2, 4], [6, 6, 3]).astype(np.float32))
+    np.testing.assert_array_equal(joined.waveform, np.repeat([0, 2, 4], [6, 6, 3]).astype(np.float32) / 8)
     assert joined.mel.shape == (80, 5)
     with pytest.raises(ValueError, match="windows per request must be >= 1"):
         WindowPlan(chunk=0)

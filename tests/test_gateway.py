@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import re
 import shutil
 import socket
@@ -27,7 +26,7 @@ from s2s.constants import REGNET
 from s2s.gateway.auth import key_line, new_key
 from s2s.runtime.server import free_ports
 from s2s.synth import make_still, make_video
-from tests.conftest import SMALL_WINDOW, Serve, export_small_repository
+from tests.conftest import Serve, export_small_repository, small_windows
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -256,7 +255,7 @@ def test_a_still_image_comes_back_as_a_video_with_sound(gateway):
     assert job.status_code == 202, job.text
     done = gateway.wait(job.json()["id"])
     assert done["status"] == "done" and done["still_duration_s"] == 2.0, done
-    assert done["windows_total"] == math.ceil(math.ceil(2.0 * REGNET.fps) / SMALL_WINDOW)
+    assert done["windows_total"] == small_windows(2.0)
     sync = gateway.http.post("/v1/generate", files={"file": ("photo.jpg", make_still(".jpg"), "image/jpeg")})
     assert sync.status_code == 200, sync.text
     for data, seconds in ((gateway.http.get(done["links"]["video"]).content, 2.0), (sync.content, 5.0)):
@@ -427,7 +426,7 @@ def test_abuse_keys_quotas_and_audit(triton, tmp_path):
         codes = sorted(r.status_code for r in responses)
         assert set(codes) <= {200, 429} and codes.count(200) >= 1 and codes.count(429) >= 1, codes
         served_after = stats.get_inference_statistics("s2s", headers=ADMIN_HEADERS)["model_stats"][0]
-        windows = math.ceil(1.0 * REGNET.fps / SMALL_WINDOW)  # a synchronous request sends the clip's windows
+        windows = small_windows(1.0)  # a synchronous request sends the clip's windows
         assert served_after["inference_count"] - served_before["inference_count"] == codes.count(200) * windows
         runs = [(line["time"] - line["seconds"], line["time"]) for line in gw.audit()
                 if line["event"] == "generate" and line["key"] == "burst"]  # fmt: skip

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from s2s.constants import REGNET
+from s2s.errors import OptionError
 from s2s.flow import flow_pairs, make_flow, network_inputs, quantize_flow, rgb_inputs
 from s2s.synth import (
     CONTAINERS,
@@ -23,9 +24,13 @@ from s2s.synth import (
 from s2s.video import STILL_DURATION_S, VideoError, VideoLimits, decode_video
 from s2s.windowing import (
     PreprocessOptions,
+    Windows,
     distinct_rows,
+    join_ranges,
     postprocess,
     preprocess,
+    seam_times,
+    window_count,
     window_indices,
     window_noise,
 )
@@ -133,6 +138,21 @@ def test_windows_loop_the_last_partial_window():
     assert window_indices(8, 4).shape == (2, 4)
 
 
+def test_overlapping_windows_start_every_stride_and_share_their_frames():
+    assert window_indices(10, 4, 2).tolist() == [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7], [6, 7, 8, 9]]
+    assert window_indices(9, 4, 2).tolist()[-1] == [6, 7, 8, 6], "the last window loops its own frames"
+    assert [window_count(n, 215, 21) for n in (1, 215, 216, 409, 410)] == [1, 1, 2, 2, 3]
+    assert window_count(10, 4, 0) == 3 and window_count(4, 4, 2) == 1
+    assert PreprocessOptions().overlap_frames == REGNET.overlap_frames
+    assert PreprocessOptions(window_frames=20).overlap_frames == 10, "the default is at most half a window"
+    with pytest.raises(OptionError, match="half a window"):
+        PreprocessOptions(window_frames=20, overlap_frames=11)
+    # the hand-over points: the middle of each overlap, the boundaries themselves when windows butt
+    np.testing.assert_allclose(seam_times(25.0, PreprocessOptions()), [(194 + 10.5) / 21.5, (388 + 10.5) / 21.5])
+    np.testing.assert_allclose(seam_times(25.0, PreprocessOptions(overlap_frames=0)), [10.0, 20.0])
+    assert seam_times(9.0, PreprocessOptions()).size == 0
+
+
 def test_each_distinct_frame_goes_to_the_encoders_once():
     """distinct_rows keeps a window's distinct frames once; its index rebuilds every frame of the window."""
     for rows in (window_indices(3, 7), window_indices(10, 4), np.zeros((2, 5), dtype=int), window_indices(8, 4)):
@@ -153,52 +173,112 @@ def test_noise_is_reproducible_per_video():
 
 
 @pytest.mark.parametrize("duration", [0.4, 10.0, 23.7])
-def test_postprocess_trims_to_the_video_and_keeps_windows_in_place(duration):
-    """The layout preprocess computes puts window k at exactly 10 k seconds and ends at the video's end."""
+@pytest.mark.parametrize("overlap", [0, REGNET.overlap_frames])
+def test_postprocess_trims_to_the_video_and_keeps_windows_in_place(duration, overlap):
+    """The layout preprocess computes puts window k at exactly k S / fps seconds (S = T - overlap) and ends
+    at the video's end."""
     t = REGNET.frames_per_window
-    windows = preprocess(make_video(duration_s=duration, fps=10.0, width=64, height=48), PreprocessOptions(z_dim=4))
+    options = PreprocessOptions(z_dim=4, overlap_frames=overlap)
+    windows = preprocess(make_video(duration_s=duration, fps=10.0, width=64, height=48), options)
     true_duration = windows.duration_s
-    assert windows.num_windows == math.ceil(windows.num_frames / t)
-    assert windows.samples == round(true_duration * REGNET.sample_rate)
-    assert windows.spans.sum() >= windows.samples and all(windows.spans == REGNET.sample_rate * 10)
+    assert windows.num_windows == window_count(windows.num_frames, t, overlap)
+    assert windows.samples == round(true_duration * REGNET.sample_rate) and windows.offset.tolist() == [0, 0]
+    starts = [round(k * options.stride_frames / REGNET.fps * REGNET.sample_rate) for k in range(windows.num_windows)]
+    assert windows.layout[:, 0, 0].tolist() == starts
+    assert all(windows.layout[:, 0, 1] == REGNET.sample_rate * 10) and all(windows.layout[:, 1, 1] == 4 * t)
+    assert windows.layout[0, :, 2].tolist() == [0, 0] and windows.layout[-1, :, 3].tolist() == [0, 0]
     mel_frames = REGNET.mel_frames(t)
     # each window: a click near its start, so we can see where it lands
     waves = np.zeros((windows.num_windows, REGNET.samples(t)), dtype=np.float32)
     waves[:, 100] = 1.0
     mels = np.random.default_rng(0).random((windows.num_windows, 80, mel_frames)).astype(np.float32)
-    waveform, mel = postprocess(waves, mels, windows.spans, windows.samples, windows.mel_frames)
+    waveform, mel = postprocess(waves, mels, windows.layout, windows.samples, windows.mel_frames)
     assert waveform.shape == (windows.samples,)
     assert mel.shape == (80, math.ceil(true_duration * mel_frames / REGNET.window_s - 1e-6))
-    for w in range(windows.num_windows):
-        click = w * REGNET.sample_rate * 10 + 100  # stretched by 220500/220160: still within a sample or two
+    for w, start in enumerate(starts):
+        click = start + 100  # stretched by 220500/220160: still within a sample or two
         if click < waveform.size:
-            assert abs(int(np.argmax(np.abs(waveform[click - 50 : click + 50]))) - 50) <= 2
+            assert abs(int(np.argmax(np.abs(waveform[click - 50 : click + 50]))) - 50) <= 2, w
+
+
+def test_overlapping_windows_cross_fade_without_a_level_step():
+    """Independent noise in every window keeps its level through each overlap (equal-power fades), both
+    windows are heard in the middle of it, and a mel the same in every window stays that mel (linear
+    fades sum to one)."""
+    import soxr
+
+    t = REGNET.frames_per_window
+    windows = preprocess(make_video(duration_s=25.0, fps=5.0, width=64, height=48), PreprocessOptions(z_dim=4))
+    assert windows.num_windows == 3
+    rng = np.random.default_rng(1)
+    waves = (0.1 * rng.standard_normal((3, REGNET.samples(t)))).astype(np.float32)
+    mels = np.full((3, 80, REGNET.mel_frames(t)), 0.6, dtype=np.float32)
+    waveform, mel = postprocess(waves, mels, windows.layout, windows.samples, windows.mel_frames)
+    np.testing.assert_allclose(mel, 0.6, atol=1e-6)
+    block = REGNET.sample_rate // 10
+    levels = [np.sqrt(np.mean(waveform[i : i + block] ** 2)) for i in range(0, waveform.size - block, block)]
+    assert min(levels) > 0.085 and max(levels) < 0.115, (min(levels), max(levels))
+    for k in (1, 2):
+        start, span, fade_in, _ = windows.layout[k, 0]
+        own = soxr.resample(waves[k].astype(np.float64), waves.shape[1], int(span), quality="HQ")
+        before = soxr.resample(waves[k - 1].astype(np.float64), waves.shape[1], int(span), quality="HQ")
+        middle = slice(fade_in // 2 - 500, fade_in // 2 + 500)
+        heard = waveform[start + middle.start : start + middle.stop]
+        shift = start - windows.layout[k - 1, 0, 0]
+        for source in (own[middle], before[shift + middle.start : shift + middle.stop]):
+            share = np.corrcoef(heard, source)[0, 1]
+            assert 0.6 < share < 0.8, share  # sin(pi/4) = 0.71 of the sound there is each window's
+        outside = slice(fade_in + 2000, fade_in + 3000)  # past the fade: this window alone
+        assert np.corrcoef(waveform[start + outside.start : start + outside.stop], own[outside])[0, 1] > 0.999
 
 
 def test_postprocess_refuses_inconsistent_shapes():
     with pytest.raises(ValueError, match="expected waveforms"):
-        postprocess(np.zeros((2, 100)), np.zeros((2, 80, 4)), np.array([10]), 10, 4)
+        postprocess(np.zeros((2, 100)), np.zeros((2, 80, 4)), np.zeros((1, 2, 4), dtype=np.int32), 10, 4)
+    with pytest.raises(ValueError, match="must start with the video's first window"):
+        join_ranges([(np.zeros(10, np.float32), np.zeros((80, 4), np.float32), (5, 2))])
+
+
+def _sound_of(windows: Windows, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Postprocess of made-up network outputs, the same for a window whichever request it is in."""
+    rows = []
+    for k in range(windows.window_start, windows.window_start + windows.num_windows):
+        rng = np.random.default_rng([seed, k])
+        rows.append((rng.uniform(-0.9, 0.9, REGNET.samples(20)), rng.random((80, REGNET.mel_frames(20)))))
+    waves, mels = (np.stack([r[i] for r in rows]).astype(np.float32) for i in (0, 1))
+    return postprocess(waves, mels, windows.layout, windows.samples, windows.mel_frames)
 
 
 def test_window_ranges_join_into_the_whole_video():
-    """Window-by-window preprocessing gives the same frames, flow at the seams and noise as one pass."""
-    video = make_video(duration_s=2.4, fps=25.0)
-    options = PreprocessOptions(window_frames=20, z_dim=8)
+    """Window-by-window preprocessing gives the same frames, flow at the seams and noise as one pass, and
+    their sounds, overlap-added at their offsets, are exactly the whole request's."""
+    video = make_video(duration_s=2.0, fps=25.0)
+    options = PreprocessOptions(window_frames=20, overlap_frames=4, z_dim=8)
     whole = preprocess(video, options)
-    assert whole.total_windows == whole.num_windows == math.ceil(whole.num_frames / 20)
+    assert whole.total_windows == whole.num_windows == window_count(whole.num_frames, 20, 4) == 3
     pieces = [preprocess(video, options, window_start=k, window_count=1) for k in range(3)]
     for name in ("rgb", "flow"):  # every frame of every window, looped as the generator loops their features
         looped = np.concatenate([p.looped(getattr(p, name)) for p in pieces])
         np.testing.assert_array_equal(looped, whole.looped(getattr(whole, name)))
     np.testing.assert_array_equal(np.concatenate([p.z for p in pieces]), whole.z)
+    # windows start every 16 frames and share 4 with the next
+    np.testing.assert_array_equal(whole.looped(whole.flow)[1, :4], whole.looped(whole.flow)[0, 16:])
     # the last window alone sends its distinct frames once; in the whole request it pads to its neighbours'
-    last = whole.num_frames - 40
-    assert 0 < last < 20 and pieces[2].rgb.shape[1] == last and whole.rgb.shape[1] == 20
+    last = whole.num_frames - 32
+    assert 4 < last < 20 and pieces[2].rgb.shape[1] == last and whole.rgb.shape[1] == 20
     np.testing.assert_array_equal(pieces[2].frame_index[0], np.arange(20) % last)
-    assert sum(p.duration_s for p in pieces) == pytest.approx(whole.duration_s)
-    assert sum(p.samples for p in pieces) == whole.samples
-    assert sum(p.mel_frames for p in pieces) == whole.mel_frames
-    np.testing.assert_array_equal(np.concatenate([p.spans for p in pieces]), whole.spans)
+    # each piece's layout is the whole one's, moved to where the piece starts
+    for k, piece in enumerate(pieces):
+        np.testing.assert_array_equal(piece.layout[0, :, 0] + piece.offset, whole.layout[k, :, 0])
+        np.testing.assert_array_equal(piece.layout[0, :, 1:], whole.layout[k, :, 1:])
+    assert pieces[-1].offset[0] + pieces[-1].samples == whole.samples
+    assert pieces[-1].offset[1] + pieces[-1].mel_frames == whole.mel_frames
+    sound = _sound_of(whole)
+    for ranges in ([(0, 1), (1, 1), (2, 1)], [(0, 2), (2, 1)], [(0, 1), (1, 0)]):
+        parts = [preprocess(video, options, window_start=a, window_count=n) for a, n in ranges]
+        joined = join_ranges([(*_sound_of(p), p.offset) for p in parts])
+        np.testing.assert_array_equal(joined[0], sound[0])
+        np.testing.assert_array_equal(joined[1], sound[1])
     tail = preprocess(video, options, window_start=1)  # count 0: to the end
     np.testing.assert_array_equal(tail.flow, whole.flow[1:])
     np.testing.assert_array_equal(tail.frame_index, whole.frame_index[1:])
@@ -219,9 +299,9 @@ def test_a_still_image_becomes_seconds_of_its_picture(suffix):
 
 def test_a_still_has_no_motion_and_its_window_ranges_join():
     still = make_still(".jpg", seed=2)
-    options = PreprocessOptions(window_frames=20, z_dim=8)
+    options = PreprocessOptions(window_frames=20, overlap_frames=4, z_dim=8)
     whole = preprocess(still, options, duration_s=2.4)
-    assert whole.total_windows == whole.num_windows == math.ceil(math.ceil(2.4 * REGNET.fps) / 20) == 3
+    assert whole.total_windows == whole.num_windows == window_count(math.ceil(2.4 * REGNET.fps), 20, 4) == 3
     assert whole.samples == round(2.4 * REGNET.sample_rate)
     zero = quantize_flow(np.zeros((1, 1, 2), dtype=np.float32))[0, 0, 0]
     assert np.all(whole.flow == zero), "no motion: the flow of a picture and itself"
@@ -232,7 +312,8 @@ def test_a_still_has_no_motion_and_its_window_ranges_join():
     pieces = [preprocess(still, options, duration_s=2.4, window_start=k, window_count=1) for k in range(3)]
     for name in ("rgb", "flow", "z", "frame_index"):
         np.testing.assert_array_equal(np.concatenate([getattr(p, name) for p in pieces]), getattr(whole, name))
-    assert sum(p.samples for p in pieces) == whole.samples
+    joined = join_ranges([(*_sound_of(p), p.offset) for p in pieces])
+    np.testing.assert_array_equal(joined[0], _sound_of(whole)[0])
 
 
 @pytest.mark.parametrize(

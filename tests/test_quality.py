@@ -11,7 +11,7 @@ import pytest
 
 from s2s.constants import REGNET
 from s2s.pictures import ROW_SCALE, mel_image, png, stacked
-from s2s.quality import hop_buzz_db, log_mel_distance_db, seam_level_steps_db, seam_onsets
+from s2s.quality import away_from_seams, hop_buzz_db, level_steps_db, log_mel_distance_db, seam_onsets
 from s2s.synth import make_clip
 
 SR = REGNET.sample_rate
@@ -48,10 +48,11 @@ def test_seam_onsets_count_clicks_at_window_boundaries_that_no_event_explains():
         out[i : i + 300] += 0.8 * np.random.default_rng(1).standard_normal(300)
         return out
 
-    assert seam_onsets(click_at(2.0), np.array([]), window_s=2.0) == 1
-    assert seam_onsets(click_at(2.0), np.array([2.02]), window_s=2.0) == 0, "a true onset there explains it"
-    assert seam_onsets(click_at(3.0), np.array([]), window_s=2.0) == 0, "not at a seam"
-    assert seam_onsets(click_at(2.0), np.array([]), window_s=10.0) == 0, "one window: no seam"
+    assert seam_onsets(click_at(2.0), np.array([]), np.array([2.0, 4.0])) == 1
+    assert seam_onsets(click_at(2.0), np.array([2.02]), np.array([2.0])) == 0, "a true onset there explains it"
+    assert seam_onsets(click_at(3.0), np.array([]), np.array([2.0, 4.0])) == 0, "not at a seam"
+    assert seam_onsets(click_at(2.0), np.array([]), np.array([])) == 0, "one window: no seam"
+    assert seam_onsets(click_at(2.0), np.array([]), np.array([7.0])) == 0, "a seam past the end is none"
 
 
 def test_spectrogram_pictures_put_low_bands_at_the_bottom_and_stack_with_labels():
@@ -69,13 +70,16 @@ def test_spectrogram_pictures_put_low_bands_at_the_bottom_and_stack_with_labels(
         mel_image(np.zeros((80, 0)))
 
 
-def test_seam_level_step_is_the_jump_in_level_across_a_window_boundary():
-    window_s = 1.0
+def test_level_step_is_the_jump_in_level_across_an_instant_and_the_baseline_keeps_clear_of_seams():
     steady = _noise(3.0, level=0.05, seed=3)
     louder = steady.copy()
     louder[int(2.0 * SR) :] *= 2.0  # twice as loud from the second seam on: +6.02 dB there
-    assert all(step < 0.5 for step in seam_level_steps_db(steady, window_s))
-    first, second = seam_level_steps_db(louder, window_s)
+    seams = np.array([1.0, 2.0])
+    assert all(step < 0.5 for step in level_steps_db(steady, seams))
+    first, second = level_steps_db(louder, seams)
     assert first < 0.5 and second == pytest.approx(20 * math.log10(2.0), abs=0.5)
-    assert seam_level_steps_db(_noise(0.9), window_s) == []  # shorter than a window: no seam
-    assert seam_level_steps_db(_noise(1.1), window_s) == []  # a seam without 0.2 s of sound after it
+    assert level_steps_db(_noise(1.1), np.array([1.0])) == []  # no 0.2 s of sound after it
+    away = away_from_seams(10.0, np.array([3.0, 6.5]), every_s=0.25, clear_s=1.0)
+    assert away.size > 0 and np.min(np.abs(away[:, None] - np.array([3.0, 6.5]))) >= 1.0
+    assert 2.0 in away and 4.0 in away and 2.5 not in away and 9.75 in away
+    assert away_from_seams(2.0, np.array([])).tolist() == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]

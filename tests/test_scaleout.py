@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import os
 import signal
 import time
@@ -22,15 +21,14 @@ from s2s.bench.measure import metric_sum as metric
 from s2s.cli import main
 from s2s.client.mux import pcm16
 from s2s.client.triton import S2SClient
-from s2s.constants import REGNET
 from s2s.runtime.server import free_ports
 from s2s.synth import make_video
-from tests.conftest import SMALL_WINDOW, Serve, export_small_repository, wait_until_gone
+from tests.conftest import Serve, export_small_repository, small_windows, wait_until_gone
 from tests.test_gateway import Gateway
 
-#: 4.5 s: five 20-frame windows in the small repository
-CLIP_S = 4.5
-WINDOWS = math.ceil(round(CLIP_S * REGNET.fps) / SMALL_WINDOW)
+#: 3.9 s: five 20-frame windows in the small repository (one every 16 frames)
+CLIP_S = 3.9
+WINDOWS = small_windows(CLIP_S)
 
 
 @pytest.fixture(scope="module")

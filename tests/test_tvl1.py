@@ -145,7 +145,7 @@ def test_preprocess_on_a_torch_device_keeps_the_window_layout():
     assert tuple(dev.rgb.shape) == cpu.rgb.shape and tuple(dev.flow.shape) == cpu.flow.shape
     assert np.abs(dev.rgb.numpy().astype(int) - cpu.rgb).max() <= 1
     assert np.abs(dev.flow.numpy().astype(int) - cpu.flow).mean() < 0.5
-    np.testing.assert_array_equal(dev.spans, cpu.spans)
+    np.testing.assert_array_equal(dev.layout, cpu.layout)
     np.testing.assert_array_equal(dev.z, cpu.z)
     with pytest.raises(ValueError, match="TV-L1 only"):
         preprocess(video, PreprocessOptions(window_frames=4, z_dim=8), flow_device="cpu")

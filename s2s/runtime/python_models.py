@@ -64,8 +64,9 @@ class PreprocessModel:
     """video uint8 [N] (a video file or a still image; + optional window_start, window_count int32 [1] and, for
     a still, duration_s fp32 [1]; 0 or absent: the defaults, as perf_analyzer's all-inputs folders send) ->
     rgb [W, n, 3, 224, 224], flow [W, n, 2, 224, 224] (each window's distinct frames), frame_index [W, T] (which
-    of them makes each frame), z [W, z_dim], and the output layout for postprocess:
-    spans [W] (samples each window covers), samples [1], mel_frames [1]; windows [1] (of the whole video).
+    of them makes each frame), z [W, z_dim], and the output layout for postprocess: layout [W, 2, 4] (where each
+    window's sound and mel go, and their fades), samples [1], mel_frames [1]; offset [2] (where this output
+    starts in the whole video's: sample, mel frame) and windows [1] (of the whole video).
     """
 
     def initialize(self, args: dict[str, str]) -> None:
@@ -126,9 +127,10 @@ class PreprocessModel:
                         _tensor("flow", windows.flow),
                         pb_utils.Tensor("frame_index", windows.frame_index),
                         pb_utils.Tensor("z", windows.z),
-                        pb_utils.Tensor("spans", windows.spans),
+                        pb_utils.Tensor("layout", windows.layout),
                         pb_utils.Tensor("samples", np.array([windows.samples], dtype=np.int32)),
                         pb_utils.Tensor("mel_frames", np.array([windows.mel_frames], dtype=np.int32)),
+                        pb_utils.Tensor("offset", windows.offset),
                         pb_utils.Tensor("windows", np.array([windows.total_windows], dtype=np.int32)),
                     ]
                 )
@@ -140,7 +142,8 @@ class PreprocessModel:
 
 
 class PostprocessModel:
-    """waveform [W, S], mel [W, 80, F], spans [W], samples [1], mel_frames [1] -> waveform [samples], mel [80, M]."""
+    """waveform [W, S], mel [W, 80, F], layout [W, 2, 4], samples [1], mel_frames [1] -> waveform [samples],
+    mel [80, M]: the windows placed, cross-faded where they overlap, trimmed."""
 
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
@@ -153,10 +156,10 @@ class PostprocessModel:
             try:
                 waveforms = pb_utils.get_input_tensor_by_name(request, "waveform").as_numpy()
                 mels = pb_utils.get_input_tensor_by_name(request, "mel").as_numpy()
-                spans = pb_utils.get_input_tensor_by_name(request, "spans").as_numpy()
+                layout = pb_utils.get_input_tensor_by_name(request, "layout").as_numpy()
                 samples = int(pb_utils.get_input_tensor_by_name(request, "samples").as_numpy().reshape(-1)[0])
                 frames = int(pb_utils.get_input_tensor_by_name(request, "mel_frames").as_numpy().reshape(-1)[0])
-                waveform, mel = postprocess(waveforms, mels, spans, samples, frames)
+                waveform, mel = postprocess(waveforms, mels, layout, samples, frames)
             except ValueError as exc:
                 responses.append(_error(f"postprocess: {exc}"))
                 continue

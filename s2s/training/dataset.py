@@ -42,6 +42,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -50,6 +51,9 @@ from s2s.errors import OptionError, S2SError
 from s2s.flags import flag
 from s2s.progress import Progress
 from s2s.repository import FEATURES, MANIFEST
+
+if TYPE_CHECKING:
+    from s2s.windowing import PreprocessOptions
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +173,11 @@ def _csv_sources(path: Path, videos: Path) -> list[SourceFile]:
 
 
 # ---------------------------------------------------------------------------------------- one file
-def _clip_name(source: SourceFile, window: int, window_s: float) -> str:
-    """``<base>_<start second:06d>`` (VGGSound's names), in milliseconds for windows of fractional seconds."""
-    start = source.start_s + window * window_s
-    if float(window_s).is_integer():
+def _clip_name(source: SourceFile, start_s: float, stride_s: float) -> str:
+    """``<base>_<start second:06d>`` (VGGSound's names), in milliseconds when windows start every fraction of
+    a second (``stride_s``; the same form for all of a file's clips)."""
+    start = source.start_s + start_s
+    if float(stride_s).is_integer():
         return f"{source.base}_{round(start):06d}"
     return f"{source.base}_{round(start * 1000):09d}ms"
 
@@ -206,10 +211,10 @@ def _features(client, video: bytes, window: int, timeout_s: float):
 
 
 def extract_file(
-    client, source: SourceFile, options: DatasetOptions, clips_dir: Path, window_frames: int
+    client, source: SourceFile, options: DatasetOptions, clips_dir: Path, served: PreprocessOptions
 ) -> FileRecord:
-    """Cut one file into clips (the served windows of ``window_frames``) and write them; a file that cannot
-    give any says why in its record."""
+    """Cut one file into clips (the served windows: ``served.window_frames`` each, every
+    ``served.stride_frames``) and write them; a file that cannot give any says why in its record."""
     from tritonclient.utils import InferenceServerException
 
     from s2s.client.triton import rejected_input
@@ -245,12 +250,12 @@ def extract_file(
             log.warning("%s: window %d refused (%s); keeping the %d clips before it", source.name, window, reason,
                         len(record.clips))  # fmt: skip
             break
-        n, start_s = rgb.shape[0], window * window_frames / REGNET.fps
+        n, start_s = rgb.shape[0], window * served.stride_frames / REGNET.fps
         first, samples = round(start_s * REGNET.sample_rate), round(n / REGNET.fps * REGNET.sample_rate)
         if n / REGNET.fps >= options.min_seconds - 1e-9:
             audio = sound[first : first + samples]
             audio = np.pad(audio, (0, samples - audio.size))  # a sound track a little shorter than the picture
-            name = _clip_name(source, window, window_frames / REGNET.fps)
+            name = _clip_name(source, start_s, served.stride_frames / REGNET.fps)
             partial = clips_dir / f"{name}.partial.npz"
             np.savez(partial, **clip_record(source, start_s, rgb, flow, audio))
             partial.replace(clips_dir / f"{name}.npz")
@@ -277,7 +282,7 @@ def build_dataset(options: DatasetOptions) -> dict:
     with S2SClient(options.url, admin_key=options.admin_key()) as client:
         if not client.ready():
             raise S2SError(f"no Triton server ready at {options.url}")
-        window_frames = client.window_frames(fallback=False)
+        served = client.preprocess_options(fallback=False)
     todo = [s for s in sources if not (files_dir / f"{s.key}.json").exists()]
     log.info("%d source files, %d to do (%s)", len(sources), len(todo), options.source)
     progress = Progress(len(sources), "dataset", len(sources) - len(todo))
@@ -287,7 +292,7 @@ def build_dataset(options: DatasetOptions) -> dict:
     def one(source: SourceFile) -> None:
         if not hasattr(local, "client"):
             local.client = grpcclient.InferenceServerClient(options.url)
-        record = extract_file(local.client, source, options, clips_dir, window_frames)
+        record = extract_file(local.client, source, options, clips_dir, served)
         partial = files_dir / f"{source.key}.partial"
         partial.write_text(json.dumps(asdict(record)) + "\n")
         partial.replace(files_dir / f"{source.key}.json")
@@ -297,16 +302,17 @@ def build_dataset(options: DatasetOptions) -> dict:
     with ThreadPoolExecutor(options.concurrency) as pool:
         for future in [pool.submit(one, s) for s in todo]:
             future.result()  # a server that stops answering stops the run here; a rerun goes on
-    return write_summary(options, sources, window_frames)
+    return write_summary(options, sources, served)
 
 
-def write_summary(options: DatasetOptions, sources: list[SourceFile], window_frames: int) -> dict:
+def write_summary(options: DatasetOptions, sources: list[SourceFile], served: PreprocessOptions) -> dict:
     records = [json.loads((options.output / "files" / f"{s.key}.json").read_text()) for s in sources]
     splits = {split: [] for split in SPLITS}
     for source, record in zip(sources, records, strict=True):
         splits[source.split] += record["clips"]
     summary = {
-        "source": str(options.source), "url": options.url, "window_frames": window_frames, "fps": REGNET.fps,
+        "source": str(options.source), "url": options.url, "window_frames": served.window_frames,
+        "overlap_frames": served.overlap_frames, "fps": REGNET.fps,
         "sample_rate": REGNET.sample_rate, "min_seconds": options.min_seconds, "files": len(sources),
         "clips": {k: len(v) for k, v in splits.items()}, "splits": splits,
         "skipped": [{"source": r["source"], "reason": r["skipped"]} for r in records if r["skipped"]],

@@ -38,10 +38,11 @@ from s2s.errors import OptionError, S2SError
 from s2s.flags import flag
 from s2s.flow import FLOW_METHODS
 from s2s.models.checkpoints import portable_path
-from s2s.quality import hop_buzz_db, log_mel_distance_db, seam_level_steps_db, seam_onsets
+from s2s.quality import away_from_seams, hop_buzz_db, level_steps_db, log_mel_distance_db, seam_onsets
 from s2s.runtime.ort_backend import PRECISIONS, resolve_precision
 from s2s.synth import HELD_OUT_SEEDS, encode_clip, make_clip
 from s2s.video import VideoLimits
+from s2s.windowing import PreprocessOptions, seam_times, window_count
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ class EvalOptions:
         "trained weights are also scored in fp32", choices=PRECISIONS,
     )  # fmt: skip
     window_frames: int = REGNET.frames_per_window
+    overlap_frames: int | None = flag(
+        None, "--overlap-frames", "frames consecutive windows share and cross-fade (0: they butt)", type=int,
+        shown="serving's default",
+    )  # fmt: skip
     data: Path | None = flag(
         None, "--data", "score the test split of a dataset made by `s2s dataset` (onsets of each clip's own sound "
         "as the truth) instead of generated clips", type=Path,
@@ -137,15 +142,19 @@ def _pictures(folder: Path, clips: list, served: Served) -> list[str]:
     return names
 
 
-def _clip_row(clip, waveform, window_s: float) -> dict:
-    """One clip's scores for ``waveform`` (generated, or the clip's own sound for the reference row)."""
+def _clip_row(clip, waveform, windows: PreprocessOptions) -> dict:
+    """One clip's scores for ``waveform`` (generated, or the clip's own sound for the reference row); the
+    seams are where ``windows`` hand over from one to the next."""
+    duration = clip.audio.size / REGNET.sample_rate
+    seams = seam_times(duration, windows)
     scores = onset_scores(waveform, REGNET.sample_rate, clip.onsets)
     return {"seed": clip.seed, "kinds": clip.kinds, **scores.as_dict(),
             "envelope_correlation": envelope_correlation(waveform, clip.audio),
             "buzz_db": hop_buzz_db(waveform), "mel_distance_db": log_mel_distance_db(waveform, clip.audio),
-            "seam_onsets": seam_onsets(waveform, clip.onsets, window_s),
-            "seam_steps_db": seam_level_steps_db(waveform, window_s),
-            "seams": max(0, math.ceil(clip.audio.size / REGNET.sample_rate / window_s - 1e-9) - 1)}  # fmt: skip
+            "seam_onsets": seam_onsets(waveform, clip.onsets, seams),
+            "seam_steps_db": level_steps_db(waveform, seams),
+            "steady_steps_db": level_steps_db(waveform, away_from_seams(duration, seams)),
+            "seams": int(seams.size)}  # fmt: skip
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -154,9 +163,12 @@ def _summary(rows: list[dict]) -> dict:
     keys = ("accuracy", "ap", "envelope_correlation", "buzz_db", "mel_distance_db")
     pooled = sum(r["hits"] for r in rows) / max(1, sum(r["truth"] for r in rows))
     steps = [step for r in rows for step in r.get("seam_steps_db", [])]
+    # away from seams, on the clips that have seams (the same sounds the seam steps come from)
+    steady = [step for r in rows if r.get("seams") for step in r.get("steady_steps_db", [])]
     return {k: statistics.mean(r[k] for r in rows) for k in keys} | {
         "pooled_accuracy": pooled, "seam_onsets": sum(r["seam_onsets"] for r in rows), "clips": len(rows),
         "seams": sum(r.get("seams", 0) for r in rows), "seam_step_db": statistics.mean(steps) if steps else None,
+        "steady_step_db": statistics.mean(steady) if steady else None,
     }  # fmt: skip
 
 
@@ -186,7 +198,6 @@ def _weights(options: EvalOptions):
 def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     from s2s.export.onnx_export import export_repository
     from s2s.export.triton_config import ServingOptions
-    from s2s.windowing import PreprocessOptions
 
     if options.data is not None:
         return evaluate_dataset(options)
@@ -199,7 +210,11 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
              for i, s in enumerate(seeds)]  # fmt: skip
     videos = [encode_clip(c) for c in clips]
     longest = max(options.clip_seconds, options.long_clip_seconds if options.long_clips else 0.0) + 1.0
-    windows = math.ceil(longest * REGNET.fps / options.window_frames)
+    preprocess = PreprocessOptions(
+        flow_method=options.flow_method, window_frames=options.window_frames, instances=1,
+        overlap_frames=options.overlap_frames, limits=VideoLimits(max_duration_s=longest),
+    )  # fmt: skip
+    windows = window_count(math.ceil(longest * REGNET.fps), preprocess.window_frames, preprocess.overlap_frames)
     serving = ServingOptions(
         warmup_frames=0, max_windows=max(windows, ServingOptions.max_windows), cpu_precision=options.cpu_precision
     )
@@ -207,15 +222,10 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     if resolve_precision(options.cpu_precision) != "fp32":
         runs.append(("trained-fp32", trained, replace(serving, cpu_precision="fp32")))
     runs.append(("untrained", untrained, serving))
-    preprocess = PreprocessOptions(
-        flow_method=options.flow_method, window_frames=options.window_frames, instances=1,
-        limits=VideoLimits(max_duration_s=longest),
-    )  # fmt: skip
     recorded = {k: portable_path(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
     results: dict = {"options": recorded, "weights": {}}
     # the clips' own sound under the same scoring: what a perfect model would get
-    window_s = options.window_frames / REGNET.fps
-    reference = [_clip_row(c, c.audio, window_s) for c in clips]
+    reference = [_clip_row(c, c.audio, preprocess) for c in clips]
     results["reference"] = {"summary": _summary(reference), "clips": reference}
     results["precision"] = resolve_precision(options.cpu_precision)
     for label, export_options, serving_options in runs:
@@ -223,20 +233,20 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
             manifest = export_repository(Path(tmp), export_options, serving_options, None, None, preprocess)
             results["weights"][label] = {name: m["source"] for name, m in manifest["models"].items()}
             served = _serve(Path(tmp), videos, clips, vocode=label == "trained")
-        _record(results, label, clips, served, window_s, options.output)
+        _record(results, label, clips, served, preprocess, options.output)
     return _finish(options, results, started)
 
 
-def _record(results: dict, label: str, clips: list, served: Served, window_s: float, output: Path) -> None:
+def _record(results: dict, label: str, clips: list, served: Served, windows: PreprocessOptions, output: Path) -> None:
     """The scores of one run's sound for each clip (and of the vocoded true mel, with the pictures)."""
-    rows = [_clip_row(c, w, window_s) | {"seconds": s}
+    rows = [_clip_row(c, w, windows) | {"seconds": s}
             for c, w, s in zip(clips, served.waveforms, served.seconds, strict=True)]  # fmt: skip
     for row in rows:
         log.info("%s %s %s: accuracy %.2f AP %.2f, buzz %.1f dB", label, row["seed"], row["kinds"], row["accuracy"],
                  row["ap"], row["buzz_db"])  # fmt: skip
     results[label] = {"summary": _summary(rows), "clips": rows}
     if served.vocoded is not None:
-        vocoded = [_clip_row(c, w, window_s) for c, w in zip(clips, served.vocoded, strict=True)]
+        vocoded = [_clip_row(c, w, windows) for c, w in zip(clips, served.vocoded, strict=True)]
         results["vocoded"] = {"summary": _summary(vocoded), "clips": vocoded}
         results["pictures"] = _pictures(output / "spectrograms", clips, served)
 
@@ -334,14 +344,14 @@ def evaluate_dataset(options: EvalOptions) -> dict:
     serving = ServingOptions(warmup_frames=0, cpu_precision=options.cpu_precision)
     recorded = {k: portable_path(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
     results: dict = {"options": recorded, "weights": {}, "precision": resolve_precision(options.cpu_precision)}
-    window_s = options.window_frames / REGNET.fps
+    windows = PreprocessOptions(window_frames=options.window_frames, overlap_frames=options.overlap_frames)
     for label, export_options in (("trained", trained), ("untrained", untrained)):
         with tempfile.TemporaryDirectory(prefix=f"s2s-eval-{label}-") as tmp:
             manifest = export_repository(Path(tmp), export_options, serving, ("generator", "vocoder"))
             results["weights"][label] = {name: m["source"] for name, m in manifest["models"].items()}
             z_dim = int(manifest["models"]["generator"]["z_dim"])
             served = _generate_from_features(Path(tmp), clips, z_dim, vocode=label == "trained")
-        _record(results, label, clips, served, window_s, options.output)
+        _record(results, label, clips, served, windows, options.output)
     return _finish(options, results, started)
 
 
@@ -360,8 +370,9 @@ def report(results: dict) -> str:
         title,
         "",
         "| weights | onset accuracy | onset AP | energy-envelope correlation | accuracy pooled over onsets "
-        "| hop-rate buzz (dB) | log-mel distance (dB) | seam onsets | seam level step (dB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| hop-rate buzz (dB) | log-mel distance (dB) | seam onsets | level step at seams (dB) "
+        "| level step away from seams (dB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     precision = results.get("precision", "fp32")
     names = {"trained": f"trained ({precision})", "trained-fp32": "trained (fp32)",
@@ -372,17 +383,18 @@ def report(results: dict) -> str:
             continue
         s = results[label]["summary"]
         name = names[label]
-        step = "-" if s.get("seam_step_db") is None else f"{s['seam_step_db']:.1f}"
+        step, steady = ("-" if s.get(k) is None else f"{s[k]:.1f}" for k in ("seam_step_db", "steady_step_db"))
         lines.append(f"| {name} | {s['accuracy']:.3f} | {s['ap']:.3f} | {s['envelope_correlation']:.3f} "
                      f"| {s['pooled_accuracy']:.3f} | {s.get('buzz_db', float('nan')):.1f} "
                      f"| {s.get('mel_distance_db', float('nan')):.1f} | {s.get('seam_onsets', '-')} "
-                     f"| {step} |")  # fmt: skip
+                     f"| {step} | {steady} |")  # fmt: skip
     lines += ["", "Buzz: the hop-rate harmonics above the local median spectrum in the quietest third of the frames "
               "(about 0 dB for natural sound); log-mel distance: to the clip's own sound; seam onsets: detected "
-              "onsets near a window boundary with no true onset near them (s2s.quality), over "
-              f"{results['trained']['summary'].get('seams', 0)} seams; seam level step: the RMS level of the 0.2 s "
-              "after a window boundary against the 0.2 s before it, mean |dB| over the seams (compare the "
-              "clips' own sound at the same instants)."]  # fmt: skip
+              "onsets near a seam (the middle of two windows' cross-fade) with no true onset near them "
+              f"(s2s.quality), over {results['trained']['summary'].get('seams', 0)} seams; level step: the RMS "
+              "level of the 0.2 s after an instant against the 0.2 s before it, mean |dB|, at the seams and "
+              "every 0.25 s at least 1 s away from any seam of the same clips (what the sound does anyway)."
+              ]  # fmt: skip
     if results.get("pictures"):
         lines += ["", "Spectrograms (log-mel, low frequencies at the bottom): the generated sound, the clip's own, "
                   "and the served vocoder on the clip's true mel, one above the other.", ""]  # fmt: skip
