@@ -21,10 +21,16 @@ from s2s.models.checkpoints import CheckpointError, file_sha256
 from s2s.models.melgan import build_melgan
 from s2s.models.regnet import build_regnet, load_regnet_checkpoint
 from s2s.synth import HELD_OUT_SEEDS
-from s2s.training.train import MissingStageError, TrainOptions, install_demo_weights, train
+from s2s.training.adversarial import (
+    MultiScaleDiscriminator,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+from s2s.training.train import MissingStageError, TrainOptions, hop_periodic_loss, install_demo_weights, train
 
 TINY = dict(clips=2, clip_seconds=2.0, window_frames=8, batch=2, generator_steps=6, vocoder_steps=4,
-            checkpoint_every=3, vocoder_segment_frames=8)  # fmt: skip
+            vocoder_adversarial_steps=2, checkpoint_every=3, vocoder_segment_frames=8)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +49,9 @@ def test_training_writes_reference_layout_checkpoints_and_loss_curves(trained):
     build_melgan(checkpoint=result["vocoder"])  # official best_netG layout (weight norm g/v), strict
     losses = json.loads((options.output / "losses.json").read_text())
     assert [s for s, _ in losses["generator"]] == [6] and all(v > 0 for _, v in losses["generator"])
+    assert [s for s, _ in losses["vocoder"]] == [6], "spectral steps, then those with the discriminator"
+    state = torch.load(options.output / "vocoder" / "resume.pt", weights_only=False)
+    assert set(state["parts"]) == {"vocoder", "discriminator"} and state["step"] == 6
     assert (options.output / "losses.png").stat().st_size > 1000
     assert len(result["data"]) == 2
 
@@ -57,6 +66,28 @@ def test_training_resumes_where_it_stopped(trained, caplog):
     assert "generator: resuming at step 6" in caplog.text
     assert [p.stat().st_mtime_ns for p in data] == stamps, "cached clip features were recomputed"
     assert load_regnet_checkpoint(result["generator"])[1]["iteration"] == 9
+
+
+def test_the_hop_periodic_loss_sees_a_waveform_repeated_every_hop():
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(0.01 * rng.standard_normal((2, 32 * 256))).float()
+    buzz = torch.from_numpy(np.tile(0.005 * rng.standard_normal(256), 32)).float()[None]
+    other = torch.from_numpy(0.005 * rng.standard_normal((2, 32 * 256))).float()  # as loud, not periodic
+    assert hop_periodic_loss(target, target) == 0
+    periodic, aperiodic = hop_periodic_loss(target + buzz, target), hop_periodic_loss(target + other, target)
+    assert periodic > 0.3 and aperiodic < 0.5 * periodic, (periodic, aperiodic)
+
+
+def test_the_multi_scale_discriminator_scores_three_scales_and_its_losses_have_their_optima():
+    discriminator = MultiScaleDiscriminator()
+    out = discriminator(torch.randn(2, 1, 4096))
+    assert len(out) == 3 and all(len(scale) == 7 for scale in out)
+    assert [scale[-1].shape[-1] for scale in out] == [16, 8, 4]  # scores at 1/256 of each scale's rate
+    real = [[torch.ones(2, 1, 4)] * 2 for _ in range(3)]
+    fake = [[torch.zeros(2, 1, 4)] * 2 for _ in range(3)]
+    assert discriminator_loss(real, fake) == 0 and generator_adversarial_loss(real) == 0
+    assert generator_adversarial_loss(fake) == 1 and feature_matching_loss(real, real) == 0
+    assert feature_matching_loss(real, fake) == 1
 
 
 def test_stages_left_out_do_not_run_and_use_what_an_earlier_run_left(trained):
@@ -123,7 +154,7 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
     with pytest.raises(OptionError, match="longer than a window"):
         EvalOptions(long_clips=1, long_clip_seconds=0.5, window_frames=20)
     options = EvalOptions(output=tmp_path / "eval", clips=1, clip_seconds=2.0, long_clips=1, long_clip_seconds=3.0,
-                          window_frames=20, generator_checkpoint=result["generator"],
+                          window_frames=20, overlap_frames=4, generator_checkpoint=result["generator"],
                           vocoder_checkpoint=result["vocoder"])  # fmt: skip
     results = evaluate(options)
     trained_generator = results["weights"]["trained"]["generator"]
@@ -133,8 +164,9 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
     for label in ("trained", "untrained"):
         row, long = results[label]["clips"]
         assert row["seed"] == HELD_OUT_SEEDS.start and row["truth"] > 0 and long["seed"] == HELD_OUT_SEEDS.start + 1
-        # seams between windows of 20 frames (0.93 s): 2 in the 2 s clip, 3 in the 3 s one
+        # windows of 20 frames every 16 (0.74 s): 2 seams in the 2 s clip, 3 in the 3 s one
         assert (row["seams"], long["seams"]) == (2, 3) and results[label]["summary"]["seams"] == 5
+        assert all(isinstance(r["steady_steps_db"], list) for r in (row, long))
         # the level step across each seam with 0.2 s of sound on both sides
         assert len(row["seam_steps_db"]) >= 1 and len(long["seam_steps_db"]) >= 2
         assert all(step >= 0 and math.isfinite(step) for step in row["seam_steps_db"] + long["seam_steps_db"])
@@ -150,7 +182,7 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
     assert all(r["seam_onsets"] >= 0 for r in (row, reference, vocoded))
     assert "true mel (ceiling)" in report(results) and "hop-rate buzz" in report(results)
     assert "| trained (" in report(results) and "own sound" in report(results)
-    assert "seam level step (dB)" in report(results)
+    assert "level step at seams (dB)" in report(results) and "away from seams" in report(results)
     # a picture per clip: the generated sound's mel, the clip's own and the vocoded true mel, one above the other
     assert results["pictures"] == [f"spectrograms/seed_{HELD_OUT_SEEDS.start + i}.png" for i in range(2)]
     assert all(f"![{name}]({name})" in report(results) for name in results["pictures"])

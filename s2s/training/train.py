@@ -12,9 +12,11 @@ continues from its last checkpoint):
    ``--window-frames`` frames: L1 + L2 between its mel and the clip's. Checkpoints in the reference
    layout (``checkpoint_XXXXXX_netG``) that also record which encoder weights produced the features,
    so that ``s2s export`` can refuse to pair the generator with other encoders.
-3. ``vocoder``: MelGAN on (mel, waveform) segments with a multi-resolution STFT loss and a mel loss
-   (no discriminator: quicker to train on a CPU; the sound is rougher than adversarial training gives,
-   the timing is what the demo needs). Checkpoints as ``best_netG.pt`` (official layout).
+3. ``vocoder``: MelGAN on (mel, waveform) segments: ``--vocoder-steps`` with a multi-resolution STFT loss
+   and a mel loss (quick on a CPU, learns the sound's envelope and timing), then
+   ``--vocoder-adversarial-steps`` that add MelGAN's multi-scale discriminator with feature matching
+   (s2s.training.adversarial), which removes the steady buzz at the hop rate that spectral losses leave.
+   Checkpoints as ``best_netG.pt`` (official layout).
 
 Loss curves go to ``<output>/losses.png`` and ``losses.json``. ``--install`` copies the final weights,
 as float16, to the package's demo weights (``s2s/weights/``) that ``s2s export`` uses by default.
@@ -43,12 +45,23 @@ from s2s.models.melgan import MelGANConfig, MelGANGenerator, melgan_checkpoint_s
 from s2s.models.regnet import CONFIGS, RegNetGenerator, regnet_config, save_regnet_checkpoint
 from s2s.progress import Progress
 from s2s.synth import HELD_OUT_SEEDS, make_clip
+from s2s.training.adversarial import (
+    MultiScaleDiscriminator,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
 from s2s.weights import DEMO_GENERATOR, DEMO_VOCODER, WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 
 #: the stages, in the order they run
 STAGES = ("data", "generator", "vocoder")
+#: the vocoder's steps with the discriminator, and the weights of its losses next to the spectral ones
+ADVERSARIAL_STEPS = 1000
+ADVERSARIAL_WEIGHT = 1.0
+FEATURE_MATCHING_WEIGHT = 10.0
+PERIODIC_WEIGHT = 3.0
 
 
 class MissingStageError(S2SError):
@@ -73,8 +86,16 @@ class TrainOptions:
     batch: int = flag(8, "--batch", "batch size")
     generator_steps: int = flag(5000, "--generator-steps", "generator optimisation steps")
     generator_lr: float = 1e-3
-    vocoder_steps: int = flag(1500, "--vocoder-steps", "vocoder optimisation steps")
+    vocoder_steps: int = flag(3000, "--vocoder-steps", "vocoder steps with spectral losses only")
+    vocoder_adversarial_steps: int = flag(
+        ADVERSARIAL_STEPS, "--vocoder-adversarial-steps", "vocoder steps after those with the multi-scale "
+        "discriminator and feature matching (0: none)",
+    )  # fmt: skip
     vocoder_lr: float = 5e-4
+    discriminator_lr: float = 2e-4
+    adversarial_weight: float = ADVERSARIAL_WEIGHT  #: of the least-squares adversarial loss, next to the spectral ones
+    feature_matching_weight: float = FEATURE_MATCHING_WEIGHT
+    periodic_weight: float = PERIODIC_WEIGHT  #: of :func:`hop_periodic_loss`
     vocoder_segment_frames: int = 32  #: mel frames per vocoder training segment (x 256 samples)
     checkpoint_every: int = flag(250, "--checkpoint-every", "steps between checkpoints")
     seed: int = 0
@@ -218,55 +239,93 @@ class STFTLoss(nn.Module):
         return loss / len(self.resolutions)
 
 
-def _train_loop(name: str, options: TrainOptions, model: nn.Module, steps: int, lr: float, batch_fn, loss_fn, save_fn):
-    """Adam with cosine decay; resumable from ``<output>/<name>/resume.pt``; returns the loss history."""
+@dataclass
+class Part:
+    """A network being trained, with its optimiser and learning-rate schedule."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+    @classmethod
+    def cosine(cls, model: nn.Module, lr: float, steps: int, betas=(0.9, 0.999)) -> Part:
+        """Adam with cosine decay to 5 % of ``lr`` over ``steps``."""
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
+        decay = lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(1, steps)))  # noqa: E731
+        return cls(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, decay))
+
+    def update(self, loss: torch.Tensor) -> None:
+        """One optimisation step on ``loss`` (gradients clipped to norm 1)."""
+        self.optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+
+
+def hop_periodic_loss(y: torch.Tensor, target: torch.Tensor, hop: int = REGNET.hop_length) -> torch.Tensor:
+    """How far the part of each segment that repeats every ``hop`` samples is from the target's, relative
+    to the target's level: segments (B, N), N a multiple of ``hop``, aligned to the mel frames.
+
+    A vocoder that upsamples by ``hop`` with transposed convolutions adds the same waveform to every
+    frame (its biases and uneven kernel overlaps): a tone on the harmonics of sample_rate / hop. In
+    quiet passages it is most of what the vocoder outputs, and the spectral losses above barely see it;
+    the mean of the frames over a segment, phase by phase, is exactly that waveform (a natural sound's
+    averages out). Relative to the level of each segment, so quiet ones count as much as loud ones.
+    """
+    periodic = lambda x: x.reshape(x.shape[0], -1, hop).mean(1)  # noqa: E731
+    level = target.square().mean(1, keepdim=True).sqrt() + 1e-3
+    return ((periodic(y) - periodic(target)).abs() / level).mean()
+
+
+def _train_loop(name: str, options: TrainOptions, parts: dict[str, Part], steps: int, step_fn, save_fn):
+    """``step_fn(rng, step)`` (it updates ``parts``, returns the loss to record) until ``steps``; resumable
+    from ``<output>/<name>/resume.pt``; returns the loss history."""
     folder = options.output / name
     folder.mkdir(parents=True, exist_ok=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / steps))
-    )
     rng = random.Random(options.seed)
     torch.manual_seed(options.seed)
     step, history = 0, []
     resume = folder / "resume.pt"
     if resume.exists():
         state = torch.load(resume, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        saved = state.get("parts") or {next(iter(parts)): state}  # files of one network kept it at the top
+        for key, part in parts.items():
+            if key not in saved:
+                continue  # a part this run adds (a discriminator): it starts now
+            part.model.load_state_dict(saved[key]["model"])
+            part.optimizer.load_state_dict(saved[key]["optimizer"])
+            part.scheduler.load_state_dict(saved[key]["scheduler"])
         step, history = state["step"], state["history"]
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         log.info("%s: resuming at step %d", name, step)
-    model.train()
+    for part in parts.values():
+        part.model.train()
     progress = Progress(steps, name, step)
     running = []
     while step < steps:
-        loss = loss_fn(*batch_fn(rng))
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
+        running.append(step_fn(rng, step))
         step += 1
-        running.append(loss.item())
         if step % 25 == 0 or step == steps:
             history.append((step, float(np.mean(running))))
             running = []
             progress.update(25 if step % 25 == 0 else step % 25, f"loss {history[-1][1]:.4f}")
         if step % options.checkpoint_every == 0 or step == steps:
-            model.eval()
+            for part in parts.values():
+                part.model.eval()
             save_fn(folder, step)
-            model.train()
+            for part in parts.values():
+                part.model.train()
             state = {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "step": step, "history": history,
-                "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+                "parts": {key: {"model": part.model.state_dict(), "optimizer": part.optimizer.state_dict(),
+                                "scheduler": part.scheduler.state_dict()} for key, part in parts.items()},
+                "step": step, "history": history, "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
             }  # fmt: skip
             torch.save(state, folder / "resume.partial")
             (folder / "resume.partial").replace(resume)
-    model.eval()
+    for part in parts.values():
+        part.model.eval()
     return history
 
 
@@ -274,13 +333,14 @@ def train_generator(options: TrainOptions, data: ClipData, fingerprints: dict[st
     model = RegNetGenerator(regnet_config(options.generator_config))
     z_dim = model.config.random_z_dim
 
-    def batch(rng):
-        x, y = data.windows(rng, options.batch, options.window_frames)
-        return x, torch.randn(x.shape[0], z_dim), y
+    part = Part.cosine(model, options.generator_lr, options.generator_steps)
 
-    def loss(x, z, y):
-        out = model(x, z)
-        return (out - y).abs().mean() + (out - y).square().mean()
+    def step(rng, _step: int) -> float:
+        x, y = data.windows(rng, options.batch, options.window_frames)
+        out = model(x, torch.randn(x.shape[0], z_dim))
+        loss = (out - y).abs().mean() + (out - y).square().mean()
+        part.update(loss)
+        return loss.item()
 
     def save(folder: Path, step: int) -> None:
         path = folder / f"checkpoint_{step:06d}_netG"
@@ -288,27 +348,43 @@ def train_generator(options: TrainOptions, data: ClipData, fingerprints: dict[st
             model, path, iteration=step, lr=options.generator_lr, extra=_provenance(options, fingerprints)
         )
 
-    history = _train_loop("generator", options, model, options.generator_steps, options.generator_lr, batch, loss, save)
+    history = _train_loop("generator", options, {"generator": part}, options.generator_steps, step, save)
     _save_history(options, "generator", history)
     return options.generator_checkpoint()
 
 
 def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
+    """Spectral losses for ``vocoder_steps``, then with the multi-scale discriminator for
+    ``vocoder_adversarial_steps`` (one resumable loop: the discriminator's state is kept with the vocoder's)."""
     config = MelGANConfig()
     model = MelGANGenerator(config)
+    discriminator = MultiScaleDiscriminator()
+    spectral, adversarial = options.vocoder_steps, options.vocoder_adversarial_steps
+    parts = {
+        "vocoder": Part.cosine(model, options.vocoder_lr, spectral + adversarial),
+        "discriminator": Part.cosine(discriminator, options.discriminator_lr, adversarial, betas=(0.8, 0.99)),
+    }
     stft, mel = STFTLoss(), MelSpectrogram()
 
-    def batch(rng):
-        return data.segments(rng, options.batch, options.vocoder_segment_frames)
-
-    def loss(m, audio):
-        y = model(m)[:, 0, : audio.shape[1]]
-        return stft(y, audio) + (mel(y) - mel(audio)).abs().mean()
+    def step(rng, at: int) -> float:
+        m, audio = data.segments(rng, options.batch, options.vocoder_segment_frames)
+        y = model(m)[:, :, : audio.shape[1]]
+        loss = stft(y[:, 0], audio) + (mel(y[:, 0]) - mel(audio)).abs().mean()
+        loss = loss + options.periodic_weight * hop_periodic_loss(y[:, 0], audio)
+        if at >= spectral:
+            real = audio[:, None]
+            parts["discriminator"].update(discriminator_loss(discriminator(real), discriminator(y.detach())))
+            on_real, on_fake = discriminator(real), discriminator(y)
+            loss = (loss + options.adversarial_weight * generator_adversarial_loss(on_fake)
+                    + options.feature_matching_weight * feature_matching_loss(on_real, on_fake))  # fmt: skip
+        parts["vocoder"].update(loss)
+        return loss.item()
 
     def save(folder: Path, _step: int) -> None:
         torch.save({"config": asdict(config), "state_dict": melgan_checkpoint_state(model)}, folder / "best_netG.pt")
 
-    history = _train_loop("vocoder", options, model, options.vocoder_steps, options.vocoder_lr, batch, loss, save)
+    torch.set_flush_denormal(True)  # subnormal activations late in training make every step several times slower
+    history = _train_loop("vocoder", options, parts, spectral + adversarial, step, save)
     _save_history(options, "vocoder", history)
     return options.vocoder_checkpoint()
 

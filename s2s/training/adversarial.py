@@ -1,0 +1,95 @@
+"""What makes a vocoder's sound natural rather than only close in spectrum: MelGAN's multi-scale
+discriminator (Kumar et al., NeurIPS 2019) with feature matching, trained with least-squares GAN losses
+(as HiFi-GAN does).
+
+A vocoder trained on spectral losses alone leaves a steady tone on the harmonics of its hop rate (the
+upsampling layers' period): no spectral loss over short frames sees a pattern that repeats exactly every
+256 samples, a discriminator looking at the raw waveform at three time scales does. Training only: none
+of this is exported or served.
+
+- :class:`ScaleDiscriminator`: strided, grouped 1-D convolutions over a waveform (MelGAN's
+  ``NLayerDiscriminator``; channels capped at ``max_channels`` to fit a CPU budget), weight-normalised; it
+  returns every layer's activations, the last being the score map.
+- :class:`MultiScaleDiscriminator`: the same discriminator on the waveform, and on it average-pooled by 2 and 4.
+- :func:`discriminator_loss`, :func:`generator_adversarial_loss`, :func:`feature_matching_loss`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    scales: int = 3
+    ndf: int = 16
+    n_layers: int = 4
+    downsampling: int = 4
+    #: MelGAN caps at 1024; 512 quarters the cost of the widest layers, which a CPU budget needs
+    max_channels: int = 512
+
+
+class ScaleDiscriminator(nn.Module):
+    def __init__(self, config: DiscriminatorConfig) -> None:
+        super().__init__()
+        d = config.downsampling
+        layers = [nn.Sequential(nn.ReflectionPad1d(7), weight_norm(nn.Conv1d(1, config.ndf, 15)), nn.LeakyReLU(0.2))]
+        channels = config.ndf
+        for _ in range(config.n_layers):
+            previous, channels = channels, min(channels * d, config.max_channels)
+            conv = nn.Conv1d(previous, channels, 10 * d + 1, stride=d, padding=5 * d, groups=previous // 4)
+            layers.append(nn.Sequential(weight_norm(conv), nn.LeakyReLU(0.2)))
+        layers.append(nn.Sequential(weight_norm(nn.Conv1d(channels, channels, 5, padding=2)), nn.LeakyReLU(0.2)))
+        layers.append(weight_norm(nn.Conv1d(channels, 1, 3, padding=1)))
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for layer in self.layers:
+            x = layer(x)
+            features.append(x)
+        return features
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """waveform (B, 1, N) -> for each scale, the list of its layers' activations (the last: scores)."""
+
+    def __init__(self, config: DiscriminatorConfig = DiscriminatorConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.discriminators = nn.ModuleList(ScaleDiscriminator(config) for _ in range(config.scales))
+        self.pool = nn.AvgPool1d(4, stride=2, padding=1, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        out = []
+        for i, discriminator in enumerate(self.discriminators):
+            if i:
+                x = self.pool(x)
+            out.append(discriminator(x))
+        return out
+
+
+def discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Least squares: real scores towards 1, generated towards 0, averaged over scales."""
+    losses = [(r[-1] - 1).square().mean() + f[-1].square().mean() for r, f in zip(real, fake, strict=True)]
+    return torch.stack(losses).mean()
+
+
+def generator_adversarial_loss(fake: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Least squares: generated scores towards 1, averaged over scales."""
+    return torch.stack([(f[-1] - 1).square().mean() for f in fake]).mean()
+
+
+def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
+    """L1 between the discriminator's activations on real and generated sound (every layer but the scores),
+    averaged over layers and scales: the generator learns the statistics the discriminator looks at."""
+    losses = [
+        (f - r.detach()).abs().mean()
+        for real_scale, fake_scale in zip(real, fake, strict=True)
+        for r, f in zip(real_scale[:-1], fake_scale[:-1], strict=True)
+    ]
+    return torch.stack(losses).mean()
