@@ -30,7 +30,7 @@ from s2s.training.adversarial import (
 from s2s.training.train import MissingStageError, TrainOptions, hop_periodic_loss, install_demo_weights, train
 
 TINY = dict(clips=2, clip_seconds=2.0, window_frames=8, batch=2, generator_steps=6, vocoder_steps=4,
-            vocoder_adversarial_steps=2, checkpoint_every=3, vocoder_segment_frames=8)  # fmt: skip
+            vocoder_adversarial_steps=2, periodic_weight=1.0, checkpoint_every=3, vocoder_segment_frames=8)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
