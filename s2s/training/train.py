@@ -364,23 +364,25 @@ def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
     ``vocoder_adversarial_steps`` (one resumable loop: the discriminator's state is kept with the vocoder's)."""
     config = MelGANConfig()
     model = MelGANGenerator(config)
-    discriminator = MultiScaleDiscriminator()
     spectral, adversarial = options.vocoder_steps, options.vocoder_adversarial_steps
-    parts = {
-        "vocoder": Part.cosine(model, options.vocoder_lr, spectral + adversarial),
-        "discriminator": Part.cosine(discriminator, options.discriminator_lr, adversarial, betas=(0.8, 0.99)),
-    }
+    parts = {"vocoder": Part.cosine(model, options.vocoder_lr, spectral + adversarial)}
+    if adversarial:  # only then is there a discriminator to train and keep in the resume file
+        discriminator = MultiScaleDiscriminator()
+        parts["discriminator"] = Part.cosine(discriminator, options.discriminator_lr, adversarial, betas=(0.8, 0.99))
     stft, mel = STFTLoss(), MelSpectrogram()
 
     def step(rng, at: int) -> float:
         m, audio = data.segments(rng, options.batch, options.vocoder_segment_frames)
         y = model(m)[:, :, : audio.shape[1]]
         loss = stft(y[:, 0], audio) + (mel(y[:, 0]) - mel(audio)).abs().mean()
-        loss = loss + options.periodic_weight * hop_periodic_loss(y[:, 0], audio)
+        if options.periodic_weight:
+            loss = loss + options.periodic_weight * hop_periodic_loss(y[:, 0], audio)
         if at >= spectral:
             real = audio[:, None]
             parts["discriminator"].update(discriminator_loss(discriminator(real), discriminator(y.detach())))
-            on_real, on_fake = discriminator(real), discriminator(y)
+            with torch.no_grad():  # feature matching's targets: no gradient flows into the real sound's pass
+                on_real = discriminator(real)
+            on_fake = discriminator(y)
             loss = (loss + options.adversarial_weight * generator_adversarial_loss(on_fake)
                     + options.feature_matching_weight * feature_matching_loss(on_real, on_fake))  # fmt: skip
         parts["vocoder"].update(loss)
