@@ -18,6 +18,13 @@ exact:
 - ``slide``: a box is shoved along the floor and slows down by friction: a short scrape at the shove
   (the onset), then a low band-passed noise whose level follows its speed while it moves.
 
+``variety="wide"`` widens what is drawn (what training on it should generalise from): a fourth event
+kind, ``collide`` (two bodies slide into each other on the floor: each collision is an impact), balls of
+other shapes (spinning squares and hexagons), striped, checked and cluttered backgrounds, frame rates
+from 15 to 60 fps, motion blur (each frame the mean of the scene over its exposure), camera shake and
+sensor noise, all drawn from the seed on a stream of their own (``"plain"``, the default, draws exactly
+the clips it always has). s2s.independent draws a second held-out set with code of its own.
+
 Every clip also has a faint room tone (pink noise at ``ROOM_TONE_DBFS``), as recordings do. The levels
 are chosen so that each visible event is an onset librosa finds in the clip's own sound: the
 alignment score (s2s.alignment) then measures the model, not the data. Without room tone, a sound
@@ -41,6 +48,12 @@ from s2s.constants import REGNET, Recipe
 from s2s.video import encode_mono_audio
 
 EVENT_KINDS = ("bounce", "strike", "slide")
+#: kinds only the wide variety draws
+WIDE_KINDS = ("collide",)
+#: "plain": the original clips; "wide": more kinds, shapes, backgrounds, frame rates, blur, shake, noise
+VARIETIES = ("plain", "wide")
+#: frame rates the wide variety draws from (when no ``fps`` is given)
+WIDE_FPS = (15.0, 20.0, 21.5, 24.0, 25.0, 30.0, 50.0, 60.0)
 #: seeds of the held-out clips that ``s2s eval`` scores on; training must use seeds below
 HELD_OUT_SEEDS = range(1_000_000, 2_000_000)
 #: the clip `s2s demo` makes (held out: never trained on)
@@ -286,6 +299,101 @@ def _box_state(box: _Box, t: float) -> tuple[float, float]:
     return x, speed
 
 
+@dataclass
+class _Pair:
+    """Two bodies on the floor launched at each other; after each collision they slide apart to rest."""
+
+    radii: tuple[float, float]
+    squares: tuple[bool, bool]
+    colours: tuple[tuple[int, int, int], tuple[int, int, int]]
+    floor: float
+    #: (launch time, x of the left body, x of the right body, its speed, the other's, slide time after)
+    episodes: list[tuple[float, float, float, float, float, float]]
+
+    def collision(self, episode) -> float:
+        launch, xa, xb, va, vb, _ = episode
+        return launch + (xb - xa - sum(self.radii)) / (va + vb)
+
+    def positions(self, t: float) -> tuple[float, float]:
+        episode = max((e for e in self.episodes if e[0] <= t), key=lambda e: e[0], default=self.episodes[0])
+        launch, xa, xb, va, vb, slide = episode
+        tc = self.collision(episode)
+        if t <= tc:
+            dt = max(0.0, t - launch)
+            return xa + va * dt, xb - vb * dt
+        dt = min(t - tc, slide)  # elastic, equal masses: they swap speeds, then friction stops them
+        ca, cb = xa + va * (tc - launch), xb - vb * (tc - launch)
+        return ca - (vb * dt - 0.5 * vb / slide * dt * dt), cb + (va * dt - 0.5 * va / slide * dt * dt)
+
+
+def _make_pair(rng, duration: float, width: int, floor: float) -> tuple[_Pair, list[tuple[float, float]]]:
+    radii = (rng.uniform(14, 28), rng.uniform(14, 28))
+    pair = _Pair(radii=radii, squares=(bool(rng.random() < 0.5), bool(rng.random() < 0.5)),
+                 colours=tuple(tuple(int(c) for c in rng.integers(70, 256, 3)) for _ in range(2)),
+                 floor=floor, episodes=[])  # fmt: skip
+    xa, xb = rng.uniform(radii[0] + 5, 0.35 * width), rng.uniform(0.65 * width, width - radii[1] - 5)
+    t = rng.uniform(-0.2, 0.8)
+    events = []
+    while t < duration:
+        va, vb = rng.uniform(90, 260), rng.uniform(90, 260)
+        episode = (t, xa, xb, va, vb, 1.0)
+        tc = pair.collision(episode)
+        ca, cb = xa + va * (tc - t), xb - vb * (tc - t)
+        # slide apart for at most 0.9 s, and stop before leaving the picture
+        slide = min(rng.uniform(0.4, 0.9), 2 * (ca - radii[0] - 2) / vb, 2 * (width - radii[1] - 2 - cb) / va)
+        slide = max(slide, 0.05)
+        pair.episodes.append((t, xa, xb, va, vb, slide))
+        events.append((tc, min(1.0, (va + vb) / 400)))
+        xa, xb = ca - vb * slide / 2, cb + va * slide / 2
+        t = tc + slide + rng.uniform(0.3, 0.9)
+    return pair, [(t, s) for t, s in events if 0 <= t < duration]
+
+
+def _polygon(centre: tuple[float, float], radius: float, sides: int, angle: float) -> np.ndarray:
+    a = angle + 2 * np.pi * np.arange(sides) / sides
+    return np.stack([centre[0] + radius * np.cos(a), centre[1] + radius * np.sin(a)], axis=1)
+
+
+@dataclass
+class _Look:
+    """How the wide variety films a scene: ball shape, exposure (motion blur), shake, noise."""
+
+    ball_sides: int  #: 0: a disc; 4 or 6: a spinning polygon
+    spin: float  #: radians per second of a polygon ball
+    exposure_s: float  #: the shutter's open time (0: a sharp frame)
+    shake: np.ndarray  #: (N, 2) px offset of the camera per frame
+    noise_sigma: float
+    seed: int
+
+    def film(self, scene, t: float, index: int) -> np.ndarray:
+        """The frame at ``t``: the scene averaged over the exposure, shaken, with sensor noise."""
+        if self.exposure_s > 0:
+            subs = [scene(t + self.exposure_s * (k / 3 - 0.5)) for k in range(4)]
+            frame = np.mean(subs, axis=0, dtype=np.float32)
+        else:
+            frame = scene(t).astype(np.float32)
+        dx, dy = self.shake[index]
+        if dx or dy:
+            matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+            frame = cv2.warpAffine(frame, matrix, frame.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+        if self.noise_sigma:
+            noise = np.random.default_rng([self.seed, 611953, index]).standard_normal(frame.shape)
+            frame = frame + self.noise_sigma * noise.astype(np.float32)
+        return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+
+
+def _make_look(look: np.random.Generator, frames: int, seed: int) -> _Look:
+    shake = np.zeros((frames, 2))
+    if look.random() < 0.5:  # a hand-held camera: a smooth random walk of a few pixels
+        from scipy.ndimage import gaussian_filter1d
+
+        walk = gaussian_filter1d(look.standard_normal((frames, 2)), 3.0, axis=0)
+        shake = walk / max(1e-9, float(np.abs(walk).max())) * look.uniform(1.0, 5.0)
+    return _Look(ball_sides=int(look.choice([0, 0, 4, 6])), spin=look.uniform(-6, 6),
+                 exposure_s=float(look.choice([0.0, 0.0, 0.01, 0.02, 0.03])), shake=shake,
+                 noise_sigma=float(look.choice([0.0, 0.0, 2.0, 4.0, 6.0])), seed=seed)  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------- rendering
 def _background(rng, width: int, height: int, floor: float) -> np.ndarray:
     yy = np.mgrid[0:height, 0:width][0].astype(np.float32)
@@ -300,26 +408,66 @@ def _background(rng, width: int, height: int, floor: float) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def _wide_background(look: np.random.Generator, plain: np.ndarray, floor: float) -> np.ndarray:
+    """The plain background, or stripes, checks or clutter (static shapes) above its floor."""
+    style = str(look.choice(["plain", "stripes", "checks", "clutter"]))
+    if style == "plain":
+        return plain
+    height, width = plain.shape[:2]
+    image = plain.astype(np.float32)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    wall = image[: int(floor)]
+    colour = look.integers(20, 200, 3).astype(np.float32)
+    if style == "stripes":
+        angle, period = look.uniform(0, np.pi), look.uniform(8, 40)
+        phase = (xx * np.cos(angle) + yy * np.sin(angle)) / period
+        mask = (0.5 + 0.5 * np.sin(2 * np.pi * phase))[: int(floor), :, None]
+        wall[:] = wall * (1 - 0.6 * mask) + colour * 0.6 * mask
+    elif style == "checks":
+        size = look.uniform(10, 36)
+        mask = ((xx // size + yy // size) % 2)[: int(floor), :, None]
+        wall[:] = wall * (1 - 0.5 * mask) + colour * 0.5 * mask
+    else:
+        for _ in range(int(look.integers(4, 12))):
+            c = tuple(int(v) for v in look.integers(0, 256, 3))
+            x, y = int(look.integers(0, width)), int(look.integers(0, int(floor)))
+            if look.random() < 0.5:
+                cv2.circle(wall, (x, y), int(look.integers(6, 40)), c, -1, cv2.LINE_AA)
+            else:
+                w, h = int(look.integers(10, 80)), int(look.integers(10, 60))
+                cv2.rectangle(wall, (x, y), (x + w, y + h), c, -1, cv2.LINE_AA)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 def make_clip(seed: int, duration_s: float = 8.0, width: int | None = None, height: int | None = None,
               recipe: Recipe = REGNET, kinds: tuple[str, ...] | None = None, fps: float | None = None,
-              variable_frame_rate: bool = False) -> Clip:  # fmt: skip
-    """One clip from ``seed`` (same seed, same clip). ``kinds``: event kinds to draw from (default all).
+              variable_frame_rate: bool = False, variety: str = "plain") -> Clip:  # fmt: skip
+    """One clip from ``seed`` (same seed, same clip). ``kinds``: event kinds to draw from (default all
+    of the variety's).
 
     The scene is laid out and drawn at the recipe's flow size (340x256) and its frame rate (21.5 fps);
-    ``width``/``height`` resize the frames, ``fps`` draws them at another rate, and
-    ``variable_frame_rate`` at jittered times 0.5 to 1.5 frame periods apart (as phones record).
+    ``width``/``height`` resize the frames, ``fps`` draws them at another rate (the wide variety draws
+    one from :data:`WIDE_FPS` when none is given), and ``variable_frame_rate`` at jittered times 0.5 to
+    1.5 frame periods apart (as phones record). ``variety``: one of :data:`VARIETIES`.
     """
+    if variety not in VARIETIES:
+        raise ValueError(f"unknown variety {variety!r}; known: {VARIETIES}")
     rng = np.random.default_rng([seed, 7919])
+    look_rng = np.random.default_rng([seed, 7919, 2]) if variety == "wide" else None  # the wide draws' own stream
     out_size = (width or recipe.flow_width, height or recipe.flow_height)
     width, height = recipe.flow_width, recipe.flow_height
+    if fps is None and look_rng is not None:
+        fps = float(look_rng.choice(WIDE_FPS))
     fps, sr = fps or recipe.fps, recipe.sample_rate
     floor = height * rng.uniform(0.78, 0.88)
     background = _background(rng, width, height, floor)
-    pool = kinds or EVENT_KINDS
+    if look_rng is not None:
+        background = _wide_background(look_rng, background, floor)
+    pool = kinds or (EVENT_KINDS + WIDE_KINDS if look_rng is not None else EVENT_KINDS)
     chosen = [str(k) for k in rng.choice(pool, size=int(rng.integers(1, 3)), replace=len(pool) < 2)]
     track = np.zeros(round(duration_s * sr))
     events: list[float] = []
-    balls, sticks, boxes = [], [], []
+    balls, sticks, boxes, pairs = [], [], [], []
     for kind in chosen:
         if kind == "bounce":
             ball, ev = _make_ball(rng, duration_s, width, height, floor)
@@ -341,8 +489,14 @@ def make_clip(seed: int, duration_s: float = 8.0, width: int | None = None, heig
             for t, _ in ev:
                 _add(track, SHOVE_GAIN * _shove(rng, sr), round(t * sr))
             boxes.append(box)
+        elif kind == "collide":
+            pair, ev = _make_pair(rng, duration_s, width, floor)
+            base = 2600.0 * 20.0 / sum(pair.radii)
+            for t, strength in ev:
+                _add(track, _impact(rng, sr, base, 0.5 + 0.5 * strength, bright=any(pair.squares)), round(t * sr))
+            pairs.append(pair)
         else:
-            raise ValueError(f"unknown event kind {kind!r}; known: {EVENT_KINDS}")
+            raise ValueError(f"unknown event kind {kind!r}; known: {EVENT_KINDS + WIDE_KINDS}")
         events += [t for t, _ in ev]
     onsets = []
     for t in sorted(events):
@@ -351,32 +505,49 @@ def make_clip(seed: int, duration_s: float = 8.0, width: int | None = None, heig
     peak = np.abs(track).max()
     audio = ((0.8 * track / peak if peak > 0 else track) + _room_tone(rng, track.size)).astype(np.float32)
     times = _frame_times(seed, duration_s, fps, variable_frame_rate)
-    frames = np.empty((len(times), out_size[1], out_size[0], 3), np.uint8)
+    look = _make_look(look_rng, len(times), seed) if look_rng is not None else None
     shift = 4  # sub-pixel drawing: coordinates in 1/16 px
     s = 1 << shift
-    for i, t in enumerate(times):
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return round(x * s), round(y * s)
+
+    def scene(t: float) -> np.ndarray:
         frame = background.copy()
         for box in boxes:
             x, _ = _box_state(box, t)
             w, h = box.size
-            p1 = (round((x - w / 2) * s), round((box.floor - h) * s))
-            p2 = (round((x + w / 2) * s), round(box.floor * s))
+            p1, p2 = px(x - w / 2, box.floor - h), px(x + w / 2, box.floor)
             cv2.rectangle(frame, p1, p2, box.colour, -1, cv2.LINE_AA, shift)
             cv2.rectangle(frame, p1, p2, (20, 20, 20), 2, cv2.LINE_AA, shift)
         for stick in sticks:
             bx, by = stick.end(stick.rest_angle)
-            cv2.rectangle(frame, (round((bx - 18) * s), round((by + 4) * s)), (round((bx + 18) * s), round(floor * s)),
-                          (70, 70, 70), -1, cv2.LINE_AA, shift)  # fmt: skip
+            cv2.rectangle(frame, px(bx - 18, by + 4), px(bx + 18, floor), (70, 70, 70), -1, cv2.LINE_AA, shift)
             ex, ey = stick.end(_stick_angle(stick, t))
-            pivot = (round(stick.pivot[0] * s), round(stick.pivot[1] * s))
-            cv2.line(frame, pivot, (round(ex * s), round(ey * s)), stick.colour, 7, cv2.LINE_AA, shift)
+            pivot = px(*stick.pivot)
+            cv2.line(frame, pivot, px(ex, ey), stick.colour, 7, cv2.LINE_AA, shift)
             cv2.circle(frame, pivot, 5 * s, (30, 30, 30), -1, cv2.LINE_AA, shift)
+        for pair in pairs:
+            for x, r, square, colour in zip(pair.positions(t), pair.radii, pair.squares, pair.colours, strict=True):
+                if square:
+                    cv2.rectangle(frame, px(x - r, pair.floor - 2 * r), px(x + r, pair.floor), colour, -1,
+                                  cv2.LINE_AA, shift)  # fmt: skip
+                else:
+                    cv2.circle(frame, px(x, pair.floor - r), round(r * s), colour, -1, cv2.LINE_AA, shift)
         for ball in balls:
             x, y = ball.position(t, width)
-            centre = (round(x * s), round(y * s))
-            cv2.circle(frame, centre, round(ball.radius * s), ball.colour, -1, cv2.LINE_AA, shift)
-            highlight = (round((x - ball.radius / 3) * s), round((y - ball.radius / 3) * s))
+            if look is not None and look.ball_sides:
+                corners = _polygon((x, y), ball.radius, look.ball_sides, look.spin * t) * s
+                cv2.fillPoly(frame, [np.round(corners).astype(np.int32)], ball.colour, cv2.LINE_AA, shift)
+                continue
+            cv2.circle(frame, px(x, y), round(ball.radius * s), ball.colour, -1, cv2.LINE_AA, shift)
+            highlight = px(x - ball.radius / 3, y - ball.radius / 3)
             cv2.circle(frame, highlight, round(ball.radius / 4 * s), (255, 255, 255), -1, cv2.LINE_AA, shift)
+        return frame
+
+    frames = np.empty((len(times), out_size[1], out_size[0], 3), np.uint8)
+    for i, t in enumerate(times):
+        frame = look.film(scene, t, i) if look is not None else scene(t)
         frames[i] = frame if out_size == (width, height) else cv2.resize(frame, out_size, interpolation=cv2.INTER_AREA)
     return Clip(frames=frames, audio=audio, onsets=np.array(onsets), fps=fps, sample_rate=sr, seed=seed, kinds=chosen,
                 times=times if variable_frame_rate else None, variable_frame_rate=variable_frame_rate)  # fmt: skip

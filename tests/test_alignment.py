@@ -110,3 +110,73 @@ def test_encoded_clip_decodes_at_the_pipeline_rate():
     assert decoded.num_frames == len(clip.frames)
     assert abs(decoded.duration_s - 2.0) < 0.06
     assert np.abs(decoded.frames.astype(int) - clip.frames.astype(int)).mean() < 4  # H.264 at crf 18
+
+
+def test_the_wide_variety_draws_more_kinds_frame_rates_and_looks_and_keeps_its_ground_truth():
+    from s2s.synth import VARIETIES, WIDE_FPS, WIDE_KINDS, _make_pair
+
+    assert VARIETIES == ("plain", "wide")
+    clips = [make_clip(seed, 3.0, variety="wide") for seed in range(8)]
+    np.testing.assert_array_equal(clips[0].frames, make_clip(0, 3.0, variety="wide").frames)  # reproducible
+    assert {c.fps for c in clips} <= set(WIDE_FPS) and len({c.fps for c in clips}) >= 3
+    assert all(len(c.frames) == round(3.0 * c.fps) for c in clips)
+    # the wide clip of a seed is another clip than the plain one, which stays as it was
+    assert not np.array_equal(make_clip(0, 3.0).audio, clips[0].audio)
+    collide = [make_clip(seed, 4.0, kinds=WIDE_KINDS, variety="wide") for seed in range(3)]
+    hits = truth = 0
+    for c in collide + clips:
+        s = onset_scores(c.audio, SR, c.onsets)
+        hits, truth = hits + s.hits, truth + s.truth
+    assert hits / truth >= 0.9, (hits, truth)
+    assert all(set(c.kinds) == {"collide"} for c in collide)
+    # each collision is where the two bodies touch, and they approach before it and part after it
+    pair, events = _make_pair(np.random.default_rng(4), 8.0, 340, 220.0)
+    assert len(events) >= 3
+    for t, _ in events:
+        a, b = pair.positions(t)
+        assert b - a == pytest.approx(sum(pair.radii), abs=1e-6)
+        before, after = pair.positions(t - 0.05), pair.positions(t + 0.05)
+        assert before[1] - before[0] > b - a and after[1] - after[0] > b - a
+        assert all(0 <= x <= 340 for x in (*before, *after))
+    with pytest.raises(ValueError, match="unknown variety"):
+        make_clip(0, 1.0, variety="fancy")
+
+
+def test_the_independent_set_has_its_own_kinds_sizes_and_rates_and_exact_onsets():
+    from s2s.independent import (
+        FRAME_RATES,
+        INDEPENDENT_KINDS,
+        INDEPENDENT_SEEDS,
+        SIZES,
+        _Hammer,
+        _Puck,
+        _Toppler,
+        independent_clip,
+    )  # fmt: skip
+    from s2s.synth import HELD_OUT_SEEDS, WIDE_KINDS
+
+    assert not set(INDEPENDENT_KINDS) & set(EVENT_KINDS + WIDE_KINDS), "its event kinds are never trained on"
+    assert INDEPENDENT_SEEDS.start >= HELD_OUT_SEEDS.stop
+    clips = [independent_clip(seed, 4.0) for seed in range(INDEPENDENT_SEEDS.start, INDEPENDENT_SEEDS.start + 8)]
+    np.testing.assert_array_equal(clips[0].frames, independent_clip(INDEPENDENT_SEEDS.start, 4.0).frames)
+    assert {c.frames.shape[2:0:-1] for c in clips} <= set(SIZES) and {c.fps for c in clips} <= set(FRAME_RATES)
+    assert len({c.fps for c in clips}) >= 2 and all(set(c.kinds) <= set(INDEPENDENT_KINDS) for c in clips)
+    hits = truth = 0
+    for c in clips:
+        s = onset_scores(c.audio, SR, c.onsets)
+        hits, truth = hits + s.hits, truth + s.truth
+        assert np.all(np.diff(c.onsets) >= 0.1) and len(c.onsets) >= 1
+    assert hits / truth >= 0.9, (hits, truth)
+    # the physics puts each event where the motion stops: a block lands flat, a hammer on its plate, a puck
+    # at a wall (and turns back)
+    block = _Toppler(x=100, direction=1, half_w=6, half_h=30, start=1.0, fall_s=0.5, colour=(1, 1, 1))
+    assert block.angle(0.9) == 0 and block.angle(1.5) == pytest.approx(np.pi / 2) and block.angle(1.4) < 1.2
+    hammer = _Hammer(x=50, half_w=10, plate_y=200, lift=60, drops=[1.0, 2.0], colour=(1, 1, 1))
+    assert hammer.height(1.0) == pytest.approx(0) and hammer.height(0.9) > 20 and hammer.height(1.9) > 50
+    puck = _Puck(r=10, left=20, right=300, x0=150, speed=-200, colour=(1, 1, 1))
+    contacts = puck.contacts(6.0)
+    assert len(contacts) >= 3
+    for t in contacts:
+        x = puck.x(t)
+        assert min(abs(x - 30), abs(x - 290)) < 1e-6
+        assert puck.x(t - 0.02) == pytest.approx(puck.x(t + 0.02), abs=1e-6)  # it came and goes back the same way

@@ -17,6 +17,7 @@ import torch
 from s2s.constants import REGNET
 from s2s.errors import OptionError
 from s2s.export.specs import ExportOptions, build_exports
+from s2s.independent import INDEPENDENT_SEEDS
 from s2s.models.checkpoints import CheckpointError, file_sha256
 from s2s.models.melgan import build_melgan
 from s2s.models.regnet import build_regnet, load_regnet_checkpoint
@@ -30,7 +31,8 @@ from s2s.training.adversarial import (
 from s2s.training.train import MissingStageError, TrainOptions, hop_periodic_loss, install_demo_weights, train
 
 TINY = dict(clips=2, clip_seconds=2.0, window_frames=8, batch=2, generator_steps=6, vocoder_steps=4,
-            vocoder_adversarial_steps=2, periodic_weight=1.0, checkpoint_every=3, vocoder_segment_frames=8)  # fmt: skip
+            vocoder_adversarial_steps=2, periodic_weight=1.0, checkpoint_every=3, vocoder_segment_frames=8,
+            variety="wide")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,10 @@ def test_training_writes_reference_layout_checkpoints_and_loss_curves(trained):
     state = torch.load(options.output / "vocoder" / "resume.pt", weights_only=False)
     assert set(state["parts"]) == {"vocoder", "discriminator"} and state["step"] == 6
     assert (options.output / "losses.png").stat().st_size > 1000
-    assert len(result["data"]) == 2
+    assert len(result["data"]) == 2 and all(Path(p).name.startswith("clip_wide_") for p in result["data"])
+    assert meta["s2s_training"]["variety"] == "wide"
+    with np.load(result["data"][0]) as data:  # wide clips at their own frame rate, decoded at 21.5 fps as served
+        assert data["rgb"].shape[0] == math.ceil(2.0 * REGNET.fps) and data["mel"].shape[1] == 4 * data["rgb"].shape[0]
 
 
 def test_training_resumes_where_it_stopped(trained, caplog):
@@ -155,14 +160,18 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
         EvalOptions(long_clips=1, long_clip_seconds=0.5, window_frames=20)
     options = EvalOptions(output=tmp_path / "eval", clips=1, clip_seconds=2.0, long_clips=1, long_clip_seconds=3.0,
                           window_frames=20, overlap_frames=4, generator_checkpoint=result["generator"],
-                          vocoder_checkpoint=result["vocoder"])  # fmt: skip
+                          vocoder_checkpoint=result["vocoder"], variety="wide", independent_clips=1)  # fmt: skip
     results = evaluate(options)
     trained_generator = results["weights"]["trained"]["generator"]
     assert trained_generator["checkpoint"] == Path(result["generator"]).name  # outside the project: its name
     assert trained_generator["sha256"] == file_sha256(result["generator"])
     assert "seed" in results["weights"]["untrained"]["generator"]
     for label in ("trained", "untrained"):
-        row, long = results[label]["clips"]
+        row, long, other = results[label]["clips"]
+        # the independent set's clip is scored apart: the summary is of the generated clips
+        assert (row["set"], long["set"], other["set"]) == ("generated", "generated", "independent")
+        assert results[label]["summary"]["clips"] == 2 and results[label]["independent"]["clips"] == 1
+        assert set(other["kinds"]) <= {"topple", "knock", "rebound"} and other["truth"] > 0
         assert row["seed"] == HELD_OUT_SEEDS.start and row["truth"] > 0 and long["seed"] == HELD_OUT_SEEDS.start + 1
         # windows of 20 frames every 16 (0.74 s): 2 seams in the 2 s clip, 3 in the 3 s one
         assert (row["seams"], long["seams"]) == (2, 3) and results[label]["summary"]["seams"] == 5
@@ -172,11 +181,14 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
         assert all(step >= 0 and math.isfinite(step) for step in row["seam_steps_db"] + long["seam_steps_db"])
         assert math.isfinite(results[label]["summary"]["seam_step_db"])
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["ap"] <= 1 and -1 <= row["envelope_correlation"] <= 1
-    reference, _ = results["reference"]["clips"]  # the clip's own sound, scored the same way
+    reference, _, other = results["reference"]["clips"]  # the clip's own sound, scored the same way
+    assert other["accuracy"] >= 0.5 and results["reference"]["independent"]["accuracy"] == other["accuracy"]
+    assert "Generalisation: 1 clips of the independent held-out set" in report(results)
+    assert "| reference (the clips' own sound) | " in report(results).split("Generalisation")[1]
     assert reference["truth"] == row["truth"] and reference["accuracy"] >= 0.5
     # how it sounds: the generated sound is some distance from the clip's own; the served vocoder fed the
     # clip's true mel (the ceiling) is scored too
-    vocoded, _ = results["vocoded"]["clips"]
+    vocoded, _, _ = results["vocoded"]["clips"]
     assert reference["mel_distance_db"] == 0.0 and results["trained"]["clips"][0]["mel_distance_db"] > 0
     assert all(math.isfinite(r[k]) for r in (row, reference, vocoded) for k in ("buzz_db", "mel_distance_db"))
     assert all(r["seam_onsets"] >= 0 for r in (row, reference, vocoded))
@@ -184,7 +196,8 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
     assert "| trained (" in report(results) and "own sound" in report(results)
     assert "level step at seams (dB)" in report(results) and "away from seams" in report(results)
     # a picture per clip: the generated sound's mel, the clip's own and the vocoded true mel, one above the other
-    assert results["pictures"] == [f"spectrograms/seed_{HELD_OUT_SEEDS.start + i}.png" for i in range(2)]
+    assert results["pictures"][:2] == [f"spectrograms/seed_{HELD_OUT_SEEDS.start + i}.png" for i in range(2)]
+    assert results["pictures"][2] == f"spectrograms/seed_{INDEPENDENT_SEEDS.start}.png"
     assert all(f"![{name}]({name})" in report(results) for name in results["pictures"])
     picture = cv2.imread(str(options.output / results["pictures"][1]))
     mel_frames = 3.0 * REGNET.sample_rate / REGNET.hop_length
@@ -192,5 +205,5 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
     own = picture[2 * REGNET.n_mels + 2 : 4 * REGNET.n_mels + 2]
     assert own.std() > 5 and not np.array_equal(own, picture[: 2 * REGNET.n_mels])
     if results["precision"] != "fp32":  # the reduced precision is scored against fp32 too
-        assert "| trained (fp32) |" in report(results) and len(results["trained-fp32"]["clips"]) == 2
+        assert "| trained (fp32) |" in report(results) and len(results["trained-fp32"]["clips"]) == 3
     assert (tmp_path / "eval" / "eval.json").exists()

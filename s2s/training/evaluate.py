@@ -10,6 +10,9 @@ clip's own sound, spurious onsets at window seams). The clips' own sound is scor
 reference (what a perfect model would get), and so is the served vocoder fed each clip's true mel (the
 ceiling of the sound quality any generator can reach through it). Besides the short clips, a few
 clips longer than a window (25 s: three windows) put seams between windows under the seam check.
+The generated clips are of the ``--variety`` the weights were trained on; a second, independent
+held-out set (s2s.independent: another renderer, other sizes and frame rates, event kinds never trained
+on) is scored alongside, and the report states the gap between the two.
 When the networks are served in
 reduced precision (the openvino CPU accelerator in bf16, the export default on CPUs that compute bf16),
 the trained weights are also scored in fp32, so the report shows what the precision costs. Results:
@@ -37,10 +40,11 @@ from s2s.constants import REGNET
 from s2s.errors import OptionError, S2SError
 from s2s.flags import flag
 from s2s.flow import FLOW_METHODS
+from s2s.independent import INDEPENDENT_SEEDS, independent_clip
 from s2s.models.checkpoints import portable_path
 from s2s.quality import away_from_seams, hop_buzz_db, level_steps_db, log_mel_distance_db, seam_onsets
 from s2s.runtime.ort_backend import PRECISIONS, resolve_precision
-from s2s.synth import HELD_OUT_SEEDS, encode_clip, make_clip
+from s2s.synth import HELD_OUT_SEEDS, VARIETIES, encode_clip, make_clip
 from s2s.video import VideoLimits
 from s2s.windowing import PreprocessOptions, seam_times, window_count
 
@@ -55,6 +59,12 @@ class EvalOptions:
     long_clips: int = flag(2, "--long-clips", "more held-out clips, longer than a window (seams between windows)")
     long_clip_seconds: float = flag(25.0, "--long-clip-seconds", "length of each long clip, seconds")
     first_seed: int = flag(HELD_OUT_SEEDS.start, "--first-seed", "seed of the first held-out clip")
+    variety: str = flag("plain", "--variety", "what the held-out generated clips draw (s2s.synth; as the weights "
+                        "were trained on)", choices=VARIETIES)  # fmt: skip
+    independent_clips: int = flag(
+        8, "--independent-clips", "clips of the independent held-out set (s2s.independent: another renderer, "
+        "event kinds never trained on), as long as --clip-seconds",
+    )  # fmt: skip
     flow_method: str = flag("dis", "--flow-method", "optical flow of the served preprocess", choices=FLOW_METHODS)
     generator_checkpoint: Path | None = flag(
         None, "--generator-checkpoint", "trained generator", type=Path, shown="the demo weights"
@@ -78,8 +88,9 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         window_s = self.window_frames / REGNET.fps
-        if self.clips < 1 or self.long_clips < 0:
-            raise OptionError(f"need at least one clip and no negative long clips, got {self.clips}, {self.long_clips}")
+        if self.clips < 1 or self.long_clips < 0 or self.independent_clips < 0:
+            raise OptionError(f"need at least one clip and no negative counts, got {self.clips} clips, "
+                              f"{self.long_clips} long, {self.independent_clips} independent")  # fmt: skip
         if self.long_clips and self.long_clip_seconds <= window_s:
             raise OptionError(
                 f"long clips must be longer than a window ({window_s:.2f} s) to have seams, "
@@ -142,13 +153,27 @@ def _pictures(folder: Path, clips: list, served: Served) -> list[str]:
     return names
 
 
+def _set_of(clip) -> str:
+    """Which held-out set a clip belongs to: its seed tells (a dataset's clips are named, not seeded)."""
+    return "independent" if isinstance(clip.seed, int) and clip.seed in INDEPENDENT_SEEDS else "generated"
+
+
+def _summaries(rows: list[dict]) -> dict:
+    """The summary of the generated (in-distribution) clips and, where there are any, of the independent set."""
+    out = {"summary": _summary([r for r in rows if r.get("set", "generated") == "generated"]), "clips": rows}
+    independent = [r for r in rows if r.get("set") == "independent"]
+    if independent:
+        out["independent"] = _summary(independent)
+    return out
+
+
 def _clip_row(clip, waveform, windows: PreprocessOptions) -> dict:
     """One clip's scores for ``waveform`` (generated, or the clip's own sound for the reference row); the
     seams are where ``windows`` hand over from one to the next."""
     duration = clip.audio.size / REGNET.sample_rate
     seams = seam_times(duration, windows)
     scores = onset_scores(waveform, REGNET.sample_rate, clip.onsets)
-    return {"seed": clip.seed, "kinds": clip.kinds, **scores.as_dict(),
+    return {"seed": clip.seed, "set": _set_of(clip), "kinds": clip.kinds, **scores.as_dict(),
             "envelope_correlation": envelope_correlation(waveform, clip.audio),
             "buzz_db": hop_buzz_db(waveform), "mel_distance_db": log_mel_distance_db(waveform, clip.audio),
             "seam_onsets": seam_onsets(waveform, clip.onsets, seams),
@@ -206,8 +231,10 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     trained, untrained = _weights(options)
     started = time.monotonic()
     seeds = range(options.first_seed, options.first_seed + options.clips + options.long_clips)
-    clips = [make_clip(s, options.clip_seconds if i < options.clips else options.long_clip_seconds)
-             for i, s in enumerate(seeds)]  # fmt: skip
+    clips = [make_clip(s, options.clip_seconds if i < options.clips else options.long_clip_seconds,
+                       variety=options.variety) for i, s in enumerate(seeds)]  # fmt: skip
+    independent = range(INDEPENDENT_SEEDS.start, INDEPENDENT_SEEDS.start + options.independent_clips)
+    clips += [independent_clip(s, options.clip_seconds) for s in independent]
     videos = [encode_clip(c) for c in clips]
     longest = max(options.clip_seconds, options.long_clip_seconds if options.long_clips else 0.0) + 1.0
     preprocess = PreprocessOptions(
@@ -225,8 +252,7 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     recorded = {k: portable_path(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
     results: dict = {"options": recorded, "weights": {}}
     # the clips' own sound under the same scoring: what a perfect model would get
-    reference = [_clip_row(c, c.audio, preprocess) for c in clips]
-    results["reference"] = {"summary": _summary(reference), "clips": reference}
+    results["reference"] = _summaries([_clip_row(c, c.audio, preprocess) for c in clips])
     results["precision"] = resolve_precision(options.cpu_precision)
     for label, export_options, serving_options in runs:
         with tempfile.TemporaryDirectory(prefix=f"s2s-eval-{label}-") as tmp:
@@ -244,10 +270,9 @@ def _record(results: dict, label: str, clips: list, served: Served, windows: Pre
     for row in rows:
         log.info("%s %s %s: accuracy %.2f AP %.2f, buzz %.1f dB", label, row["seed"], row["kinds"], row["accuracy"],
                  row["ap"], row["buzz_db"])  # fmt: skip
-    results[label] = {"summary": _summary(rows), "clips": rows}
+    results[label] = _summaries(rows)
     if served.vocoded is not None:
-        vocoded = [_clip_row(c, w, windows) for c, w in zip(clips, served.vocoded, strict=True)]
-        results["vocoded"] = {"summary": _summary(vocoded), "clips": vocoded}
+        results["vocoded"] = _summaries([_clip_row(c, w, windows) for c, w in zip(clips, served.vocoded, strict=True)])
         results["pictures"] = _pictures(output / "spectrograms", clips, served)
 
 
@@ -364,7 +389,8 @@ def report(results: dict) -> str:
         "truth): its stored features, as the served encoders computed them, through the served generator and vocoder"
         if options.get("data")
         else f"Alignment on {clips} held-out generated clips ({options.get('clips', '?')} of "
-        f"{options.get('clip_seconds', '?')} s{long}), through the Triton ensemble"
+        f"{options.get('clip_seconds', '?')} s{long}; variety {options.get('variety', 'plain')}), through the Triton "
+        "ensemble"
     )
     lines = [
         title,
@@ -395,6 +421,21 @@ def report(results: dict) -> str:
               "level of the 0.2 s after an instant against the 0.2 s before it, mean |dB|, at the seams and "
               "every 0.25 s at least 1 s away from any seam of the same clips (what the sound does anyway)."
               ]  # fmt: skip
+    independent = [label for label in ("trained", "trained-fp32", "untrained", "vocoded", "reference")
+                   if results.get(label, {}).get("independent")]  # fmt: skip
+    if independent:
+        count = results["trained"]["independent"]["clips"]
+        lines += ["", f"Generalisation: {count} clips of the independent held-out set (s2s.independent: drawn by "
+                  "another renderer, at other sizes and frame rates, with event kinds never trained on) next to the "
+                  "generated held-out clips above; gap: generated minus independent.", "",
+                  "| weights | onset accuracy, generated | onset accuracy, independent | gap | onset AP, independent "
+                  "| accuracy pooled over onsets, independent | log-mel distance, independent (dB) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for label in independent:
+            g, i = results[label]["summary"], results[label]["independent"]
+            lines.append(f"| {names[label]} | {g['accuracy']:.3f} | {i['accuracy']:.3f} "
+                         f"| {g['accuracy'] - i['accuracy']:+.3f} | {i['ap']:.3f} | {i['pooled_accuracy']:.3f} "
+                         f"| {i['mel_distance_db']:.1f} |")  # fmt: skip
     if results.get("pictures"):
         lines += ["", "Spectrograms (log-mel, low frequencies at the bottom): the generated sound, the clip's own, "
                   "and the served vocoder on the clip's true mel, one above the other.", ""]  # fmt: skip

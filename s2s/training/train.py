@@ -5,9 +5,11 @@ from the served encoders; it takes the place of the data stage).
 Three resumable stages under ``--output`` (a stage that finished is skipped; one that was interrupted
 continues from its last checkpoint):
 
-1. ``data``: generated clips -> the serving pipeline's network inputs (same decode-free frames, same
-   optical flow, same uint8 layout) -> TSN features from the seeded encoders, run as the exported ONNX
-   graphs in ONNX Runtime; plus each clip's mel spectrogram (the RegNet recipe) and waveform.
+1. ``data``: generated clips (``--variety``: s2s.synth's plain or wide clips) -> the serving pipeline's
+   network inputs (same optical flow, same uint8 layout; plain clips are drawn at 21.5 fps and skip the
+   codec, wide ones at their own frame rates go through H.264 and the served decode) -> TSN features from
+   the seeded encoders, run as the exported ONNX graphs in ONNX Runtime; plus each clip's mel
+   spectrogram (the RegNet recipe) and waveform.
 2. ``generator``: a RegNet generator (``--generator-config``, default ``small``) on random windows of
    ``--window-frames`` frames: L1 + L2 between its mel and the clip's. Checkpoints in the reference
    layout (``checkpoint_XXXXXX_netG``) that also record which encoder weights produced the features,
@@ -45,7 +47,7 @@ from s2s.models.checkpoints import portable_path, state_fingerprint, torch_load
 from s2s.models.melgan import MelGANConfig, MelGANGenerator, melgan_checkpoint_state
 from s2s.models.regnet import CONFIGS, RegNetGenerator, regnet_config, save_regnet_checkpoint
 from s2s.progress import Progress
-from s2s.synth import HELD_OUT_SEEDS, make_clip
+from s2s.synth import HELD_OUT_SEEDS, VARIETIES, encode_clip, make_clip
 from s2s.training.adversarial import (
     MultiScaleDiscriminator,
     discriminator_loss,
@@ -81,6 +83,9 @@ class TrainOptions:
     clips: int = flag(80, "--clips", "training clips")
     clip_seconds: float = flag(6.0, "--clip-seconds", "length of each training clip, seconds")
     first_seed: int = flag(0, "--first-seed", "seed of the first training clip")
+    variety: str = flag("plain", "--variety", "what the generated clips draw (s2s.synth): plain, or wide (more "
+                        "event kinds and shapes, other backgrounds and frame rates, blur, shake, noise)",
+                        choices=VARIETIES)  # fmt: skip
     flow_method: str = "dis"
     encoder_seed: int = 0  #: `s2s export --seed`: RGB encoder seed, flow encoder seed + 1
     generator_config: str = flag("small", "--generator-config", "RegNet configuration", choices=tuple(CONFIGS))
@@ -134,7 +139,8 @@ def encoder_fingerprints(exports) -> dict[str, str]:
 def data_paths(options: TrainOptions) -> list[Path]:
     """Where the data stage keeps each training clip's features, mel and waveform."""
     data = options.output / "data"
-    return [data / f"clip_{seed:07d}.npz" for seed in range(options.first_seed, options.first_seed + options.clips)]
+    prefix = "clip" if options.variety == "plain" else f"clip_{options.variety}"
+    return [data / f"{prefix}_{seed:07d}.npz" for seed in range(options.first_seed, options.first_seed + options.clips)]
 
 
 def prepare_data(options: TrainOptions) -> list[Path]:
@@ -143,6 +149,7 @@ def prepare_data(options: TrainOptions) -> list[Path]:
 
     from s2s.export.onnx_export import export_onnx
     from s2s.flow import network_inputs
+    from s2s.video import decode_video
 
     paths = data_paths(options)
     todo = [p for p in paths if not p.exists()]
@@ -161,16 +168,19 @@ def prepare_data(options: TrainOptions) -> list[Path]:
     mel = MelSpectrogram()
     progress = Progress(len(paths), "data", len(paths) - len(todo))
     for path in todo:
-        seed = int(path.stem.split("_")[1])
-        clip = make_clip(seed, options.clip_seconds)
-        rgb, flow = network_inputs(clip.frames, options.flow_method)
+        seed = int(path.stem.rsplit("_", 1)[1])
+        clip = make_clip(seed, options.clip_seconds, variety=options.variety)
+        frames = clip.frames
+        if options.variety != "plain":  # other frame rates: through the served decode (H.264, 21.5 fps)
+            frames = decode_video(encode_clip(clip)).frames
+        rgb, flow = network_inputs(frames, options.flow_method)
         feats = {}
         for name, frames in (("tsn_rgb", rgb), ("tsn_flow", flow)):
             chunks = [
                 sessions[name].run(None, {"frames": frames[None, i : i + 64]})[0][0] for i in range(0, len(frames), 64)
             ]
             feats[name] = np.concatenate(chunks)
-        n = len(clip.frames)
+        n = len(frames)
         target = mel(torch.from_numpy(clip.audio)[None])[0].numpy()[:, : REGNET.mel_frames_per_frame * n]
         partial = path.with_suffix(".partial.npz")
         np.savez(partial, rgb=feats["tsn_rgb"].astype(np.float16), flow=feats["tsn_flow"].astype(np.float16),
@@ -402,7 +412,8 @@ def _provenance(options: TrainOptions, fingerprints: dict[str, str]) -> dict:
         data = {"dataset": portable_path(options.data), "clips": len(dataset_paths(options))}
     else:
         data = {"clips": options.clips, "clip_seconds": options.clip_seconds, "first_seed": options.first_seed,
-                "flow_method": options.flow_method, "encoder_seed": options.encoder_seed}  # fmt: skip
+                "variety": options.variety, "flow_method": options.flow_method,
+                "encoder_seed": options.encoder_seed}  # fmt: skip
     return {"s2s_encoders": fingerprints, "s2s_training": data | {"torch": str(torch.__version__)}}
 
 
