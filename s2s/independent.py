@@ -17,7 +17,8 @@ sizes and aspect ratios other than the training ones (16:9, 4:3, square), at 15 
 blur (temporal supersampling over the exposure), a shaking camera, vignetting, sensor noise and
 backgrounds of their own (tiles, wood grain, blotches). The sound: modal impacts of their own recipe
 and a brown-noise room tone. Each clip is a :class:`s2s.synth.Clip` (the record every scorer reads),
-with exact ground-truth onsets from the analytic event times.
+with exact ground-truth onsets from the analytic event times, counted by the same rule as s2s.synth's
+(:func:`s2s.synth.ground_truth_onsets`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from s2s.constants import REGNET
-from s2s.synth import MIN_ONSET_GAP_S, Clip
+from s2s.synth import Clip, ground_truth_onsets
 
 #: the independent set's event kinds (none of them is a kind s2s.synth draws)
 INDEPENDENT_KINDS = ("topple", "knock", "rebound")
@@ -43,11 +44,11 @@ FRAME_RATES = (15.0, 23.976, 29.97, 48.0, 59.94)
 class Canvas:
     """A float RGB picture that shapes are painted on by coverage (1 px anti-aliased edges)."""
 
-    def __init__(self, image: np.ndarray, offset: tuple[float, float] = (0.0, 0.0)) -> None:
+    def __init__(self, image: np.ndarray, centres: np.ndarray, offset: tuple[float, float] = (0.0, 0.0)) -> None:
+        """``centres``: :func:`pixel_centres` of the picture's size (computed once, shared by every frame)."""
         self.image = image
         self.dx, self.dy = offset  # the camera's shake: scene coordinates -> picture coordinates
-        h, w = image.shape[:2]
-        self.ys, self.xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+        self.ys, self.xs = centres
 
     def _paint(self, box: tuple[float, float, float, float], distance, colour) -> None:
         """``distance(xs, ys)``: signed distance (px) to the shape's edge within ``box`` (x0, y0, x1, y1)."""
@@ -75,6 +76,11 @@ class Canvas:
             return np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0)
 
         self._paint((cx - reach[0], cy - reach[1], cx + reach[0], cy + reach[1]), distance, colour)
+
+
+def pixel_centres(width: int, height: int) -> np.ndarray:
+    """(2, height, width) float32: each pixel centre's y and x."""
+    return np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
 
 
 def _backdrop(rng: np.random.Generator, width: int, height: int, floor_y: float) -> np.ndarray:
@@ -255,12 +261,9 @@ def independent_clip(seed: int, duration_s: float = 8.0) -> Clip:
             track[at:end] += gain * sound[: end - at]
     peak = float(np.abs(track).max())
     audio = (0.8 * track / peak if peak > 0 else track) + _brown_noise(rng, track.size, 10 ** (-44 / 20))
-    onsets: list[float] = []
-    for t in sorted(t for t, _, _ in hits):
-        if 0 <= t < duration_s and (not onsets or t - onsets[-1] >= MIN_ONSET_GAP_S):
-            onsets.append(t)
+    onsets = ground_truth_onsets([t for t, _, _ in hits], duration_s)
     frames = _film(rng, backdrop, things, floor_y, fps, duration_s, seed)
-    return Clip(frames=frames, audio=audio.astype(np.float32), onsets=np.array(onsets), fps=fps, sample_rate=sr,
+    return Clip(frames=frames, audio=audio.astype(np.float32), onsets=onsets, fps=fps, sample_rate=sr,
                 seed=seed, kinds=kinds)  # fmt: skip
 
 
@@ -281,6 +284,7 @@ def _film(rng, backdrop: np.ndarray, things: list, floor_y: float, fps: float, d
     sigma = rng.choice([0.0, 3.0, 6.0])
     noise_rng = np.random.default_rng([seed, 7])
     frames = np.empty((count, height, width, 3), np.uint8)
+    centres = pixel_centres(width, height)
     subs = 3 if exposure > 0 else 1
     margin = 8  # the backdrop moves with the camera too: a shifted window of a wider copy
     wide = np.pad(backdrop, ((margin, margin), (margin, margin), (0, 0)), mode="edge")
@@ -290,7 +294,7 @@ def _film(rng, backdrop: np.ndarray, things: list, floor_y: float, fps: float, d
         dx, dy = (round(v) for v in shake[i])
         for k in range(subs):
             canvas = Canvas(wide[margin - dy : margin - dy + height, margin - dx : margin - dx + width].copy(),
-                            tuple(shake[i]))  # fmt: skip
+                            centres, tuple(shake[i]))  # fmt: skip
             tk = t + (exposure * (k / (subs - 1) - 0.5) if subs > 1 else 0.0)
             for thing in things:
                 thing.draw(canvas, floor_y, tk)

@@ -98,6 +98,16 @@ class Clip:
         return self.audio.size / self.sample_rate
 
 
+def ground_truth_onsets(events, duration_s: float) -> np.ndarray:
+    """The clip's ground-truth onsets: its event times within the clip, sorted, those closer than
+    :data:`MIN_ONSET_GAP_S` to the one before counted once."""
+    onsets: list[float] = []
+    for t in sorted(events):
+        if 0 <= t < duration_s and (not onsets or t - onsets[-1] >= MIN_ONSET_GAP_S):
+            onsets.append(t)
+    return np.array(onsets)
+
+
 # ------------------------------------------------------------------------------------------- sounds
 def _impact(rng: np.random.Generator, sr: int, base_hz: float, strength: float, bright: bool) -> np.ndarray:
     """A struck object: a few damped modes and a click, ``strength`` in 0..1."""
@@ -498,10 +508,7 @@ def make_clip(seed: int, duration_s: float = 8.0, width: int | None = None, heig
         else:
             raise ValueError(f"unknown event kind {kind!r}; known: {EVENT_KINDS + WIDE_KINDS}")
         events += [t for t, _ in ev]
-    onsets = []
-    for t in sorted(events):
-        if 0 <= t < duration_s and (not onsets or t - onsets[-1] >= MIN_ONSET_GAP_S):
-            onsets.append(t)
+    onsets = ground_truth_onsets(events, duration_s)
     peak = np.abs(track).max()
     audio = ((0.8 * track / peak if peak > 0 else track) + _room_tone(rng, track.size)).astype(np.float32)
     times = _frame_times(seed, duration_s, fps, variable_frame_rate)
@@ -549,7 +556,7 @@ def make_clip(seed: int, duration_s: float = 8.0, width: int | None = None, heig
     for i, t in enumerate(times):
         frame = look.film(scene, t, i) if look is not None else scene(t)
         frames[i] = frame if out_size == (width, height) else cv2.resize(frame, out_size, interpolation=cv2.INTER_AREA)
-    return Clip(frames=frames, audio=audio, onsets=np.array(onsets), fps=fps, sample_rate=sr, seed=seed, kinds=chosen,
+    return Clip(frames=frames, audio=audio, onsets=onsets, fps=fps, sample_rate=sr, seed=seed, kinds=chosen,
                 times=times if variable_frame_rate else None, variable_frame_rate=variable_frame_rate)  # fmt: skip
 
 

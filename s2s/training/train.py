@@ -170,17 +170,17 @@ def prepare_data(options: TrainOptions) -> list[Path]:
     for path in todo:
         seed = int(path.stem.rsplit("_", 1)[1])
         clip = make_clip(seed, options.clip_seconds, variety=options.variety)
-        frames = clip.frames
+        pictures = clip.frames
         if options.variety != "plain":  # other frame rates: through the served decode (H.264, 21.5 fps)
-            frames = decode_video(encode_clip(clip)).frames
-        rgb, flow = network_inputs(frames, options.flow_method)
+            pictures = decode_video(encode_clip(clip)).frames
+        rgb, flow = network_inputs(pictures, options.flow_method)
         feats = {}
-        for name, frames in (("tsn_rgb", rgb), ("tsn_flow", flow)):
+        for name, inputs in (("tsn_rgb", rgb), ("tsn_flow", flow)):
             chunks = [
-                sessions[name].run(None, {"frames": frames[None, i : i + 64]})[0][0] for i in range(0, len(frames), 64)
+                sessions[name].run(None, {"frames": inputs[None, i : i + 64]})[0][0] for i in range(0, len(inputs), 64)
             ]
             feats[name] = np.concatenate(chunks)
-        n = len(frames)
+        n = len(pictures)
         target = mel(torch.from_numpy(clip.audio)[None])[0].numpy()[:, : REGNET.mel_frames_per_frame * n]
         partial = path.with_suffix(".partial.npz")
         np.savez(partial, rgb=feats["tsn_rgb"].astype(np.float16), flow=feats["tsn_flow"].astype(np.float16),
