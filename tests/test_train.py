@@ -24,11 +24,14 @@ from s2s.models.regnet import build_regnet, load_regnet_checkpoint
 from s2s.synth import HELD_OUT_SEEDS
 from s2s.training.adversarial import (
     MultiScaleDiscriminator,
+    PeriodDiscriminator,
+    VocoderDiscriminator,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
 )
 from s2s.training.train import MissingStageError, TrainOptions, hop_periodic_loss, install_demo_weights, train
+from s2s.weights import DEMO_VOCODER
 
 TINY = dict(clips=2, clip_seconds=2.0, window_frames=8, batch=2, generator_steps=6, vocoder_steps=4,
             vocoder_adversarial_steps=2, periodic_weight=1.0, checkpoint_every=3, vocoder_segment_frames=8,
@@ -53,7 +56,10 @@ def test_training_writes_reference_layout_checkpoints_and_loss_curves(trained):
     assert [s for s, _ in losses["generator"]] == [6] and all(v > 0 for _, v in losses["generator"])
     assert [s for s, _ in losses["vocoder"]] == [6], "spectral steps, then those with the discriminator"
     state = torch.load(options.output / "vocoder" / "resume.pt", weights_only=False)
-    assert set(state["parts"]) == {"vocoder", "discriminator"} and state["step"] == 6
+    # the adversarial steps have an optimiser of their own, next to the spectral steps' and the discriminator's
+    assert set(state["parts"]) == {"vocoder", "vocoder_adversarial", "discriminator"} and state["step"] == 6
+    spectral, adversarial = (state["parts"][k]["scheduler"]["last_epoch"] for k in ("vocoder", "vocoder_adversarial"))
+    assert (spectral, adversarial) == (4, 2)
     assert (options.output / "losses.png").stat().st_size > 1000
     assert len(result["data"]) == 2 and all(Path(p).name.startswith("clip_wide_") for p in result["data"])
     assert meta["s2s_training"]["variety"] == "wide"
@@ -93,6 +99,22 @@ def test_the_multi_scale_discriminator_scores_three_scales_and_its_losses_have_t
     assert discriminator_loss(real, fake) == 0 and generator_adversarial_loss(real) == 0
     assert generator_adversarial_loss(fake) == 1 and feature_matching_loss(real, real) == 0
     assert feature_matching_loss(real, fake) == 1
+
+
+def test_the_hop_period_discriminator_looks_down_each_phase_of_the_hop():
+    hop = REGNET.hop_length
+    discriminator = PeriodDiscriminator(hop)
+    phase = torch.randn(1, 1, hop)
+    repeated = discriminator(phase.repeat(1, 1, 40))  # one waveform every hop: a constant down each column
+    first = repeated[0][0]  # (B, C, rows, hop)
+    assert first.shape[-2:] == (14, hop)
+    inner = first[..., 1:-1, :]  # away from the zero padding at both ends of each column
+    assert torch.allclose(inner, inner[..., :1, :].expand_as(inner), atol=1e-5)
+    noisy = discriminator(torch.randn(1, 1, 40 * hop))[0][0][..., 1:-1, :]
+    assert (noisy - noisy.mean(-2, keepdim=True)).abs().mean() > 0.1 * noisy.abs().mean()
+    assert discriminator(torch.randn(2, 1, 40 * hop - 7))[-1].shape[:2] == (2, 1)  # padded to whole rows
+    both = VocoderDiscriminator(hop)(torch.randn(2, 1, 4096))
+    assert len(both) == 4, "three scales and the hop period"
 
 
 def test_stages_left_out_do_not_run_and_use_what_an_earlier_run_left(trained):
@@ -160,8 +182,16 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
         EvalOptions(long_clips=1, long_clip_seconds=0.5, window_frames=20)
     options = EvalOptions(output=tmp_path / "eval", clips=1, clip_seconds=2.0, long_clips=1, long_clip_seconds=3.0,
                           window_frames=20, overlap_frames=4, generator_checkpoint=result["generator"],
-                          vocoder_checkpoint=result["vocoder"], variety="wide", independent_clips=1)  # fmt: skip
+                          vocoder_checkpoint=result["vocoder"], variety="wide", independent_clips=1,
+                          baseline_vocoder_checkpoint=DEMO_VOCODER)  # fmt: skip
     results = evaluate(options)
+    # before / after in one run: the baseline keeps the trained generator and swaps in the other vocoder
+    baseline, trained_weights = results["weights"]["baseline"], results["weights"]["trained"]
+    assert baseline["generator"]["sha256"] == trained_weights["generator"]["sha256"]
+    assert baseline["vocoder"]["sha256"] == file_sha256(DEMO_VOCODER) != trained_weights["vocoder"]["sha256"]
+    assert len(results["baseline"]["clips"]) == 3 and len(results["baseline-vocoded"]["clips"]) == 3
+    assert results["baseline-vocoded"]["summary"]["buzz_db"] != results["vocoded"]["summary"]["buzz_db"]
+    assert "| baseline (" in report(results) and "| baseline vocoder on the true mel (its ceiling) |" in report(results)
     trained_generator = results["weights"]["trained"]["generator"]
     assert trained_generator["checkpoint"] == Path(result["generator"]).name  # outside the project: its name
     assert trained_generator["sha256"] == file_sha256(result["generator"])

@@ -4,13 +4,15 @@ discriminator (Kumar et al., NeurIPS 2019) with feature matching, trained with l
 
 A vocoder trained on spectral losses alone leaves a steady tone on the harmonics of its hop rate (the
 upsampling layers' period): no spectral loss over short frames sees a pattern that repeats exactly every
-256 samples, a discriminator looking at the raw waveform at three time scales does. Training only: none
-of this is exported or served.
+256 samples; a discriminator that looks at the raw waveform does, most directly one that folds it into rows
+of one hop and looks down each phase. Training only: none of this is exported or served.
 
 - :class:`ScaleDiscriminator`: strided, grouped 1-D convolutions over a waveform (MelGAN's
   ``NLayerDiscriminator``; channels capped at ``max_channels`` to fit a CPU budget), weight-normalised; it
   returns every layer's activations, the last being the score map.
 - :class:`MultiScaleDiscriminator`: the same discriminator on the waveform, and on it average-pooled by 2 and 4.
+- :class:`PeriodDiscriminator`: HiFi-GAN's multi-period idea at the one period where the buzz lives, the hop.
+- :class:`VocoderDiscriminator`: both, what ``s2s train``'s adversarial vocoder steps train against.
 - :func:`discriminator_loss`, :func:`generator_adversarial_loss`, :func:`feature_matching_loss`.
 """
 
@@ -55,6 +57,36 @@ class ScaleDiscriminator(nn.Module):
         return features
 
 
+class PeriodDiscriminator(nn.Module):
+    """HiFi-GAN's period discriminator idea at one period: the waveform folded into rows of ``period`` samples
+    (B, 1, N / period, period), 2-D convolutions along the rows only, so each phase of the period is
+    looked at as its own sequence. At the vocoder's hop (256 samples) a waveform repeated every hop is a
+    constant down each column: the hop-rate buzz, in plain sight. Returns every layer's activations."""
+
+    def __init__(self, period: int, channels: tuple[int, ...] = (16, 64, 256, 256)) -> None:
+        super().__init__()
+        self.period = period
+        layers, previous = [], 1
+        for i, c in enumerate(channels):
+            stride = (3, 1) if i < len(channels) - 1 else (1, 1)
+            layers.append(nn.Sequential(weight_norm(nn.Conv2d(previous, c, (5, 1), stride, padding=(2, 0))),
+                                        nn.LeakyReLU(0.2)))  # fmt: skip
+            previous = c
+        layers.append(weight_norm(nn.Conv2d(previous, 1, (3, 1), padding=(1, 0))))
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        b, c, n = x.shape
+        if n % self.period:
+            x = nn.functional.pad(x, (0, self.period - n % self.period), mode="reflect")
+        x = x.view(b, c, -1, self.period)  # (B, 1, rows, period)
+        features = []
+        for layer in self.layers:
+            x = layer(x)
+            features.append(x)
+        return features
+
+
 class MultiScaleDiscriminator(nn.Module):
     """waveform (B, 1, N) -> for each scale, the list of its layers' activations (the last: scores)."""
 
@@ -73,20 +105,33 @@ class MultiScaleDiscriminator(nn.Module):
         return out
 
 
+class VocoderDiscriminator(nn.Module):
+    """The multi-scale discriminator (three scales) and a period discriminator at the vocoder's hop: waveform
+    (B, 1, N) -> one list of layer activations per sub-discriminator (the last of each: its scores)."""
+
+    def __init__(self, hop: int, config: DiscriminatorConfig = DiscriminatorConfig()) -> None:
+        super().__init__()
+        self.scales = MultiScaleDiscriminator(config)
+        self.period = PeriodDiscriminator(hop)
+
+    def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        return [*self.scales(x), self.period(x)]
+
+
 def discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
-    """Least squares: real scores towards 1, generated towards 0, averaged over scales."""
+    """Least squares: real scores towards 1, generated towards 0, averaged over sub-discriminators."""
     losses = [(r[-1] - 1).square().mean() + f[-1].square().mean() for r, f in zip(real, fake, strict=True)]
     return torch.stack(losses).mean()
 
 
 def generator_adversarial_loss(fake: list[list[torch.Tensor]]) -> torch.Tensor:
-    """Least squares: generated scores towards 1, averaged over scales."""
+    """Least squares: generated scores towards 1, averaged over sub-discriminators."""
     return torch.stack([(f[-1] - 1).square().mean() for f in fake]).mean()
 
 
 def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
     """L1 between the discriminator's activations on real and generated sound (every layer but the scores),
-    averaged over layers and scales: the generator learns the statistics the discriminator looks at."""
+    averaged over layers and sub-discriminators: the generator learns the statistics the discriminator looks at."""
     losses = [
         (f - r.detach()).abs().mean()
         for real_scale, fake_scale in zip(real, fake, strict=True)

@@ -1,15 +1,17 @@
 """``s2s eval``: does the served sound follow the picture? Scored through the real Triton ensemble.
 
-Held-out generated clips (seeds from ``s2s.synth.HELD_OUT_SEEDS``, never used in training) go, as
-encoded video files, through the ``s2s`` ensemble of the embedded Triton over gRPC, once with the
-trained weights (the package's demo weights, or checkpoints given) and once with untrained (seeded)
-weights of the same architecture as the baseline. Each generated waveform is scored against the clip's
-exact ground-truth onsets (s2s.alignment: onset accuracy, onset AP) and its own waveform (energy-envelope
-correlation), and for how it sounds (s2s.quality: the vocoder's hop-rate buzz, the log-mel distance to the
-clip's own sound, spurious onsets at window seams). The clips' own sound is scored the same way as a
-reference (what a perfect model would get), and so is the served vocoder fed each clip's true mel (the
-ceiling of the sound quality any generator can reach through it). Besides the short clips, a few
-clips longer than a window (25 s: three windows) put seams between windows under the seam check.
+Held-out generated clips (seeds from ``s2s.synth.HELD_OUT_SEEDS``, never used in training) go, as encoded
+video files, through the ``s2s`` ensemble of the embedded Triton over gRPC, once with the trained weights
+(the package's demo weights, or checkpoints given) and once with untrained (seeded) weights of the same
+architecture, what the networks make before any training; with ``--baseline-generator-checkpoint`` /
+``--baseline-vocoder-checkpoint`` also once with other weights to compare against (before / after a change:
+same clips, same run, one table). Each generated waveform is scored against the clip's exact ground-truth
+onsets (s2s.alignment: onset accuracy, onset AP) and its own waveform (energy-envelope correlation), and for
+how it sounds (s2s.quality: the vocoder's hop-rate buzz, the log-mel distance to the clip's own sound,
+spurious onsets at window seams). The clips' own sound is scored the same way as a reference (what a perfect
+model would get), and so is the served vocoder fed each clip's true mel (the ceiling of the sound quality
+any generator can reach through it). Besides the short clips, a few clips longer than a window (25 s: three
+windows) put seams between windows under the seam check.
 The generated clips are of the ``--variety`` the weights were trained on; a second, independent
 held-out set (s2s.independent: another renderer, other sizes and frame rates, event kinds never trained
 on) is scored alongside, and the report states the gap between the two.
@@ -72,6 +74,16 @@ class EvalOptions:
     vocoder_checkpoint: Path | None = flag(
         None, "--vocoder-checkpoint", "trained MelGAN", type=Path, shown="the demo weights"
     )
+    #: before / after: other weights scored in the same run on the same clips (either half defaults to the
+    #: trained weights' own, so giving one compares that network alone)
+    baseline_generator_checkpoint: Path | None = flag(
+        None, "--baseline-generator-checkpoint", "a generator to compare against, scored in the same run on the "
+        "same clips", type=Path, shown="the trained generator, when only a baseline vocoder is given",
+    )  # fmt: skip
+    baseline_vocoder_checkpoint: Path | None = flag(
+        None, "--baseline-vocoder-checkpoint", "a MelGAN to compare against, scored in the same run on the same "
+        "clips", type=Path, shown="the trained vocoder, when only a baseline generator is given",
+    )  # fmt: skip
     cpu_precision: str = flag(
         "auto", "--cpu-precision", "precision of the served networks (the openvino accelerator); below fp32 the "
         "trained weights are also scored in fp32", choices=PRECISIONS,
@@ -198,7 +210,8 @@ def _summary(rows: list[dict]) -> dict:
 
 
 def _weights(options: EvalOptions):
-    """The trained weights' export options and the untrained baseline's (same architecture, seeded)."""
+    """The export options of the trained weights, of the baseline to compare them with (None unless one of
+    its checkpoints is given) and of the untrained networks (same architecture, seeded)."""
     from s2s.export.specs import ExportOptions
 
     trained = replace(
@@ -216,8 +229,26 @@ def _weights(options: EvalOptions):
         config_name(RegNetConfig(**meta["config"])) if "config" in meta else "reference"
     )  # as build_regnet reads it
     if config == "custom":
-        raise OptionError(f"{trained.generator_checkpoint}: the untrained baseline needs a named RegNet configuration")
-    return trained, ExportOptions(generator_config=config)
+        raise OptionError(f"{trained.generator_checkpoint}: the untrained networks need a named RegNet configuration")
+    baseline = None
+    if options.baseline_generator_checkpoint or options.baseline_vocoder_checkpoint:
+        baseline = replace(
+            trained,
+            generator_checkpoint=options.baseline_generator_checkpoint or trained.generator_checkpoint,
+            vocoder_checkpoint=options.baseline_vocoder_checkpoint or trained.vocoder_checkpoint,
+        )
+    return trained, baseline, ExportOptions(generator_config=config)
+
+
+#: the rows of a report, in order: label -> what the row is called (``{precision}`` filled in)
+ROWS = {
+    "trained": "trained ({precision})", "trained-fp32": "trained (fp32)", "baseline": "baseline ({precision})",
+    "untrained": "untrained ({precision})", "vocoded": "trained vocoder on the true mel (ceiling)",
+    "baseline-vocoded": "baseline vocoder on the true mel (its ceiling)",
+    "reference": "reference (the clips' own sound)",
+}  # fmt: skip
+#: runs whose vocoder is also fed each clip's true mel (the ceiling of its sound), and where those rows go
+VOCODED = {"trained": "vocoded", "baseline": "baseline-vocoded"}
 
 
 def evaluate(options: EvalOptions = EvalOptions()) -> dict:
@@ -228,7 +259,7 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
         return evaluate_dataset(options)
     if options.first_seed < HELD_OUT_SEEDS.start:
         raise OptionError(f"evaluation seeds start at {HELD_OUT_SEEDS.start} (lower ones are for training)")
-    trained, untrained = _weights(options)
+    trained, baseline, untrained = _weights(options)
     started = time.monotonic()
     seeds = range(options.first_seed, options.first_seed + options.clips + options.long_clips)
     clips = [make_clip(s, options.clip_seconds if i < options.clips else options.long_clip_seconds,
@@ -248,6 +279,8 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
     runs = [("trained", trained, serving)]
     if resolve_precision(options.cpu_precision) != "fp32":
         runs.append(("trained-fp32", trained, replace(serving, cpu_precision="fp32")))
+    if baseline is not None:
+        runs.append(("baseline", baseline, serving))
     runs.append(("untrained", untrained, serving))
     recorded = {k: portable_path(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
     results: dict = {"options": recorded, "weights": {}}
@@ -258,7 +291,7 @@ def evaluate(options: EvalOptions = EvalOptions()) -> dict:
         with tempfile.TemporaryDirectory(prefix=f"s2s-eval-{label}-") as tmp:
             manifest = export_repository(Path(tmp), export_options, serving_options, None, None, preprocess)
             results["weights"][label] = {name: m["source"] for name, m in manifest["models"].items()}
-            served = _serve(Path(tmp), videos, clips, vocode=label == "trained")
+            served = _serve(Path(tmp), videos, clips, vocode=label in VOCODED)
         _record(results, label, clips, served, preprocess, options.output)
     return _finish(options, results, started)
 
@@ -272,7 +305,9 @@ def _record(results: dict, label: str, clips: list, served: Served, windows: Pre
                  row["ap"], row["buzz_db"])  # fmt: skip
     results[label] = _summaries(rows)
     if served.vocoded is not None:
-        results["vocoded"] = _summaries([_clip_row(c, w, windows) for c, w in zip(clips, served.vocoded, strict=True)])
+        vocoded = [_clip_row(c, w, windows) for c, w in zip(clips, served.vocoded, strict=True)]
+        results[VOCODED[label]] = _summaries(vocoded)
+    if label == "trained":
         results["pictures"] = _pictures(output / "spectrograms", clips, served)
 
 
@@ -363,19 +398,20 @@ def evaluate_dataset(options: EvalOptions) -> dict:
     from s2s.export.onnx_export import export_repository
     from s2s.export.triton_config import ServingOptions
 
-    trained, untrained = _weights(options)
+    trained, baseline, untrained = _weights(options)
     started = time.monotonic()
     clips = _dataset_clips(options.data)
     serving = ServingOptions(warmup_frames=0, cpu_precision=options.cpu_precision)
     recorded = {k: portable_path(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
     results: dict = {"options": recorded, "weights": {}, "precision": resolve_precision(options.cpu_precision)}
     windows = PreprocessOptions(window_frames=options.window_frames, overlap_frames=options.overlap_frames)
-    for label, export_options in (("trained", trained), ("untrained", untrained)):
+    runs = [("trained", trained), ("baseline", baseline), ("untrained", untrained)]
+    for label, export_options in [(label, o) for label, o in runs if o is not None]:
         with tempfile.TemporaryDirectory(prefix=f"s2s-eval-{label}-") as tmp:
             manifest = export_repository(Path(tmp), export_options, serving, ("generator", "vocoder"))
             results["weights"][label] = {name: m["source"] for name, m in manifest["models"].items()}
             z_dim = int(manifest["models"]["generator"]["z_dim"])
-            served = _generate_from_features(Path(tmp), clips, z_dim, vocode=label == "trained")
+            served = _generate_from_features(Path(tmp), clips, z_dim, vocode=label in VOCODED)
         _record(results, label, clips, served, windows, options.output)
     return _finish(options, results, started)
 
@@ -401,12 +437,8 @@ def report(results: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     precision = results.get("precision", "fp32")
-    names = {"trained": f"trained ({precision})", "trained-fp32": "trained (fp32)",
-             "untrained": f"untrained ({precision})", "vocoded": "trained vocoder on the true mel (ceiling)",
-             "reference": "reference (the clips' own sound)"}  # fmt: skip
-    for label in ("trained", "trained-fp32", "untrained", "vocoded", "reference"):
-        if label not in results:
-            continue
+    names = {label: name.format(precision=precision) for label, name in ROWS.items()}
+    for label in [label for label in ROWS if label in results]:
         s = results[label]["summary"]
         name = names[label]
         step, steady = ("-" if s.get(k) is None else f"{s[k]:.1f}" for k in ("seam_step_db", "steady_step_db"))
@@ -421,8 +453,7 @@ def report(results: dict) -> str:
               "level of the 0.2 s after an instant against the 0.2 s before it, mean |dB|, at the seams and "
               "every 0.25 s at least 1 s away from any seam of the same clips (what the sound does anyway)."
               ]  # fmt: skip
-    independent = [label for label in ("trained", "trained-fp32", "untrained", "vocoded", "reference")
-                   if results.get(label, {}).get("independent")]  # fmt: skip
+    independent = [label for label in ROWS if results.get(label, {}).get("independent")]
     if independent:
         count = results["trained"]["independent"]["clips"]
         lines += ["", f"Generalisation: {count} clips of the independent held-out set (s2s.independent: drawn by "

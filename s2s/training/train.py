@@ -15,11 +15,11 @@ continues from its last checkpoint):
    layout (``checkpoint_XXXXXX_netG``) that also record which encoder weights produced the features,
    so that ``s2s export`` can refuse to pair the generator with other encoders.
 3. ``vocoder``: MelGAN on (mel, waveform) segments: ``--vocoder-steps`` with a multi-resolution STFT loss
-   and a mel loss (quick on a CPU, learns the sound's envelope and timing), optionally a hop-periodic
-   loss (:func:`hop_periodic_loss`), then ``--vocoder-adversarial-steps`` that add MelGAN's multi-scale
-   discriminator with feature matching (s2s.training.adversarial): both aimed at the steady buzz at the
-   hop rate that spectral losses leave, off by default (the defaults make the shipped demo weights).
-   Checkpoints as ``best_netG.pt`` (official layout).
+   and a mel loss (quick on a CPU, learns the sound's envelope and timing), then
+   ``--vocoder-adversarial-steps`` against MelGAN's multi-scale discriminator and a period discriminator
+   at the hop, with feature matching, a heavy mel loss (HiFi-GAN's balance of losses) and the
+   hop-periodic loss (:func:`hop_periodic_loss`; s2s.training.adversarial): aimed at the steady buzz at
+   the hop rate that spectral losses leave. Checkpoints as ``best_netG.pt`` (official layout).
 
 Loss curves go to ``<output>/losses.png`` and ``losses.json``. ``--install`` copies the final weights,
 as float16, to the package's demo weights (``s2s/weights/``) that ``s2s export`` uses by default.
@@ -49,7 +49,7 @@ from s2s.models.regnet import CONFIGS, RegNetGenerator, regnet_config, save_regn
 from s2s.progress import Progress
 from s2s.synth import HELD_OUT_SEEDS, VARIETIES, encode_clip, make_clip
 from s2s.training.adversarial import (
-    MultiScaleDiscriminator,
+    VocoderDiscriminator,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -60,13 +60,16 @@ log = logging.getLogger(__name__)
 
 #: the stages, in the order they run
 STAGES = ("data", "generator", "vocoder")
-#: the vocoder's steps with the discriminator, and the weights of its losses and of the hop-periodic
-#: loss next to the spectral ones. Off by default: the defaults are the recipe of the shipped demo
-#: weights, and these have not yet been shown to beat it on every metric (benchmarks/README.md)
+#: the vocoder's adversarial steps (after the spectral ones) and the weights of their losses. Off by
+#: default: the defaults are the recipe of the shipped demo weights until these beat it on every metric
+#: (benchmarks/README.md). HiFi-GAN's balance: the mel loss dominates (45 on natural-log mels there; here on
+#: RegNet's [0, 1] dB scale), feature matching 2, the adversarial loss 1: with MelGAN's 10 on feature
+#: matching and 1 on the mel loss the vocoder drifted from the clip's spectrum (too loud in quiet passages)
 ADVERSARIAL_STEPS = 0
 ADVERSARIAL_WEIGHT = 1.0
-FEATURE_MATCHING_WEIGHT = 10.0
-PERIODIC_WEIGHT = 0.0
+ADVERSARIAL_MEL_WEIGHT = 45.0
+FEATURE_MATCHING_WEIGHT = 2.0
+PERIODIC_WEIGHT = 3.0
 
 
 class MissingStageError(S2SError):
@@ -95,17 +98,20 @@ class TrainOptions:
     generator_steps: int = flag(5000, "--generator-steps", "generator optimisation steps")
     generator_lr: float = 1e-3
     vocoder_steps: int = flag(1500, "--vocoder-steps", "vocoder steps with spectral losses only")
-    vocoder_adversarial_steps: int = flag(
-        ADVERSARIAL_STEPS, "--vocoder-adversarial-steps", "vocoder steps after those with the multi-scale "
-        "discriminator and feature matching (0: none)",
-    )  # fmt: skip
     vocoder_lr: float = 5e-4
+    vocoder_adversarial_steps: int = flag(
+        ADVERSARIAL_STEPS, "--vocoder-adversarial-steps", "vocoder steps after those against a multi-scale and a "
+        "hop-period discriminator, with feature matching (0: none)",
+    )  # fmt: skip
+    vocoder_adversarial_lr: float = flag(2e-4, "--vocoder-adversarial-lr", "learning rate of the adversarial "
+                                         "vocoder steps (cosine decay to 5 %)")  # fmt: skip
     discriminator_lr: float = 2e-4
     adversarial_weight: float = ADVERSARIAL_WEIGHT  #: of the least-squares adversarial loss, next to the spectral ones
+    adversarial_mel_weight: float = ADVERSARIAL_MEL_WEIGHT  #: of the mel loss in the adversarial steps (1 before)
     feature_matching_weight: float = FEATURE_MATCHING_WEIGHT
     periodic_weight: float = flag(
-        PERIODIC_WEIGHT, "--vocoder-periodic-weight", "weight of the hop-periodic loss next to the spectral ones "
-        "(0: none)",
+        PERIODIC_WEIGHT, "--vocoder-periodic-weight", "weight of the hop-periodic loss in the adversarial vocoder "
+        "steps (0: none)",
     )  # fmt: skip
     vocoder_segment_frames: int = 32  #: mel frames per vocoder training segment (x 256 samples)
     checkpoint_every: int = flag(250, "--checkpoint-every", "steps between checkpoints")
@@ -370,32 +376,40 @@ def train_generator(options: TrainOptions, data: ClipData, fingerprints: dict[st
 
 
 def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
-    """Spectral losses for ``vocoder_steps``, then with the multi-scale discriminator for
-    ``vocoder_adversarial_steps`` (one resumable loop: the discriminator's state is kept with the vocoder's)."""
+    """Spectral losses for ``vocoder_steps`` (Adam, cosine decay), then ``vocoder_adversarial_steps`` from where
+    they left the vocoder, with their own optimiser and schedule: against :class:`VocoderDiscriminator`, with
+    feature matching, a heavy mel loss and the hop-periodic loss (one resumable loop: every part's state is
+    kept in the resume file)."""
     config = MelGANConfig()
     model = MelGANGenerator(config)
     spectral, adversarial = options.vocoder_steps, options.vocoder_adversarial_steps
-    parts = {"vocoder": Part.cosine(model, options.vocoder_lr, spectral + adversarial)}
+    parts = {"vocoder": Part.cosine(model, options.vocoder_lr, spectral)}
     if adversarial:  # only then is there a discriminator to train and keep in the resume file
-        discriminator = MultiScaleDiscriminator()
-        parts["discriminator"] = Part.cosine(discriminator, options.discriminator_lr, adversarial, betas=(0.8, 0.99))
+        discriminator = VocoderDiscriminator(REGNET.hop_length)
+        betas = (0.8, 0.99)  # HiFi-GAN's, for both sides of the game
+        parts["vocoder_adversarial"] = Part.cosine(model, options.vocoder_adversarial_lr, adversarial, betas=betas)
+        parts["discriminator"] = Part.cosine(discriminator, options.discriminator_lr, adversarial, betas=betas)
     stft, mel = STFTLoss(), MelSpectrogram()
 
     def step(rng, at: int) -> float:
         m, audio = data.segments(rng, options.batch, options.vocoder_segment_frames)
         y = model(m)[:, :, : audio.shape[1]]
-        loss = stft(y[:, 0], audio) + (mel(y[:, 0]) - mel(audio)).abs().mean()
+        mel_loss = (mel(y[:, 0]) - mel(audio)).abs().mean()
+        loss = stft(y[:, 0], audio)
+        if at < spectral:
+            parts["vocoder"].update(loss + mel_loss)
+            return loss.item() + mel_loss.item()
         if options.periodic_weight:
             loss = loss + options.periodic_weight * hop_periodic_loss(y[:, 0], audio)
-        if at >= spectral:
-            real = audio[:, None]
-            parts["discriminator"].update(discriminator_loss(discriminator(real), discriminator(y.detach())))
-            with torch.no_grad():  # feature matching's targets: no gradient flows into the real sound's pass
-                on_real = discriminator(real)
-            on_fake = discriminator(y)
-            loss = (loss + options.adversarial_weight * generator_adversarial_loss(on_fake)
-                    + options.feature_matching_weight * feature_matching_loss(on_real, on_fake))  # fmt: skip
-        parts["vocoder"].update(loss)
+        real = audio[:, None]
+        parts["discriminator"].update(discriminator_loss(discriminator(real), discriminator(y.detach())))
+        with torch.no_grad():  # feature matching's targets: no gradient flows into the real sound's pass
+            on_real = discriminator(real)
+        on_fake = discriminator(y)
+        loss = (loss + options.adversarial_mel_weight * mel_loss
+                + options.adversarial_weight * generator_adversarial_loss(on_fake)
+                + options.feature_matching_weight * feature_matching_loss(on_real, on_fake))  # fmt: skip
+        parts["vocoder_adversarial"].update(loss)
         return loss.item()
 
     def save(folder: Path, _step: int) -> None:
