@@ -30,7 +30,14 @@ from s2s.training.adversarial import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
-from s2s.training.train import MissingStageError, TrainOptions, hop_periodic_loss, install_demo_weights, train
+from s2s.training.train import (
+    MissingStageError,
+    ResumeError,
+    TrainOptions,
+    hop_periodic_loss,
+    install_demo_weights,
+    train,
+)
 from s2s.weights import DEMO_VOCODER
 
 TINY = dict(clips=2, clip_seconds=2.0, window_frames=8, batch=2, generator_steps=6, vocoder_steps=4,
@@ -124,6 +131,19 @@ def test_stages_left_out_do_not_run_and_use_what_an_earlier_run_left(trained):
     result = train(replace(options, vocoder_steps=6), stages=("vocoder",))  # no data stage: the cached clips
     assert [p.stat().st_mtime_ns for p in data] == stamps and "generator" not in result
     assert result["stages"] == ["vocoder"] and Path(result["vocoder"]).is_file()
+
+
+def test_a_resume_file_with_another_discriminator_is_refused_with_the_reason(trained, tmp_path):
+    options, _ = trained
+    other = replace(options, output=tmp_path / "other")
+    (other.output / "vocoder").mkdir(parents=True)
+    for name in ("data", "encoders.json"):  # the first run's cached clips and the record of their encoders
+        (other.output / name).symlink_to(options.output / name)
+    state = torch.load(options.output / "vocoder" / "resume.pt", weights_only=False)
+    state["parts"]["discriminator"]["model"] = MultiScaleDiscriminator().state_dict()  # an earlier version's
+    torch.save(state, other.output / "vocoder" / "resume.pt")
+    with pytest.raises(ResumeError, match=r"its discriminator does not fit this version's .*Missing key"):
+        train(other, stages=("vocoder",))
 
 
 def test_a_stage_without_its_data_says_which_stage_to_run(tmp_path):

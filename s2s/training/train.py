@@ -76,6 +76,10 @@ class MissingStageError(S2SError):
     """A stage needs what an earlier stage makes, and it is not in the output folder."""
 
 
+class ResumeError(S2SError):
+    """A resume file holds a network this version cannot continue (its architecture changed)."""
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     output: Path = flag(Path("runs/train"), "--output", "folder of the data, checkpoints and loss curves")
@@ -315,7 +319,12 @@ def _train_loop(name: str, options: TrainOptions, parts: dict[str, Part], steps:
         for key, part in parts.items():
             if key not in saved:
                 continue  # a part this run adds (a discriminator): it starts now
-            part.model.load_state_dict(saved[key]["model"])
+            try:
+                part.model.load_state_dict(saved[key]["model"])
+            except RuntimeError as exc:  # another architecture (the discriminator before its hop-period part)
+                detail = " ".join(str(exc).split())[:300]
+                raise ResumeError(f"{resume}: its {key} does not fit this version's ({detail}): resume it with the "
+                                  "version that wrote it, or train into a new --output") from None  # fmt: skip
             part.optimizer.load_state_dict(saved[key]["optimizer"])
             part.scheduler.load_state_dict(saved[key]["scheduler"])
         step, history = state["step"], state["history"]
