@@ -4,7 +4,7 @@ distance to the clip's own sound (dB), onset accuracy. Training segments: 32 mel
 clips (seeds 0-79, 6 s), batch 8, as `s2s train`. One JSON line per probe in --out.
 
 Usage: python finetune.py --out A.jsonl [--hop-disc] [--msd 0|1] [--mel-w 45] [--fm-w 2] [--periodic-w 0]
-       [--excess] [--mulaw 0] [--lr 1e-4] [--steps 600] [--every 150] [--threads 1]
+       [--excess] [--mulaw 0] [--linear-w 0] [--lr 1e-4] [--steps 600] [--every 150] [--threads 1] [--save CKPT]
 """
 
 import argparse
@@ -47,6 +47,8 @@ ap.add_argument("--mulaw", type=float, default=0, help="mu-law compand the discr
 ap.add_argument("--lr", type=float, default=1e-4)
 ap.add_argument("--dlr", type=float, default=2e-4)
 ap.add_argument("--threads", type=int, default=1)
+ap.add_argument("--linear-w", type=float, default=0, help="spectral convergence of the linear mel magnitudes")
+ap.add_argument("--save", default="")
 ap.add_argument("--out", required=True)
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
@@ -95,6 +97,11 @@ def probe():
     return np.mean(scores, axis=0).round(3).tolist()
 
 
+def linear_mel(v):
+    window = torch.hann_window(REGNET.n_fft)
+    return mel.basis @ torch.stft(v, REGNET.n_fft, hop, window=window, return_complex=True).abs()
+
+
 def record(row):
     with open(a.out, "a") as out:
         out.write(json.dumps(row) + "\n")
@@ -113,6 +120,9 @@ for step in range(1, a.steps + 1):
     y = model(m)[:, :, : x.shape[1]]
     mel_loss = (mel(y[:, 0]) - mel(x)).abs().mean()
     loss = stft(y[:, 0], x) + a.mel_w * mel_loss
+    if a.linear_w:  # spectral convergence of the linear mel magnitudes: weighs the loud bins (the ringing)
+        ly, lx = linear_mel(y[:, 0]), linear_mel(x)
+        loss = loss + a.linear_w * torch.linalg.norm(ly - lx) / torch.linalg.norm(lx)
     if a.periodic_w and not a.excess:
         loss = loss + a.periodic_w * hop_periodic_loss(y[:, 0], x)
     if a.periodic_w and a.excess:
@@ -140,3 +150,11 @@ for step in range(1, a.steps + 1):
         row = {"step": step, "s_per_step": (time.time() - t0) / step, "loss": np.mean(history, axis=0).tolist()}
         record(row | {"probe": probe()})
         history = []
+        if a.save:
+            torch.save(
+                {
+                    "config": {"n_mels": 80, "ngf": 32, "n_residual_layers": 3, "ratios": [8, 8, 2, 2]},
+                    "state_dict": model.state_dict(),
+                },
+                a.save,
+            )
