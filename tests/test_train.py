@@ -67,6 +67,7 @@ def test_training_writes_reference_layout_checkpoints_and_loss_curves(trained):
     assert set(state["parts"]) == {"vocoder", "vocoder_adversarial", "discriminator"} and state["step"] == 6
     spectral, adversarial = (state["parts"][k]["scheduler"]["last_epoch"] for k in ("vocoder", "vocoder_adversarial"))
     assert (spectral, adversarial) == (4, 2)
+    assert "model" in state["parts"]["vocoder"] and "model" not in state["parts"]["vocoder_adversarial"], "saved once"
     assert (options.output / "losses.png").stat().st_size > 1000
     assert len(result["data"]) == 2 and all(Path(p).name.startswith("clip_wide_") for p in result["data"])
     assert meta["s2s_training"]["variety"] == "wide"

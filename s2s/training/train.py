@@ -320,7 +320,8 @@ def _train_loop(name: str, options: TrainOptions, parts: dict[str, Part], steps:
             if key not in saved:
                 continue  # a part this run adds (a discriminator): it starts now
             try:
-                part.model.load_state_dict(saved[key]["model"])
+                if "model" in saved[key]:  # kept once per network, with the first part that trains it
+                    part.model.load_state_dict(saved[key]["model"])
             except RuntimeError as exc:  # another architecture (the discriminator before its hop-period part)
                 detail = " ".join(str(exc).split())[:300]
                 raise ResumeError(f"{resume}: its {key} does not fit this version's ({detail}): resume it with the "
@@ -333,6 +334,9 @@ def _train_loop(name: str, options: TrainOptions, parts: dict[str, Part], steps:
         log.info("%s: resuming at step %d", name, step)
     for part in parts.values():
         part.model.train()
+    keeper: dict[int, str] = {}  # each network's weights are saved with the first part that trains it
+    for key, part in parts.items():
+        keeper.setdefault(id(part.model), key)
     progress = Progress(steps, name, step)
     running = []
     while step < steps:
@@ -349,8 +353,9 @@ def _train_loop(name: str, options: TrainOptions, parts: dict[str, Part], steps:
             for part in parts.values():
                 part.model.train()
             state = {
-                "parts": {key: {"model": part.model.state_dict(), "optimizer": part.optimizer.state_dict(),
-                                "scheduler": part.scheduler.state_dict()} for key, part in parts.items()},
+                "parts": {key: {"optimizer": part.optimizer.state_dict(), "scheduler": part.scheduler.state_dict()}
+                          | ({"model": part.model.state_dict()} if keeper[id(part.model)] == key else {})
+                          for key, part in parts.items()},
                 "step": step, "history": history, "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
             }  # fmt: skip
             torch.save(state, folder / "resume.partial")
@@ -406,8 +411,9 @@ def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
         mel_loss = (mel(y[:, 0]) - mel(audio)).abs().mean()
         loss = stft(y[:, 0], audio)
         if at < spectral:
-            parts["vocoder"].update(loss + mel_loss)
-            return loss.item() + mel_loss.item()
+            loss = loss + mel_loss
+            parts["vocoder"].update(loss)
+            return loss.item()
         if options.periodic_weight:
             loss = loss + options.periodic_weight * hop_periodic_loss(y[:, 0], audio)
         real = audio[:, None]
