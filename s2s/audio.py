@@ -42,13 +42,17 @@ class MelSpectrogram(nn.Module):
         self.register_buffer("basis", torch.from_numpy(mel_basis(recipe)), persistent=False)
         self.register_buffer("window", torch.hann_window(recipe.win_length), persistent=False)
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+    def magnitudes(self, wav: torch.Tensor) -> torch.Tensor:
+        """The linear mel magnitudes, before the dB scale: (B, n_mels, frames)."""
         r = self.recipe
         spec = torch.stft(
             wav, n_fft=r.n_fft, hop_length=r.hop_length, win_length=r.win_length, window=self.window,
             center=True, pad_mode="reflect", return_complex=True,
         )  # fmt: skip
-        return normalize_db(self.basis @ spec.abs(), r)
+        return self.basis @ spec.abs()
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return normalize_db(self.magnitudes(wav), self.recipe)
 
 
 def mel_spectrogram_librosa(wav: np.ndarray, recipe: Recipe = REGNET) -> np.ndarray:

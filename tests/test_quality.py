@@ -11,7 +11,14 @@ import pytest
 
 from s2s.constants import REGNET
 from s2s.pictures import ROW_SCALE, mel_image, png, stacked
-from s2s.quality import away_from_seams, hop_buzz_db, level_steps_db, log_mel_distance_db, seam_onsets
+from s2s.quality import (
+    away_from_seams,
+    hop_buzz_db,
+    level_steps_db,
+    log_mel_distance_db,
+    ringing_lost_db,
+    seam_onsets,
+)
 from s2s.synth import make_clip
 
 SR = REGNET.sample_rate
@@ -83,3 +90,24 @@ def test_level_step_is_the_jump_in_level_across_an_instant_and_the_baseline_keep
     assert away.size > 0 and np.min(np.abs(away[:, None] - np.array([3.0, 6.5]))) >= 1.0
     assert 2.0 in away and 4.0 in away and 2.5 not in away and 9.75 in away
     assert away_from_seams(2.0, np.array([])).tolist() == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+
+
+def test_ringing_lost_is_how_much_quieter_the_modes_ring_after_each_onset():
+    onsets = np.array([0.5, 1.5, 2.5])
+    t = np.arange(int(0.4 * SR)) / SR
+    modes = sum(np.sin(2 * np.pi * f * t) for f in (1200.0, 2300.0, 3700.0)) * np.exp(-t / 0.15) / 3
+
+    def struck(ringing: float) -> np.ndarray:
+        out = _noise(3.2, level=0.001)
+        for onset in onsets:
+            i = int(onset * SR)
+            out[i : i + 200] += 0.5 * np.random.default_rng(i).standard_normal(200)  # the click
+            out[i : i + t.size] += ringing * 0.3 * modes
+        return out
+
+    own = struck(1.0)
+    assert ringing_lost_db(own, own, onsets) == 0.0
+    assert ringing_lost_db(struck(0.5), own, onsets) == pytest.approx(20 * math.log10(2), abs=0.5)  # half as loud
+    assert ringing_lost_db(struck(0.0), own, onsets) > 20.0, "clicks without the modes"
+    assert ringing_lost_db(struck(2.0), own, onsets) == pytest.approx(-6.02, abs=0.5), "louder rings: negative"
+    assert ringing_lost_db(own, own, np.array([3.19])) is None, "no frames after the last onset"

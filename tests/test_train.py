@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,11 +32,13 @@ from s2s.training.adversarial import (
     generator_adversarial_loss,
 )
 from s2s.training.train import (
+    ClipData,
     MissingStageError,
     ResumeError,
     TrainOptions,
     hop_periodic_loss,
     install_demo_weights,
+    predicted_mels,
     train,
 )
 from s2s.weights import DEMO_VOCODER
@@ -147,6 +150,36 @@ def test_a_resume_file_with_another_discriminator_is_refused_with_the_reason(tra
         train(other, stages=("vocoder",))
 
 
+def test_the_vocoder_can_learn_from_the_generator_s_predicted_mels(trained, tmp_path):
+    options, _ = trained
+    with pytest.raises(OptionError, match="share of the segments"):
+        TrainOptions(predicted_mels=1.5, vocoder_adversarial_steps=2)
+    with pytest.raises(OptionError, match="adversarial vocoder steps"):
+        TrainOptions(predicted_mels=0.5, vocoder_adversarial_steps=0)
+    other = replace(options, output=tmp_path / "other", predicted_mels=1.0)
+    other.output.mkdir()
+    for name in ("data", "encoders.json"):
+        (other.output / name).symlink_to(options.output / name)
+    data = ClipData(sorted((other.output / "data").glob("*.npz")))
+    with pytest.raises(MissingStageError, match="run the generator stage"):
+        predicted_mels(other, data)
+    (other.output / "generator").symlink_to(options.output / "generator")
+    predicted = predicted_mels(other, data)
+    assert len(predicted) == 2 and np.array_equal(predicted[0], predicted_mels(other, data)[0]), "seeded noise"
+    for mel, (_, own, _) in zip(predicted, data.clips, strict=True):
+        assert mel.shape == own.shape and mel.min() >= 0 and mel.max() <= 1 and not np.allclose(mel, own)
+    # the share of segments whose mel is the prediction: all, none
+    marks = [np.full_like(own, 0.25 + i / 10) for i, (_, own, _) in enumerate(data.clips)]
+    rng = random.Random(0)
+    mels, _ = data.segments(rng, 6, 8, marks, share=1.0)
+    assert all(round(float(m[0, 0]), 2) in (0.25, 0.35) and float(m.max() - m.min()) == 0 for m in mels)
+    mels, _ = data.segments(rng, 6, 8, marks, share=0.0)
+    assert all(float(m.std()) > 0 for m in mels), "the clips' own mels"
+    result = train(other, stages=("vocoder",))
+    build_melgan(checkpoint=result["vocoder"])
+    assert json.loads((other.output / "options.json").read_text())["predicted_mels"] == 1.0
+
+
 def test_a_stage_without_its_data_says_which_stage_to_run(tmp_path):
     with pytest.raises(MissingStageError, match="run the data stage first"):
         train(TrainOptions(output=tmp_path, **TINY), stages=("generator",))
@@ -243,6 +276,11 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
     assert reference["mel_distance_db"] == 0.0 and results["trained"]["clips"][0]["mel_distance_db"] > 0
     assert all(math.isfinite(r[k]) for r in (row, reference, vocoded) for k in ("buzz_db", "mel_distance_db"))
     assert all(r["seam_onsets"] >= 0 for r in (row, reference, vocoded))
+    # the impacts' ringing: none lost by the own sound; a summary is the mean over the clips
+    assert reference["ringing_lost_db"] == 0.0 and results["reference"]["summary"]["ringing_lost_db"] == 0.0
+    assert math.isfinite(vocoded["ringing_lost_db"]) and "| ringing lost (dB) |" in report(results)
+    lost = [r["ringing_lost_db"] for r in results["trained"]["clips"][:2] if r["ringing_lost_db"] is not None]
+    assert results["trained"]["summary"]["ringing_lost_db"] == pytest.approx(np.mean(lost))
     assert "true mel (ceiling)" in report(results) and "hop-rate buzz" in report(results)
     assert "| trained (" in report(results) and "own sound" in report(results)
     assert "level step at seams (dB)" in report(results) and "away from seams" in report(results)

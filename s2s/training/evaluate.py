@@ -44,7 +44,14 @@ from s2s.flags import flag
 from s2s.flow import FLOW_METHODS
 from s2s.independent import INDEPENDENT_SEEDS, independent_clip
 from s2s.models.checkpoints import portable_path
-from s2s.quality import away_from_seams, hop_buzz_db, level_steps_db, log_mel_distance_db, seam_onsets
+from s2s.quality import (
+    away_from_seams,
+    hop_buzz_db,
+    level_steps_db,
+    log_mel_distance_db,
+    ringing_lost_db,
+    seam_onsets,
+)
 from s2s.runtime.ort_backend import PRECISIONS, resolve_precision
 from s2s.synth import HELD_OUT_SEEDS, VARIETIES, encode_clip, make_clip
 from s2s.video import VideoLimits
@@ -188,6 +195,7 @@ def _clip_row(clip, waveform, windows: PreprocessOptions) -> dict:
     return {"seed": clip.seed, "set": _set_of(clip), "kinds": clip.kinds, **scores.as_dict(),
             "envelope_correlation": envelope_correlation(waveform, clip.audio),
             "buzz_db": hop_buzz_db(waveform), "mel_distance_db": log_mel_distance_db(waveform, clip.audio),
+            "ringing_lost_db": ringing_lost_db(waveform, clip.audio, clip.onsets),
             "seam_onsets": seam_onsets(waveform, clip.onsets, seams),
             "seam_steps_db": level_steps_db(waveform, seams),
             "steady_steps_db": level_steps_db(waveform, away_from_seams(duration, seams)),
@@ -196,16 +204,19 @@ def _clip_row(clip, waveform, windows: PreprocessOptions) -> dict:
 
 def _summary(rows: list[dict]) -> dict:
     """Means over clips, the accuracy pooled over all onsets (clips with more onsets weigh more), the
-    spurious seam onsets of all clips and the mean level step over all their seams (None without seams)."""
+    spurious seam onsets of all clips and the mean level step over all their seams (None without seams); the
+    ringing lost over the clips that have onsets to measure it at (None without any)."""
     keys = ("accuracy", "ap", "envelope_correlation", "buzz_db", "mel_distance_db")
     pooled = sum(r["hits"] for r in rows) / max(1, sum(r["truth"] for r in rows))
     steps = [step for r in rows for step in r.get("seam_steps_db", [])]
     # away from seams, on the clips that have seams (the same sounds the seam steps come from)
     steady = [step for r in rows if r.get("seams") for step in r.get("steady_steps_db", [])]
+    ringing = [r["ringing_lost_db"] for r in rows if r.get("ringing_lost_db") is not None]
     return {k: statistics.mean(r[k] for r in rows) for k in keys} | {
         "pooled_accuracy": pooled, "seam_onsets": sum(r["seam_onsets"] for r in rows), "clips": len(rows),
         "seams": sum(r.get("seams", 0) for r in rows), "seam_step_db": statistics.mean(steps) if steps else None,
         "steady_step_db": statistics.mean(steady) if steady else None,
+        "ringing_lost_db": statistics.mean(ringing) if ringing else None,
     }  # fmt: skip
 
 
@@ -432,22 +443,25 @@ def report(results: dict) -> str:
         title,
         "",
         "| weights | onset accuracy | onset AP | energy-envelope correlation | accuracy pooled over onsets "
-        "| hop-rate buzz (dB) | log-mel distance (dB) | seam onsets | level step at seams (dB) "
+        "| hop-rate buzz (dB) | log-mel distance (dB) | ringing lost (dB) | seam onsets | level step at seams (dB) "
         "| level step away from seams (dB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     precision = results.get("precision", "fp32")
     names = {label: name.format(precision=precision) for label, name in ROWS.items()}
     for label in [label for label in ROWS if label in results]:
         s = results[label]["summary"]
         name = names[label]
-        step, steady = ("-" if s.get(k) is None else f"{s[k]:.1f}" for k in ("seam_step_db", "steady_step_db"))
+        step, steady, ringing = ("-" if s.get(k) is None else f"{s[k]:.1f}"
+                                 for k in ("seam_step_db", "steady_step_db", "ringing_lost_db"))  # fmt: skip
         lines.append(f"| {name} | {s['accuracy']:.3f} | {s['ap']:.3f} | {s['envelope_correlation']:.3f} "
                      f"| {s['pooled_accuracy']:.3f} | {s.get('buzz_db', float('nan')):.1f} "
-                     f"| {s.get('mel_distance_db', float('nan')):.1f} | {s.get('seam_onsets', '-')} "
+                     f"| {s.get('mel_distance_db', float('nan')):.1f} | {ringing} | {s.get('seam_onsets', '-')} "
                      f"| {step} | {steady} |")  # fmt: skip
     lines += ["", "Buzz: the hop-rate harmonics above the local median spectrum in the quietest third of the frames "
-              "(about 0 dB for natural sound); log-mel distance: to the clip's own sound; seam onsets: detected "
+              "(about 0 dB for natural sound); log-mel distance: to the clip's own sound; ringing lost: the clip's own "
+              "3 strongest mel bands over the 2-12 frames after each true onset (where struck objects ring), own "
+              "level minus this sound's (0 for the own sound); seam onsets: detected "
               "onsets near a seam (the middle of two windows' cross-fade) with no true onset near them "
               f"(s2s.quality), over {results['trained']['summary'].get('seams', 0)} seams; level step: the RMS "
               "level of the 0.2 s after an instant against the 0.2 s before it, mean |dB|, at the seams and "

@@ -17,9 +17,13 @@ continues from its last checkpoint):
 3. ``vocoder``: MelGAN on (mel, waveform) segments: ``--vocoder-steps`` with a multi-resolution STFT loss
    and a mel loss (quick on a CPU, learns the sound's envelope and timing), then
    ``--vocoder-adversarial-steps`` against MelGAN's multi-scale discriminator and a period discriminator
-   at the hop, with feature matching, a heavy mel loss (HiFi-GAN's balance of losses) and the
-   hop-periodic loss (:func:`hop_periodic_loss`; s2s.training.adversarial): aimed at the steady buzz at
-   the hop rate that spectral losses leave. Checkpoints as ``best_netG.pt`` (official layout).
+   at the hop, with feature matching, a heavy mel loss (HiFi-GAN's balance of losses), the spectral
+   convergence of the linear mel magnitudes (``--vocoder-linear-weight``: the loud bins, where impacts
+   ring) and the hop-periodic loss (:func:`hop_periodic_loss`; s2s.training.adversarial): aimed at the
+   steady buzz at the hop rate that spectral losses leave. ``--vocoder-predicted-mels``: in a share of
+   those steps' segments the mel is the generator's prediction for the clip, paired with the clip's own
+   sound (HiFi-GAN's fine-tuning on predicted mels), so the vocoder learns to make real sound of the
+   smooth mels it is served. Checkpoints as ``best_netG.pt`` (official layout).
 
 Loss curves go to ``<output>/losses.png`` and ``losses.json``. ``--install`` copies the final weights,
 as float16, to the package's demo weights (``s2s/weights/``) that ``s2s export`` uses by default.
@@ -39,13 +43,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from s2s.audio import MelSpectrogram
+from s2s.audio import MelSpectrogram, normalize_db
 from s2s.constants import REGNET
 from s2s.errors import OptionError, S2SError
 from s2s.flags import flag
 from s2s.models.checkpoints import portable_path, state_fingerprint, torch_load
 from s2s.models.melgan import MelGANConfig, MelGANGenerator, melgan_checkpoint_state
-from s2s.models.regnet import CONFIGS, RegNetGenerator, regnet_config, save_regnet_checkpoint
+from s2s.models.regnet import CONFIGS, RegNetGenerator, build_regnet, regnet_config, save_regnet_checkpoint
 from s2s.progress import Progress
 from s2s.synth import HELD_OUT_SEEDS, VARIETIES, encode_clip, make_clip
 from s2s.training.adversarial import (
@@ -70,6 +74,9 @@ ADVERSARIAL_WEIGHT = 1.0
 ADVERSARIAL_MEL_WEIGHT = 45.0
 FEATURE_MATCHING_WEIGHT = 2.0
 PERIODIC_WEIGHT = 3.0
+#: of the spectral convergence of the linear mel magnitudes in the adversarial steps: the mel loss above is
+#: on a dB scale, where every bin counts alike; this one weighs the loud bins, the impacts' ringing modes
+LINEAR_MEL_WEIGHT = 5.0
 
 
 class MissingStageError(S2SError):
@@ -117,9 +124,25 @@ class TrainOptions:
         PERIODIC_WEIGHT, "--vocoder-periodic-weight", "weight of the hop-periodic loss in the adversarial vocoder "
         "steps (0: none)",
     )  # fmt: skip
+    linear_mel_weight: float = flag(
+        LINEAR_MEL_WEIGHT, "--vocoder-linear-weight", "weight of the spectral convergence of the linear mel "
+        "magnitudes (the loud bins: the impacts' ringing) in the adversarial vocoder steps (0: none)",
+    )  # fmt: skip
+    predicted_mels: float = flag(
+        0.0, "--vocoder-predicted-mels", "share of the adversarial vocoder steps' segments whose mel is the "
+        "generator's prediction for the clip (this run's generator stage), paired with the clip's own sound",
+    )  # fmt: skip
     vocoder_segment_frames: int = 32  #: mel frames per vocoder training segment (x 256 samples)
     checkpoint_every: int = flag(250, "--checkpoint-every", "steps between checkpoints")
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.predicted_mels <= 1.0:
+            raise OptionError(f"--vocoder-predicted-mels is a share of the segments, 0 to 1, "
+                              f"got {self.predicted_mels:g}")  # fmt: skip
+        if self.predicted_mels and not self.vocoder_adversarial_steps:
+            raise OptionError("--vocoder-predicted-mels applies to the adversarial vocoder steps: give "
+                              "--vocoder-adversarial-steps too")  # fmt: skip
 
     def generator_checkpoint(self) -> Path:
         """The generator's final checkpoint (what the generator stage ends with)."""
@@ -236,11 +259,18 @@ class ClipData:
             ys.append(mel[:, scale * start : scale * (start + frames)])
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
-    def segments(self, rng: random.Random, batch: int, mel_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def segments(
+        self, rng: random.Random, batch: int, mel_frames: int, predicted: list | None = None, share: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch`` (mel, waveform) segments of random clips; with ``predicted`` (a mel per clip), that mel
+        stands in for the clip's own in a ``share`` of them (drawn per segment)."""
         mels, audios = [], []
         hop = REGNET.hop_length
         for _ in range(batch):
-            _, mel, audio = self.clips[rng.randrange(len(self.clips))]
+            index = rng.randrange(len(self.clips))
+            _, mel, audio = self.clips[index]
+            if predicted is not None and rng.random() < share:
+                mel = predicted[index]
             start = rng.randrange(0, min(mel.shape[1], audio.size // hop) - mel_frames + 1)
             mels.append(mel[:, start : start + mel_frames])
             audios.append(audio[start * hop : (start + mel_frames) * hop])
@@ -389,11 +419,30 @@ def train_generator(options: TrainOptions, data: ClipData, fingerprints: dict[st
     return options.generator_checkpoint()
 
 
+def predicted_mels(options: TrainOptions, data: ClipData) -> list[np.ndarray]:
+    """What this run's generator (its final checkpoint) makes of each training clip, as served: the clip's
+    features in one pass, seeded noise, clamped to [0, 1] (HiFi-GAN's fine-tuning on predicted mels: the
+    vocoder learns to turn the generator's smooth mels into the clip's own sound)."""
+    path = options.generator_checkpoint()
+    if not path.is_file():
+        raise MissingStageError(f"--vocoder-predicted-mels needs the generator's final checkpoint ({path}): run "
+                                "the generator stage (with the same --output and --generator-steps) first")  # fmt: skip
+    generator = build_regnet(options.generator_config, checkpoint=path)
+    noise = torch.Generator().manual_seed(options.seed)
+    mels = []
+    with torch.no_grad():
+        for features, _, _ in data.clips:
+            z = torch.randn(1, generator.config.random_z_dim, generator=noise)
+            mels.append(generator(torch.from_numpy(features)[None], z).clamp(0.0, 1.0)[0].numpy())
+    return mels
+
+
 def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
     """Spectral losses for ``vocoder_steps`` (Adam, cosine decay), then ``vocoder_adversarial_steps`` from where
     they left the vocoder, with their own optimiser and schedule: against :class:`VocoderDiscriminator`, with
-    feature matching, a heavy mel loss and the hop-periodic loss (one resumable loop: every part's state is
-    kept in the resume file)."""
+    feature matching, a heavy mel loss, the spectral convergence of the linear mel magnitudes and the
+    hop-periodic loss, on the clips' own mels or (a share of them) the generator's predictions of them (one
+    resumable loop: every part's state is kept in the resume file)."""
     config = MelGANConfig()
     model = MelGANGenerator(config)
     spectral, adversarial = options.vocoder_steps, options.vocoder_adversarial_steps
@@ -404,16 +453,24 @@ def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
         parts["vocoder_adversarial"] = Part.cosine(model, options.vocoder_adversarial_lr, adversarial, betas=betas)
         parts["discriminator"] = Part.cosine(discriminator, options.discriminator_lr, adversarial, betas=betas)
     stft, mel = STFTLoss(), MelSpectrogram()
+    predicted = predicted_mels(options, data) if adversarial and options.predicted_mels else None
 
     def step(rng, at: int) -> float:
-        m, audio = data.segments(rng, options.batch, options.vocoder_segment_frames)
+        if at < spectral:
+            m, audio = data.segments(rng, options.batch, options.vocoder_segment_frames)
+        else:
+            m, audio = data.segments(rng, options.batch, options.vocoder_segment_frames, predicted,
+                                     options.predicted_mels)  # fmt: skip
         y = model(m)[:, :, : audio.shape[1]]
-        mel_loss = (mel(y[:, 0]) - mel(audio)).abs().mean()
+        made, own = mel.magnitudes(y[:, 0]), mel.magnitudes(audio)
+        mel_loss = (normalize_db(made) - normalize_db(own)).abs().mean()
         loss = stft(y[:, 0], audio)
         if at < spectral:
             loss = loss + mel_loss
             parts["vocoder"].update(loss)
             return loss.item()
+        if options.linear_mel_weight:
+            loss = loss + options.linear_mel_weight * torch.linalg.norm(made - own) / torch.linalg.norm(own)
         if options.periodic_weight:
             loss = loss + options.periodic_weight * hop_periodic_loss(y[:, 0], audio)
         real = audio[:, None]
