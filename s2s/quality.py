@@ -61,15 +61,22 @@ def hop_buzz_db(waveform: np.ndarray, recipe: Recipe = REGNET, n_fft: int = BUZZ
     return float(np.mean(above))
 
 
-def log_mel_distance_db(a: np.ndarray, b: np.ndarray, recipe: Recipe = REGNET) -> float:
-    """Mean absolute difference (dB) of the RegNet log-mel spectrograms of ``a`` and ``b`` (common length)."""
+def _common_mels(a: np.ndarray, b: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray] | None:
+    """The RegNet log-mel spectrograms of ``a`` and ``b`` over their common length; None when it is 0."""
     from s2s.audio import mel_spectrogram_librosa
 
     n = min(len(a), len(b))
     if n == 0:
+        return None
+    return tuple(mel_spectrogram_librosa(np.asarray(x[:n], dtype=np.float32), recipe) for x in (a, b))
+
+
+def log_mel_distance_db(a: np.ndarray, b: np.ndarray, recipe: Recipe = REGNET) -> float:
+    """Mean absolute difference (dB) of the RegNet log-mel spectrograms of ``a`` and ``b`` (common length)."""
+    mels = _common_mels(a, b, recipe)
+    if mels is None:
         raise ValueError("log-mel distance of an empty waveform")
-    mel_a = mel_spectrogram_librosa(np.asarray(a[:n], dtype=np.float32), recipe)
-    mel_b = mel_spectrogram_librosa(np.asarray(b[:n], dtype=np.float32), recipe)
+    mel_a, mel_b = mels
     return float(np.mean(np.abs(mel_a - mel_b)) * -recipe.min_level_db)
 
 
@@ -78,13 +85,10 @@ def ringing_lost_db(
 ) -> float | None:  # fmt: skip
     """The level (dB) of ``own``'s strongest mel bands after each onset (seconds) minus ``waveform``'s in the
     same bands and frames, averaged over the onsets with those frames inside both; None when none has."""
-    from s2s.audio import mel_spectrogram_librosa
-
-    n = min(len(waveform), len(own))
-    if n == 0:
+    mels = _common_mels(waveform, own, recipe)
+    if mels is None:
         return None
-    made = mel_spectrogram_librosa(np.asarray(waveform[:n], dtype=np.float32), recipe)
-    mel = mel_spectrogram_librosa(np.asarray(own[:n], dtype=np.float32), recipe)
+    made, mel = mels
     first, last = RINGING_FRAMES
     lost = []
     for t in np.asarray(onsets_s, dtype=np.float64):
