@@ -32,9 +32,11 @@ from s2s.models.checkpoints import (
     checkpoint_record,
     count_parameters,
     file_sha256,
+    recorded_architecture,
     state_fingerprint,
 )
 from s2s.models.hifigan import build_hifigan
+from s2s.models.istft import build_istft_vocoder
 from s2s.models.melgan import build_melgan
 from s2s.models.regnet import CONFIGS, GeneratorExport, build_regnet, config_name, load_regnet_checkpoint
 from s2s.repository import MODEL_NAMES
@@ -42,8 +44,8 @@ from s2s.weights import DEMO_GENERATOR, DEMO_VOCODER
 
 log = logging.getLogger(__name__)
 
-#: Vocoder networks the export can build.
-VOCODERS = ("melgan", "hifigan-v1", "hifigan-v2", "hifigan-v3")
+#: Vocoder networks the export can build (``istft``: s2s.models.istft, trained by ``s2s train --vocoder istft``).
+VOCODERS = ("melgan", "istft", "hifigan-v1", "hifigan-v2", "hifigan-v3")
 
 
 @dataclass(frozen=True)
@@ -130,15 +132,26 @@ class ExportOptions:
                                         type=Path)  # fmt: skip
     generator_checkpoint: Path | None = flag(None, "--generator-checkpoint", "RegNet checkpoint_XXXXXX_netG", type=Path)
     generator_config: str = flag("reference", "--generator-config", "RegNet configuration", choices=tuple(CONFIGS))
-    vocoder: str = flag("melgan", "--vocoder", "vocoder network", choices=VOCODERS)
+    vocoder: str | None = flag(None, "--vocoder", "vocoder network", choices=VOCODERS,
+                               shown="what the checkpoint records, else melgan")  # fmt: skip
     vocoder_checkpoint: Path | None = flag(
-        None, "--vocoder-checkpoint", "MelGAN best_netG.pt or HiFi-GAN g_XXXXXXXX", type=Path
+        None, "--vocoder-checkpoint", "MelGAN best_netG.pt, HiFi-GAN g_XXXXXXXX or an s2s train vocoder", type=Path
     )
     seed: int = flag(0, "--seed", "seed of random weights where no checkpoint is given")
 
     def __post_init__(self) -> None:
-        if self.vocoder not in VOCODERS:
+        if self.vocoder is not None and self.vocoder not in VOCODERS:
             raise OptionError(f"unknown vocoder {self.vocoder!r}; known: {', '.join(VOCODERS)}")
+
+    def vocoder_name(self) -> str:
+        """The vocoder network: ``--vocoder``, else what the checkpoint records (s2s train's files), else
+        melgan (the official MelGAN and HiFi-GAN files record none); a named one the checkpoint contradicts is
+        refused."""
+        recorded = recorded_architecture(self.vocoder_checkpoint) if self.vocoder_checkpoint else None
+        if self.vocoder and recorded and self.vocoder != recorded:
+            raise OptionError(f"--vocoder {self.vocoder}, but {self.vocoder_checkpoint} holds the {recorded} vocoder: "
+                              f"give --vocoder {recorded} or leave it out")  # fmt: skip
+        return self.vocoder or recorded or "melgan"
 
     def with_demo_weights(self) -> ExportOptions:
         """The package's demo generator and vocoder (``s2s train --install``) where no checkpoint is given.
@@ -149,7 +162,8 @@ class ExportOptions:
         options = self
         if options.generator_checkpoint is None and DEMO_GENERATOR.exists():
             options = replace(options, generator_checkpoint=DEMO_GENERATOR)
-        if options.vocoder_checkpoint is None and options.vocoder == "melgan" and DEMO_VOCODER.exists():
+        if (options.vocoder_checkpoint is None and DEMO_VOCODER.exists()
+                and options.vocoder in (None, recorded_architecture(DEMO_VOCODER) or "melgan")):  # fmt: skip
             options = replace(options, vocoder_checkpoint=DEMO_VOCODER)
         return options
 
@@ -214,16 +228,17 @@ def build_exports(
             )
         )
     if "vocoder" in names:
+        vocoder = options.vocoder_name()
         exports.append(
             ModelExport(
                 "vocoder",
-                VocoderExport(build_vocoder(options.vocoder, options.vocoder_checkpoint, options.seed + 3)).eval(),
+                VocoderExport(build_vocoder(vocoder, options.vocoder_checkpoint, options.seed + 3)).eval(),
                 [TensorIO("mel", torch.float32, (r.n_mels, -1), ("mel_frames",), unit_interval=True)],
                 [TensorIO("waveform", torch.float32, (-1,), ("samples",))],
                 _source(options.vocoder_checkpoint, options.seed + 3),
-                f"{options.vocoder} vocoder: mel -> {r.sample_rate} Hz waveform, {r.hop_length} samples per frame",
+                f"{vocoder} vocoder: mel -> {r.sample_rate} Hz waveform, {r.hop_length} samples per frame",
                 time_scale=r.mel_frames_per_frame,
-                extra={"vocoder": options.vocoder},
+                extra={"vocoder": vocoder},
             )
         )
     for export in exports:
@@ -267,6 +282,8 @@ def _check_pairing(options: ExportOptions, trained_on: dict[str, str], exports: 
 def build_vocoder(name: str, checkpoint: str | Path | None, seed: int) -> nn.Module:
     if name == "melgan":
         return build_melgan(checkpoint=checkpoint, seed=seed)
+    if name == "istft":
+        return build_istft_vocoder(checkpoint=checkpoint, seed=seed)
     if name.startswith("hifigan-"):
         return build_hifigan(name.removeprefix("hifigan-"), checkpoint, seed=seed)
     raise OptionError(f"unknown vocoder {name!r}; known: {', '.join(VOCODERS)}")

@@ -314,6 +314,25 @@ def test_hifigan_vocoder_exports_with_parity(tmp_path):
     assert rel_err(wav, torch_outputs(export, (mel,))[0]) < REL_TOL
 
 
+def test_istft_vocoder_exports_with_parity_and_is_named_by_its_checkpoint(tmp_path):
+    from s2s.models.istft import build_istft_vocoder, istft_checkpoint
+
+    torch.save(istft_checkpoint(build_istft_vocoder(seed=6)), tmp_path / "best_netG.pt")
+    options = ExportOptions(vocoder_checkpoint=tmp_path / "best_netG.pt")  # no --vocoder: the file says istft
+    manifest = export_repository(tmp_path / "repo", options, ServingOptions(warmup_frames=0), ("vocoder",))
+    assert manifest["models"]["vocoder"]["vocoder"] == "istft"
+    export = build_exports(options, ("vocoder",))[0]
+    session = ort.InferenceSession(str(tmp_path / "repo" / "vocoder" / "1" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])  # fmt: skip
+    for frames in (4, 300):  # the noise table read past its end (1024 mel frames) too
+        (mel,) = export.examples(windows=2, frames=frames, seed=3)
+        (wav,) = session.run(None, {"mel": mel.numpy()})
+        assert wav.shape == (2, mel.shape[-1] * REGNET.hop_length)
+        assert rel_err(wav, torch_outputs(export, (mel,))[0]) < REL_TOL
+    with pytest.raises(OptionError, match="holds the istft vocoder"):
+        build_exports(ExportOptions(vocoder="melgan", vocoder_checkpoint=tmp_path / "best_netG.pt"), ("vocoder",))
+
+
 @pytest.mark.gpu
 def test_tensorrt_plans_build_and_match_onnx(tmp_path):
     """GPU only: FP16 TensorRT plans for every model deserialize with the spec's tensor names."""

@@ -11,6 +11,7 @@ from s2s.constants import REGNET
 from s2s.models.bninception import RGB_PARAMETERS, BNInception, build_bninception
 from s2s.models.checkpoints import CheckpointError, count_parameters
 from s2s.models.hifigan import PAPER_PARAMETERS_M, VARIANTS, build_hifigan, hifigan_checkpoint
+from s2s.models.istft import InverseSTFT, build_istft_vocoder, istft_checkpoint
 from s2s.models.melgan import build_melgan, melgan_checkpoint_state
 from s2s.models.regnet import RegNetGenerator, build_regnet, regnet_config, save_regnet_checkpoint
 
@@ -198,6 +199,47 @@ def test_hifigan_weight_norm_checkpoint_round_trip(tmp_path):
         build_hifigan("v3", tmp_path / "g_broken")
     with pytest.raises(CheckpointError, match="shape mismatches"):
         build_hifigan("v1", tmp_path / "g_02500000")  # a V3 checkpoint is not a V1
+
+
+def test_istft_vocoder_inverts_the_stft_as_torch_does_and_writes_a_hop_per_frame():
+    n_fft, hop = 1024, REGNET.hop_length
+    inverse = InverseSTFT(n_fft, hop)
+    g = torch.Generator().manual_seed(0)
+    real, imag = torch.randn(2, n_fft // 2 + 1, 30, generator=g), torch.randn(2, n_fft // 2 + 1, 30, generator=g)
+    reference = torch.istft(torch.complex(real, imag), n_fft, hop, n_fft, torch.hann_window(n_fft), center=True,
+                            length=30 * hop)  # fmt: skip
+    torch.testing.assert_close(inverse(real, imag), reference, atol=1e-6, rtol=1e-5)
+    sound = torch.randn(1, 40 * hop, generator=g)  # and a real STFT comes back as the sound it came from
+    spectrum = torch.stft(sound, n_fft, hop, n_fft, torch.hann_window(n_fft), center=True, return_complex=True)
+    torch.testing.assert_close(inverse(spectrum.real, spectrum.imag)[:, : sound.shape[1]], sound, atol=1e-5, rtol=0)
+    model = build_istft_vocoder(seed=4)
+    assert abs(count_parameters(model) / 1e6 - 2.82) < 0.005
+    with torch.no_grad():
+        assert model(torch.rand(2, 80, 9)).shape == (2, 1, 9 * hop)
+
+
+def test_istft_vocoder_serves_its_fixed_noise_and_round_trips_its_checkpoint(tmp_path):
+    model = build_istft_vocoder(seed=5)
+    table = model.config.noise_frames
+    mel = torch.rand(1, 80, table + 20)
+    noise = model.served_noise(mel)
+    assert noise.shape == (1, model.config.noise_channels, table + 20)
+    assert torch.equal(noise[..., table:], noise[..., :20]), "the table repeats past its end"
+    with torch.no_grad():
+        served = model(mel)
+        assert torch.equal(served, model(mel)), "served: the same mel makes the same sound"
+        assert not torch.equal(served, model(mel, torch.randn_like(noise))), "it reads the noise"
+    blob = istft_checkpoint(model)
+    assert blob["architecture"] == "istft" and "noise_table" in blob["state_dict"]
+    torch.save(blob, tmp_path / "best_netG.pt")
+    half = {**blob, "state_dict": {k: v.half() for k, v in blob["state_dict"].items()}}
+    torch.save(half, tmp_path / "half.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(build_istft_vocoder(checkpoint=tmp_path / "best_netG.pt")(mel), served)
+        assert build_istft_vocoder(checkpoint=tmp_path / "half.pt")(mel).dtype == torch.float32
+    torch.save(melgan_checkpoint_state(build_melgan(seed=1)), tmp_path / "melgan.pt")
+    with pytest.raises(CheckpointError, match="not an istft vocoder checkpoint"):
+        build_istft_vocoder(checkpoint=tmp_path / "melgan.pt")
 
 
 def test_seeded_init_is_deterministic():

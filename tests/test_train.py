@@ -180,6 +180,32 @@ def test_the_vocoder_can_learn_from_the_generator_s_predicted_mels(trained, tmp_
     assert json.loads((other.output / "options.json").read_text())["predicted_mels"] == 1.0
 
 
+def test_the_istft_vocoder_trains_in_the_vocoder_stage_and_its_checkpoint_names_it(trained, tmp_path):
+    from s2s.models.istft import build_istft_vocoder
+    from s2s.training.train import SPECTRAL_RECIPES
+
+    options, _ = trained
+    assert TrainOptions(vocoder="istft").spectral_steps == SPECTRAL_RECIPES["istft"].steps
+    assert TrainOptions().spectral_steps == SPECTRAL_RECIPES["melgan"].steps, "the shipped recipe stays the default"
+    with pytest.raises(OptionError, match="s2s train makes melgan, istft"):
+        TrainOptions(vocoder="wavenet")
+    other = replace(options, output=tmp_path / "other", vocoder="istft")
+    other.output.mkdir()
+    for name in ("data", "encoders.json"):
+        (other.output / name).symlink_to(options.output / name)
+    result = train(other, stages=("vocoder",))
+    assert torch.load(result["vocoder"], weights_only=True)["architecture"] == "istft"
+    vocoder = build_istft_vocoder(checkpoint=result["vocoder"])
+    mel = ClipData([sorted((other.output / "data").glob("*.npz"))[0]]).clips[0][1][None, :, :40]
+    with torch.no_grad():
+        sound = vocoder(torch.from_numpy(mel))
+    assert sound.shape == (1, 1, 40 * 256) and torch.isfinite(sound).all() and sound.abs().max() > 0
+    losses = json.loads((other.output / "losses.json").read_text())["vocoder"]
+    assert [s for s, _ in losses] == [6] and all(np.isfinite(v) for _, v in losses)
+    assert ExportOptions(vocoder_checkpoint=Path(result["vocoder"])).vocoder_name() == "istft"
+    assert ExportOptions(vocoder_checkpoint=Path(trained[1]["vocoder"])).vocoder_name() == "melgan"
+
+
 def test_a_stage_without_its_data_says_which_stage_to_run(tmp_path):
     with pytest.raises(MissingStageError, match="run the data stage first"):
         train(TrainOptions(output=tmp_path, **TINY), stages=("generator",))

@@ -134,6 +134,12 @@ def torch_load(path: str | Path) -> dict:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
 
 
+def recorded_architecture(path: str | Path) -> str | None:
+    """The network a checkpoint says it holds (``s2s train`` writes ``architecture``); None for files without."""
+    blob = torch_load(path)
+    return blob.get("architecture") if isinstance(blob, dict) else None
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -12,7 +12,7 @@ official state dict) is folded into the weights on load, which is what removing 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -106,3 +106,9 @@ def build_melgan(
 def melgan_checkpoint_state(model: MelGANGenerator) -> dict:
     """The official layout of ``model``'s weights (weight norm split back into g and v)."""
     return split_weight_norm(model.state_dict(), conv_weight_keys(model))
+
+
+def melgan_checkpoint(model: MelGANGenerator) -> dict:
+    """Our checkpoint of ``model`` (``s2s train``'s): its architecture and configuration with the weights in
+    the official layout."""
+    return {"architecture": "melgan", "config": asdict(model.config), "state_dict": melgan_checkpoint_state(model)}

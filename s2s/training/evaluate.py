@@ -79,7 +79,7 @@ class EvalOptions:
         None, "--generator-checkpoint", "trained generator", type=Path, shown="the demo weights"
     )
     vocoder_checkpoint: Path | None = flag(
-        None, "--vocoder-checkpoint", "trained MelGAN", type=Path, shown="the demo weights"
+        None, "--vocoder-checkpoint", "trained vocoder (MelGAN or s2s train's)", type=Path, shown="the demo weights"
     )
     #: before / after: other weights scored in the same run on the same clips (either half defaults to the
     #: trained weights' own, so giving one compares that network alone)
@@ -88,7 +88,7 @@ class EvalOptions:
         "same clips", type=Path, shown="the trained generator, when only a baseline vocoder is given",
     )  # fmt: skip
     baseline_vocoder_checkpoint: Path | None = flag(
-        None, "--baseline-vocoder-checkpoint", "a MelGAN to compare against, scored in the same run on the same "
+        None, "--baseline-vocoder-checkpoint", "a vocoder to compare against, scored in the same run on the same "
         "clips", type=Path, shown="the trained vocoder, when only a baseline generator is given",
     )  # fmt: skip
     cpu_precision: str = flag(
@@ -248,7 +248,7 @@ def _weights(options: EvalOptions):
             generator_checkpoint=options.baseline_generator_checkpoint or trained.generator_checkpoint,
             vocoder_checkpoint=options.baseline_vocoder_checkpoint or trained.vocoder_checkpoint,
         )
-    return trained, baseline, ExportOptions(generator_config=config)
+    return trained, baseline, ExportOptions(generator_config=config, vocoder=trained.vocoder_name())
 
 
 #: the rows of a report, in order: label -> what the row is called (``{precision}`` filled in)

@@ -14,8 +14,10 @@ continues from its last checkpoint):
    ``--window-frames`` frames: L1 + L2 between its mel and the clip's. Checkpoints in the reference
    layout (``checkpoint_XXXXXX_netG``) that also record which encoder weights produced the features,
    so that ``s2s export`` can refuse to pair the generator with other encoders.
-3. ``vocoder``: MelGAN on (mel, waveform) segments: ``--vocoder-steps`` with a multi-resolution STFT loss
-   and a mel loss (quick on a CPU, learns the sound's envelope and timing), then
+3. ``vocoder``: MelGAN, or with ``--vocoder istft`` the frequency-domain vocoder of s2s.models.istft, on (mel,
+   waveform) segments: ``--vocoder-steps`` with a multi-resolution STFT loss and a mel loss (quick on a CPU,
+   learns the sound's envelope and timing; the istft vocoder reads fresh noise each step and also learns
+   with the hop-periodic loss: :data:`SPECTRAL_RECIPES`), then
    ``--vocoder-adversarial-steps`` against MelGAN's multi-scale discriminator and a period discriminator
    at the hop, with feature matching, a heavy mel loss (HiFi-GAN's balance of losses), the spectral
    convergence of the linear mel magnitudes (``--vocoder-linear-weight``: the loud bins, where impacts
@@ -23,7 +25,8 @@ continues from its last checkpoint):
    steady buzz at the hop rate that spectral losses leave. ``--vocoder-predicted-mels``: in a share of
    those steps' segments the mel is the generator's prediction for the clip, paired with the clip's own
    sound (HiFi-GAN's fine-tuning on predicted mels), so the vocoder learns to make real sound of the
-   smooth mels it is served. Checkpoints as ``best_netG.pt`` (official layout).
+   smooth mels it is served. Checkpoints as ``best_netG.pt`` (MelGAN's weights in the official layout), each
+   recording its network (``architecture``: what ``s2s export`` and ``s2s eval`` build from it).
 
 Loss curves go to ``<output>/losses.png`` and ``losses.json``. ``--install`` copies the final weights,
 as float16, to the package's demo weights (``s2s/weights/``) that ``s2s export`` uses by default.
@@ -48,7 +51,8 @@ from s2s.constants import REGNET
 from s2s.errors import OptionError, S2SError
 from s2s.flags import flag
 from s2s.models.checkpoints import portable_path, state_fingerprint, torch_load
-from s2s.models.melgan import MelGANConfig, MelGANGenerator, melgan_checkpoint_state
+from s2s.models.istft import ISTFTVocoder, istft_checkpoint
+from s2s.models.melgan import MelGANGenerator, melgan_checkpoint
 from s2s.models.regnet import CONFIGS, RegNetGenerator, build_regnet, regnet_config, save_regnet_checkpoint
 from s2s.progress import Progress
 from s2s.synth import HELD_OUT_SEEDS, VARIETIES, encode_clip, make_clip
@@ -77,6 +81,27 @@ PERIODIC_WEIGHT = 3.0
 #: of the spectral convergence of the linear mel magnitudes in the adversarial steps: the mel loss above is
 #: on a dB scale, where every bin counts alike; this one weighs the loud bins, the impacts' ringing modes
 LINEAR_MEL_WEIGHT = 5.0
+
+
+@dataclass(frozen=True)
+class SpectralRecipe:
+    """How a vocoder network learns in the spectral steps (the multi-resolution STFT loss, plus these)."""
+
+    steps: int  #: the default of --vocoder-steps
+    mel_weight: float  #: of the L1 mel loss on RegNet's [0, 1] dB scale
+    periodic_weight: float  #: of the hop-periodic loss
+    betas: tuple[float, float]  #: Adam's
+
+
+#: per vocoder network (``--vocoder``). MelGAN: the shipped demo vocoder's recipe. istft (s2s.models.istft):
+#: HiFi-GAN's mel weight, Adam betas as in its adversarial steps, and the hop-periodic loss at 10 (with the
+#: noise it reads it can write another phase each frame; the loss tells it where: 3 left 9.7 dB of buzz where 10
+#: left 5.0); 0.13 s a step at one thread, a fifth of MelGAN's, so it gets more steps (benchmarks/README.md,
+#: "An iSTFT vocoder")
+SPECTRAL_RECIPES = {
+    "melgan": SpectralRecipe(steps=1500, mel_weight=1.0, periodic_weight=0.0, betas=(0.9, 0.999)),
+    "istft": SpectralRecipe(steps=6000, mel_weight=45.0, periodic_weight=10.0, betas=(0.8, 0.99)),
+}
 
 
 class MissingStageError(S2SError):
@@ -108,7 +133,10 @@ class TrainOptions:
     batch: int = flag(8, "--batch", "batch size")
     generator_steps: int = flag(5000, "--generator-steps", "generator optimisation steps")
     generator_lr: float = 1e-3
-    vocoder_steps: int = flag(1500, "--vocoder-steps", "vocoder steps with spectral losses only")
+    vocoder: str = flag("melgan", "--vocoder", "vocoder network: MelGAN (time domain) or istft (s2s.models.istft: "
+                        "writes the STFT; renders the impacts' ringing)", choices=tuple(SPECTRAL_RECIPES))  # fmt: skip
+    vocoder_steps: int | None = flag(None, "--vocoder-steps", "vocoder steps with spectral losses only", type=int,
+                                     shown="the network's recipe: 1500 melgan, 6000 istft")  # fmt: skip
     vocoder_lr: float = 5e-4
     vocoder_adversarial_steps: int = flag(
         ADVERSARIAL_STEPS, "--vocoder-adversarial-steps", "vocoder steps after those against a multi-scale and a "
@@ -137,6 +165,8 @@ class TrainOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.vocoder not in SPECTRAL_RECIPES:
+            raise OptionError(f"unknown vocoder {self.vocoder!r}; s2s train makes {', '.join(SPECTRAL_RECIPES)}")
         if not 0.0 <= self.predicted_mels <= 1.0:
             raise OptionError(f"--vocoder-predicted-mels is a share of the segments, 0 to 1, "
                               f"got {self.predicted_mels:g}")  # fmt: skip
@@ -151,6 +181,15 @@ class TrainOptions:
     def vocoder_checkpoint(self) -> Path:
         """The vocoder's final checkpoint."""
         return self.output / "vocoder" / "best_netG.pt"
+
+    @property
+    def spectral_recipe(self) -> SpectralRecipe:
+        return SPECTRAL_RECIPES[self.vocoder]
+
+    @property
+    def spectral_steps(self) -> int:
+        """--vocoder-steps, else the network's recipe's."""
+        return self.spectral_recipe.steps if self.vocoder_steps is None else self.vocoder_steps
 
 
 # -------------------------------------------------------------------------------------------- utils
@@ -443,10 +482,10 @@ def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
     feature matching, a heavy mel loss, the spectral convergence of the linear mel magnitudes and the
     hop-periodic loss, on the clips' own mels or (a share of them) the generator's predictions of them (one
     resumable loop: every part's state is kept in the resume file)."""
-    config = MelGANConfig()
-    model = MelGANGenerator(config)
-    spectral, adversarial = options.vocoder_steps, options.vocoder_adversarial_steps
-    parts = {"vocoder": Part.cosine(model, options.vocoder_lr, spectral)}
+    recipe = options.spectral_recipe
+    model = ISTFTVocoder() if options.vocoder == "istft" else MelGANGenerator()
+    spectral, adversarial = options.spectral_steps, options.vocoder_adversarial_steps
+    parts = {"vocoder": Part.cosine(model, options.vocoder_lr, spectral, betas=recipe.betas)}
     if adversarial:  # only then is there a discriminator to train and keep in the resume file
         discriminator = VocoderDiscriminator(REGNET.hop_length)
         betas = (0.8, 0.99)  # HiFi-GAN's, for both sides of the game
@@ -461,12 +500,18 @@ def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
         else:
             m, audio = data.segments(rng, options.batch, options.vocoder_segment_frames, predicted,
                                      options.predicted_mels)  # fmt: skip
-        y = model(m)[:, :, : audio.shape[1]]
+        if isinstance(model, ISTFTVocoder):  # fresh noise each step (served: the model's fixed table)
+            y = model(m, torch.randn(m.shape[0], model.config.noise_channels, m.shape[-1]))
+        else:
+            y = model(m)
+        y = y[:, :, : audio.shape[1]]
         made, own = mel.magnitudes(y[:, 0]), mel.magnitudes(audio)
         mel_loss = (normalize_db(made) - normalize_db(own)).abs().mean()
         loss = stft(y[:, 0], audio)
         if at < spectral:
-            loss = loss + mel_loss
+            loss = loss + recipe.mel_weight * mel_loss
+            if recipe.periodic_weight:
+                loss = loss + recipe.periodic_weight * hop_periodic_loss(y[:, 0], audio)
             parts["vocoder"].update(loss)
             return loss.item()
         if options.linear_mel_weight:
@@ -485,7 +530,8 @@ def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
         return loss.item()
 
     def save(folder: Path, _step: int) -> None:
-        torch.save({"config": asdict(config), "state_dict": melgan_checkpoint_state(model)}, folder / "best_netG.pt")
+        blob = istft_checkpoint(model) if isinstance(model, ISTFTVocoder) else melgan_checkpoint(model)
+        torch.save(blob, folder / "best_netG.pt")
 
     torch.set_flush_denormal(True)  # subnormal activations late in training make every step several times slower
     history = _train_loop("vocoder", options, parts, spectral + adversarial, step, save)
