@@ -156,6 +156,7 @@ def test_the_vocoder_can_learn_from_the_generator_s_predicted_mels(trained, tmp_
         TrainOptions(predicted_mels=1.5, vocoder_adversarial_steps=2)
     with pytest.raises(OptionError, match="adversarial vocoder steps"):
         TrainOptions(predicted_mels=0.5, vocoder_adversarial_steps=0)
+    TrainOptions(predicted_mels=0.5, vocoder_adversarial_steps=0, vocoder_finetune_steps=10)  # or fine-tune ones
     other = replace(options, output=tmp_path / "other", predicted_mels=1.0)
     other.output.mkdir()
     for name in ("data", "encoders.json"):
@@ -189,11 +190,20 @@ def test_the_istft_vocoder_trains_in_the_vocoder_stage_and_its_checkpoint_names_
     assert TrainOptions().spectral_steps == SPECTRAL_RECIPES["melgan"].steps, "the shipped recipe stays the default"
     with pytest.raises(OptionError, match="s2s train makes melgan, istft"):
         TrainOptions(vocoder="wavenet")
-    other = replace(options, output=tmp_path / "other", vocoder="istft")
+    other = replace(options, output=tmp_path / "other", vocoder="istft", vocoder_adversarial_steps=0)
     other.output.mkdir()
-    for name in ("data", "encoders.json"):
+    for name in ("data", "encoders.json", "generator"):
         (other.output / name).symlink_to(options.output / name)
     result = train(other, stages=("vocoder",))
+    first = torch.load(result["vocoder"], weights_only=True)["state_dict"]
+    # the finished run given fine-tune steps on the generator's mels continues from where it ended
+    finetuned = replace(other, vocoder_finetune_steps=2, predicted_mels=1.0)
+    assert train(finetuned, stages=("vocoder",))["vocoder"] == result["vocoder"]
+    state = torch.load(other.output / "vocoder" / "resume.pt", weights_only=False)
+    assert state["step"] == 6 and set(state["parts"]) == {"vocoder", "vocoder_finetune"}
+    after = torch.load(result["vocoder"], weights_only=True)["state_dict"]
+    assert not torch.equal(first["head.weight"], after["head.weight"]), "it learnt on"
+    assert torch.equal(first["noise_table"], after["noise_table"]), "the served noise is not learnt"
     assert torch.load(result["vocoder"], weights_only=True)["architecture"] == "istft"
     vocoder = build_istft_vocoder(checkpoint=result["vocoder"])
     mel = ClipData([sorted((other.output / "data").glob("*.npz"))[0]]).clips[0][1][None, :, :40]
@@ -201,7 +211,7 @@ def test_the_istft_vocoder_trains_in_the_vocoder_stage_and_its_checkpoint_names_
         sound = vocoder(torch.from_numpy(mel))
     assert sound.shape == (1, 1, 40 * 256) and torch.isfinite(sound).all() and sound.abs().max() > 0
     losses = json.loads((other.output / "losses.json").read_text())["vocoder"]
-    assert [s for s, _ in losses] == [6] and all(np.isfinite(v) for _, v in losses)
+    assert [s for s, _ in losses] == [4, 6] and all(np.isfinite(v) for _, v in losses)
     assert ExportOptions(vocoder_checkpoint=Path(result["vocoder"])).vocoder_name() == "istft"
     assert ExportOptions(vocoder_checkpoint=Path(trained[1]["vocoder"])).vocoder_name() == "melgan"
 

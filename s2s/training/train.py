@@ -22,10 +22,11 @@ continues from its last checkpoint):
    at the hop, with feature matching, a heavy mel loss (HiFi-GAN's balance of losses), the spectral
    convergence of the linear mel magnitudes (``--vocoder-linear-weight``: the loud bins, where impacts
    ring) and the hop-periodic loss (:func:`hop_periodic_loss`; s2s.training.adversarial): aimed at the
-   steady buzz at the hop rate that spectral losses leave. ``--vocoder-predicted-mels``: in a share of
-   those steps' segments the mel is the generator's prediction for the clip, paired with the clip's own
-   sound (HiFi-GAN's fine-tuning on predicted mels), so the vocoder learns to make real sound of the
-   smooth mels it is served. Checkpoints as ``best_netG.pt`` (MelGAN's weights in the official layout), each
+   steady buzz at the hop rate that spectral losses leave; then ``--vocoder-finetune-steps`` with the
+   spectral losses again. ``--vocoder-predicted-mels``: in a share of the adversarial and fine-tune steps'
+   segments the mel is the generator's prediction for the clip, paired with the clip's own sound
+   (HiFi-GAN's fine-tuning on predicted mels), so the vocoder learns to make real sound of the smooth mels
+   it is served. Checkpoints as ``best_netG.pt`` (MelGAN's weights in the official layout), each
    recording its network (``architecture``: what ``s2s export`` and ``s2s eval`` build from it).
 
 Loss curves go to ``<output>/losses.png`` and ``losses.json``. ``--install`` copies the final weights,
@@ -95,9 +96,9 @@ class SpectralRecipe:
 
 #: per vocoder network (``--vocoder``). MelGAN: the shipped demo vocoder's recipe. istft (s2s.models.istft):
 #: HiFi-GAN's mel weight, Adam betas as in its adversarial steps, and the hop-periodic loss at 10 (with the
-#: noise it reads it can write another phase each frame; the loss tells it where: 3 left 9.7 dB of buzz where 10
-#: left 5.0); 0.13 s a step at one thread, a fifth of MelGAN's, so it gets more steps (benchmarks/README.md,
-#: "An iSTFT vocoder")
+#: noise it reads it can write another phase each frame; the loss tells it where: at 3 the buzz on the true mel
+#: was 9.7 dB after 3,000 steps, at 10 5.0 after 2,000); 0.13 s a step at one thread, a fifth of MelGAN's, so it
+#: gets more steps (benchmarks/README.md, "An iSTFT vocoder")
 SPECTRAL_RECIPES = {
     "melgan": SpectralRecipe(steps=1500, mel_weight=1.0, periodic_weight=0.0, betas=(0.9, 0.999)),
     "istft": SpectralRecipe(steps=6000, mel_weight=45.0, periodic_weight=10.0, betas=(0.8, 0.99)),
@@ -145,6 +146,12 @@ class TrainOptions:
     vocoder_adversarial_lr: float = flag(2e-4, "--vocoder-adversarial-lr", "learning rate of the adversarial "
                                          "vocoder steps (cosine decay to 5 %)")  # fmt: skip
     discriminator_lr: float = 2e-4
+    vocoder_finetune_steps: int = flag(
+        0, "--vocoder-finetune-steps", "vocoder steps after all others with the spectral losses, on the clips' own "
+        "mels or (--vocoder-predicted-mels) the generator's predictions of them (0: none)",
+    )  # fmt: skip
+    vocoder_finetune_lr: float = flag(2e-4, "--vocoder-finetune-lr", "learning rate of the fine-tune vocoder steps "
+                                      "(cosine decay to 5 %)")  # fmt: skip
     adversarial_weight: float = ADVERSARIAL_WEIGHT  #: of the least-squares adversarial loss, next to the spectral ones
     adversarial_mel_weight: float = ADVERSARIAL_MEL_WEIGHT  #: of the mel loss in the adversarial steps (1 before)
     feature_matching_weight: float = FEATURE_MATCHING_WEIGHT
@@ -157,8 +164,8 @@ class TrainOptions:
         "magnitudes (the loud bins: the impacts' ringing) in the adversarial vocoder steps (0: none)",
     )  # fmt: skip
     predicted_mels: float = flag(
-        0.0, "--vocoder-predicted-mels", "share of the adversarial vocoder steps' segments whose mel is the "
-        "generator's prediction for the clip (this run's generator stage), paired with the clip's own sound",
+        0.0, "--vocoder-predicted-mels", "share of the adversarial and fine-tune vocoder steps' segments whose mel is "
+        "the generator's prediction for the clip (this run's generator stage), paired with the clip's own sound",
     )  # fmt: skip
     vocoder_segment_frames: int = 32  #: mel frames per vocoder training segment (x 256 samples)
     checkpoint_every: int = flag(250, "--checkpoint-every", "steps between checkpoints")
@@ -170,9 +177,9 @@ class TrainOptions:
         if not 0.0 <= self.predicted_mels <= 1.0:
             raise OptionError(f"--vocoder-predicted-mels is a share of the segments, 0 to 1, "
                               f"got {self.predicted_mels:g}")  # fmt: skip
-        if self.predicted_mels and not self.vocoder_adversarial_steps:
-            raise OptionError("--vocoder-predicted-mels applies to the adversarial vocoder steps: give "
-                              "--vocoder-adversarial-steps too")  # fmt: skip
+        if self.predicted_mels and not (self.vocoder_adversarial_steps or self.vocoder_finetune_steps):
+            raise OptionError("--vocoder-predicted-mels applies to the adversarial vocoder steps and the fine-tune "
+                              "ones: give --vocoder-adversarial-steps or --vocoder-finetune-steps too")  # fmt: skip
 
     def generator_checkpoint(self) -> Path:
         """The generator's final checkpoint (what the generator stage ends with)."""
@@ -480,11 +487,14 @@ def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
     """Spectral losses for ``vocoder_steps`` (Adam, cosine decay), then ``vocoder_adversarial_steps`` from where
     they left the vocoder, with their own optimiser and schedule: against :class:`VocoderDiscriminator`, with
     feature matching, a heavy mel loss, the spectral convergence of the linear mel magnitudes and the
-    hop-periodic loss, on the clips' own mels or (a share of them) the generator's predictions of them (one
-    resumable loop: every part's state is kept in the resume file)."""
+    hop-periodic loss, then ``vocoder_finetune_steps`` with the spectral losses again, their own optimiser and
+    schedule; the last two on the clips' own mels or (a share of them) the generator's predictions of them (one
+    resumable loop: every part's state is kept in the resume file, and a finished run given more steps of a
+    later kind continues from where it ended)."""
     recipe = options.spectral_recipe
     model = ISTFTVocoder() if options.vocoder == "istft" else MelGANGenerator()
     spectral, adversarial = options.spectral_steps, options.vocoder_adversarial_steps
+    finetune = options.vocoder_finetune_steps
     parts = {"vocoder": Part.cosine(model, options.vocoder_lr, spectral, betas=recipe.betas)}
     if adversarial:  # only then is there a discriminator to train and keep in the resume file
         discriminator = VocoderDiscriminator(REGNET.hop_length)
@@ -492,7 +502,9 @@ def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
         parts["vocoder_adversarial"] = Part.cosine(model, options.vocoder_adversarial_lr, adversarial, betas=betas)
         parts["discriminator"] = Part.cosine(discriminator, options.discriminator_lr, adversarial, betas=betas)
     stft, mel = STFTLoss(), MelSpectrogram()
-    predicted = predicted_mels(options, data) if adversarial and options.predicted_mels else None
+    if finetune:
+        parts["vocoder_finetune"] = Part.cosine(model, options.vocoder_finetune_lr, finetune, betas=recipe.betas)
+    predicted = predicted_mels(options, data) if (adversarial or finetune) and options.predicted_mels else None
 
     def step(rng, at: int) -> float:
         if at < spectral:
@@ -508,11 +520,11 @@ def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
         made, own = mel.magnitudes(y[:, 0]), mel.magnitudes(audio)
         mel_loss = (normalize_db(made) - normalize_db(own)).abs().mean()
         loss = stft(y[:, 0], audio)
-        if at < spectral:
+        if at < spectral or at >= spectral + adversarial:  # the spectral steps, or the fine-tune ones after all
             loss = loss + recipe.mel_weight * mel_loss
             if recipe.periodic_weight:
                 loss = loss + recipe.periodic_weight * hop_periodic_loss(y[:, 0], audio)
-            parts["vocoder"].update(loss)
+            parts["vocoder" if at < spectral else "vocoder_finetune"].update(loss)
             return loss.item()
         if options.linear_mel_weight:
             loss = loss + options.linear_mel_weight * torch.linalg.norm(made - own) / torch.linalg.norm(own)
@@ -534,7 +546,7 @@ def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
         torch.save(blob, folder / "best_netG.pt")
 
     torch.set_flush_denormal(True)  # subnormal activations late in training make every step several times slower
-    history = _train_loop("vocoder", options, parts, spectral + adversarial, step, save)
+    history = _train_loop("vocoder", options, parts, spectral + adversarial + finetune, step, save)
     _save_history(options, "vocoder", history)
     return options.vocoder_checkpoint()
 
