@@ -21,7 +21,7 @@ import numpy as np
 
 from s2s.constants import REGNET
 from s2s.errors import OptionError, S2SError
-from s2s.video import encode_mono_audio, is_still
+from s2s.video import encode_mono_audio, is_still, video_encoder_options
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def _mux(
             out_video = dst.add_stream_from_template(in_video)
         else:
             codec = "libvpx-vp9" if fmt == "webm" else "libx264"
-            out_video = dst.add_stream(codec, rate=in_video.average_rate or 25)
+            out_video = dst.add_stream(codec, rate=in_video.average_rate or 25, options=video_encoder_options(codec))
             width, height = (max(2, d - d % 2) for d in (in_video.codec_context.width, in_video.codec_context.height))
             out_video.width, out_video.height, out_video.pix_fmt = width, height, "yuv420p"
             out_video.codec_context.time_base = _REENCODE_TIME_BASE

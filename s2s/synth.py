@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 
 from s2s.constants import REGNET, Recipe
-from s2s.video import encode_mono_audio
+from s2s.video import encode_mono_audio, video_encoder_options
 
 EVENT_KINDS = ("bounce", "strike", "slide")
 #: kinds only the wide variety draws
@@ -582,7 +582,8 @@ def encode_clip(
     """The clip as a video file (silent unless ``with_audio``); returns the bytes, writes ``path`` if given.
 
     ``container``: a key of :data:`CONTAINERS`; ``codec`` replaces its default video codec; ``rotation``
-    (degrees) is stored as display rotation metadata. H.264 is encoded at crf 18.
+    (degrees) is stored as display rotation metadata. H.264 is encoded at crf 18, the same
+    frames always to the same bytes (:data:`s2s.video.X264_OPTIONS`).
     """
     import av
 
@@ -591,7 +592,7 @@ def encode_clip(
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=fmt) as out:
         rate = Fraction(clip.fps).limit_denominator(1000)
-        stream = out.add_stream(codec, rate=rate, options={"crf": "18"} if codec == "libx264" else {})
+        stream = out.add_stream(codec, rate=rate, options=video_encoder_options(codec, crf=18))
         stream.height, stream.width = clip.frames.shape[1:3]
         stream.pix_fmt = pix_fmt
         time_base = Fraction(1, 1000) if clip.variable_frame_rate else 1 / rate

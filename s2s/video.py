@@ -35,6 +35,18 @@ class VideoError(S2SError, ValueError):
 #: whole window of the networks whatever its duration, as the last window of a video loops its frames)
 STILL_DURATION_S = REGNET.window_s
 
+#: options of every H.264 encode (libx264): without ``cpu-independent`` its SIMD macroblock tree reads
+#: memory it never wrote at some widths (400 px: 25 macroblocks), so the same frames gave other bytes from
+#: one encode to the next; with it the same frames give the same bytes on any CPU
+X264_OPTIONS = {"x264-params": "cpu-independent=1"}
+
+
+def video_encoder_options(codec: str, *, crf: int | None = None) -> dict[str, str]:
+    """The options of a video encoder: for libx264 :data:`X264_OPTIONS` and ``crf`` if given, else none."""
+    if codec != "libx264":
+        return {}
+    return {**X264_OPTIONS, **({"crf": str(crf)} if crf is not None else {})}
+
 
 @dataclass(frozen=True)
 class VideoLimits:

@@ -112,6 +112,25 @@ def test_encoded_clip_decodes_at_the_pipeline_rate():
     assert np.abs(decoded.frames.astype(int) - clip.frames.astype(int)).mean() < 4  # H.264 at crf 18
 
 
+def test_the_same_frames_encode_to_the_same_bytes(tmp_path):
+    # 400 px wide (25 macroblocks): x264's SIMD macroblock tree read memory it never wrote there, so the same
+    # frames came out as other bytes from one encode to the next (and the eval's served features moved)
+    from s2s.client.mux import mux_audio
+    from s2s.independent import INDEPENDENT_SEEDS, independent_clip
+
+    clip = independent_clip(INDEPENDENT_SEEDS.start + 7, 2.0)
+    assert clip.frames.shape[2] == 400
+    encodes, muxed = set(), set()
+    for n in range(4):
+        clutter = [np.random.default_rng(n).bytes(1 << 20) for _ in range(4)]  # other heap contents each time
+        encodes.add(encode_clip(clip))
+        out = tmp_path / f"{n}.mp4"
+        mux_audio(encode_clip(clip, container="gif"), clip.audio, out)  # mp4 cannot hold a GIF: re-encoded
+        muxed.add(out.read_bytes())
+        del clutter
+    assert len(encodes) == 1 and len(muxed) == 1
+
+
 def test_the_wide_variety_draws_more_kinds_frame_rates_and_looks_and_keeps_its_ground_truth():
     from s2s.synth import VARIETIES, WIDE_FPS, WIDE_KINDS, _make_pair
 
