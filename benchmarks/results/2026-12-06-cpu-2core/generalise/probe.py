@@ -1,0 +1,124 @@
+"""Generator probe, in process: features of held-out clips (generated and independent) through the served
+decode and the seeded encoders (ONNX Runtime), cached; a generator checkpoint's mel for each, vocoded by a
+vocoder checkpoint, scored against the clips' onsets; where the misses are (nearest detection).
+
+    python probe.py features RUN_WITH_ENCODERS CACHE [--independent N] [--generated N]
+    python probe.py score CACHE GENERATOR VOCODER [--label L] [--zero-rgb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from s2s.alignment import detect_onsets, envelope_correlation, score_onsets
+from s2s.audio import MelSpectrogram
+from s2s.constants import REGNET
+from s2s.flow import network_inputs
+from s2s.independent import INDEPENDENT_SEEDS, independent_clip
+from s2s.synth import HELD_OUT_SEEDS, encode_clip, make_clip
+from s2s.video import decode_video
+
+
+def features(run: Path, cache: Path, independent: int, generated: int) -> None:
+    import onnxruntime as ort
+
+    sessions = {
+        n: ort.InferenceSession(str(run / "encoders" / f"{n}.onnx"), providers=["CPUExecutionProvider"])
+        for n in ("tsn_rgb", "tsn_flow")
+    }
+    mel = MelSpectrogram()
+    cache.mkdir(parents=True, exist_ok=True)
+    seeds = [("independent", s) for s in range(INDEPENDENT_SEEDS.start, INDEPENDENT_SEEDS.start + independent)]
+    seeds += [("generated", s) for s in range(HELD_OUT_SEEDS.start, HELD_OUT_SEEDS.start + generated)]
+    for kind, seed in seeds:
+        path = cache / f"{kind}_{seed}.npz"
+        if path.exists():
+            continue
+        clip = independent_clip(seed, 8.0) if kind == "independent" else make_clip(seed, 8.0)
+        pictures = decode_video(encode_clip(clip)).frames
+        rgb, flow = network_inputs(pictures, "dis")
+        feats = {}
+        for name, inputs in (("tsn_rgb", rgb), ("tsn_flow", flow)):
+            feats[name] = np.concatenate(
+                [
+                    sessions[name].run(None, {"frames": inputs[None, i : i + 64]})[0][0]
+                    for i in range(0, len(inputs), 64)
+                ]
+            )
+        n = len(pictures)
+        target = mel(torch.from_numpy(clip.audio)[None])[0].numpy()[:, : REGNET.mel_frames_per_frame * n]
+        np.savez(
+            path,
+            rgb=feats["tsn_rgb"],
+            flow=feats["tsn_flow"],
+            mel=target,
+            audio=clip.audio,
+            onsets=clip.onsets,
+            kinds=np.array(clip.kinds),
+        )
+        sys.stdout.write(f"{kind} {seed} {n}\n")
+
+
+def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str, zero_rgb: bool = False) -> dict:
+    from s2s.export.specs import build_vocoder
+    from s2s.models.checkpoints import recorded_architecture
+    from s2s.models.regnet import build_regnet
+
+    generator = build_regnet("small", checkpoint=generator_path).eval()
+    vocoder = build_vocoder(recorded_architecture(vocoder_path) or "melgan", vocoder_path, 0).eval()
+    out = {"label": label, "sets": {}}
+    noise = torch.Generator().manual_seed(0)
+    for kind in ("generated", "independent"):
+        hits = truth = 0
+        accs, offsets, envs, per_kind = [], [], [], {}
+        for path in sorted(cache.glob(f"{kind}_*.npz")):
+            z = np.load(path)
+            x = torch.from_numpy(np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32))[None]
+            if zero_rgb:  # a generator trained on the flow features alone
+                x[..., : z["rgb"].shape[1]] = 0
+            with torch.no_grad():
+                m = generator(x, torch.randn(1, generator.config.random_z_dim, generator=noise)).clamp(0, 1)
+                wave = vocoder(m)[0].reshape(-1).numpy()
+            times, strengths = detect_onsets(wave, REGNET.sample_rate)
+            s = score_onsets(z["onsets"], times, strengths)
+            hits, truth = hits + s.hits, truth + s.truth
+            accs.append(s.accuracy)
+            kinds = "+".join(sorted(str(k) for k in z["kinds"]))
+            per_kind.setdefault(kinds, []).append(s.accuracy)
+            envs.append(envelope_correlation(wave, z["audio"]))
+            for t in z["onsets"]:  # the nearest detection to each true onset (9: none at all)
+                offsets.append(float((times - t)[np.argmin(np.abs(times - t))]) if times.size else 9.0)
+        offsets = np.array(offsets)
+        missed = offsets[np.abs(offsets) > 0.1]
+        out["sets"][kind] = {
+            "clips": len(accs),
+            "accuracy": float(np.mean(accs)),
+            "pooled": hits / max(truth, 1),
+            "envelope": float(np.mean(envs)),
+            "per_kind": {k: [len(v), round(float(np.mean(v)), 3)] for k, v in sorted(per_kind.items())},
+            "nearest_offset_hist": np.histogram(np.clip(offsets, -0.5, 0.5), bins=10, range=(-0.5, 0.5))[0].tolist(),
+            "median_offset_of_misses": float(np.median(missed)) if missed.size else 0.0,
+        }
+    sys.stdout.write(json.dumps(out) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("what", choices=("features", "score"))
+    p.add_argument("args", nargs="+")
+    p.add_argument("--independent", type=int, default=32)
+    p.add_argument("--generated", type=int, default=16)
+    p.add_argument("--label", default="")
+    p.add_argument("--zero-rgb", action="store_true")
+    a = p.parse_args()
+    if a.what == "features":
+        features(Path(a.args[0]), Path(a.args[1]), a.independent, a.generated)
+    else:
+        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.zero_rgb)

@@ -1,0 +1,53 @@
+"""A generator variant trained like `s2s train`'s generator stage (same data, steps, batch, losses, schedule),
+with one change to what it is fed: ``flow`` (the RGB features zeroed, in training and in the probe),
+``dropout`` (input dropout P on the features in training only), ``noise`` (Gaussian noise of SIGMA times each
+channel's std in training only).
+
+    python train_variant.py RUN_DATA OUT VARIANT [--p 0.3] [--steps 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from s2s.models.regnet import RegNetGenerator, regnet_config, save_regnet_checkpoint
+from s2s.training.train import ClipData, Part
+
+p = argparse.ArgumentParser()
+p.add_argument("data", type=Path)
+p.add_argument("out", type=Path)
+p.add_argument("variant", choices=("baseline", "flow", "dropout", "noise"))
+p.add_argument("--p", type=float, default=0.3)
+p.add_argument("--steps", type=int, default=5000)
+a = p.parse_args()
+
+torch.manual_seed(0)
+rng = random.Random(0)
+data = ClipData(sorted(a.data.glob("clip_*.npz")))
+std = torch.from_numpy(np.concatenate([c[0] for c in data.clips]).std(axis=0))
+model = RegNetGenerator(regnet_config("small"))
+part = Part.cosine(model, 1e-3, a.steps)
+start = time.time()
+for step in range(1, a.steps + 1):
+    x, y = data.windows(rng, 8, 43)
+    if a.variant == "flow":
+        x[..., :1024] = 0
+    elif a.variant == "dropout":
+        x = torch.nn.functional.dropout(x, a.p)
+    elif a.variant == "noise":
+        x = x + a.p * std * torch.randn_like(x)
+    out = model(x, torch.randn(x.shape[0], model.config.random_z_dim))
+    loss = (out - y).abs().mean() + (out - y).square().mean()
+    part.update(loss)
+    if step % 500 == 0:
+        sys.stdout.write(f"{step} {loss.item():.4f} {time.time() - start:.0f}\n")
+        sys.stdout.flush()
+a.out.parent.mkdir(parents=True, exist_ok=True)
+save_regnet_checkpoint(model, a.out, iteration=a.steps, lr=1e-3, extra={"variant": a.variant, "p": a.p})
