@@ -222,12 +222,26 @@ def data_paths(options: TrainOptions) -> list[Path]:
     return [data / f"{prefix}_{seed:07d}.npz" for seed in range(options.first_seed, options.first_seed + options.clips)]
 
 
+def encoder_features(sessions: dict, pictures: np.ndarray, flow_method: str = "dis") -> dict[str, np.ndarray]:
+    """Frames at the served rate and size (N, 256, 340, 3) BGR -> ``{"tsn_rgb", "tsn_flow": (N, 1024)}``: the
+    encoders' ONNX Runtime ``sessions`` (by name) on the RGB and flow inputs, 64 frames a run."""
+    from s2s.flow import network_inputs
+
+    rgb, flow = network_inputs(pictures, flow_method)
+    feats = {}
+    for name, inputs in (("tsn_rgb", rgb), ("tsn_flow", flow)):
+        runs = range(0, len(inputs), 64)
+        feats[name] = np.concatenate(
+            [sessions[name].run(None, {"frames": inputs[None, i : i + 64]})[0][0] for i in runs]
+        )
+    return feats
+
+
 def prepare_data(options: TrainOptions) -> list[Path]:
     """Features, mel and waveform of every training clip (cached per clip)."""
     import onnxruntime as ort
 
     from s2s.export.onnx_export import export_onnx
-    from s2s.flow import network_inputs
     from s2s.video import decode_video
 
     paths = data_paths(options)
@@ -252,13 +266,7 @@ def prepare_data(options: TrainOptions) -> list[Path]:
         pictures = clip.frames
         if options.variety != "plain":  # other frame rates: through the served decode (H.264, 21.5 fps)
             pictures = decode_video(encode_clip(clip)).frames
-        rgb, flow = network_inputs(pictures, options.flow_method)
-        feats = {}
-        for name, inputs in (("tsn_rgb", rgb), ("tsn_flow", flow)):
-            chunks = [
-                sessions[name].run(None, {"frames": inputs[None, i : i + 64]})[0][0] for i in range(0, len(inputs), 64)
-            ]
-            feats[name] = np.concatenate(chunks)
+        feats = encoder_features(sessions, pictures, options.flow_method)
         n = len(pictures)
         target = mel(torch.from_numpy(clip.audio)[None])[0].numpy()[:, : REGNET.mel_frames_per_frame * n]
         partial = path.with_suffix(".partial.npz")

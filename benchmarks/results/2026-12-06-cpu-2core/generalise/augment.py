@@ -18,8 +18,8 @@ import torch
 
 from s2s.audio import MelSpectrogram
 from s2s.constants import REGNET
-from s2s.flow import network_inputs
 from s2s.synth import make_clip
+from s2s.training.train import encoder_features
 
 
 def turned(frames: np.ndarray, seed: int) -> np.ndarray:
@@ -54,15 +54,7 @@ if __name__ == "__main__":
             continue
         clip = make_clip(seed, 6.0)
         pictures = turned(clip.frames, seed)
-        rgb, flow = network_inputs(pictures, "dis")
-        feats = {}
-        for name, inputs in (("tsn_rgb", rgb), ("tsn_flow", flow)):
-            feats[name] = np.concatenate(
-                [
-                    sessions[name].run(None, {"frames": inputs[None, i : i + 64]})[0][0]
-                    for i in range(0, len(inputs), 64)
-                ]
-            )
+        feats = encoder_features(sessions, pictures)
         n = len(pictures)
         target = mel(torch.from_numpy(clip.audio)[None])[0].numpy()[:, : REGNET.mel_frames_per_frame * n]
         np.savez(

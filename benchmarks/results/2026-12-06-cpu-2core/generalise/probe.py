@@ -19,9 +19,9 @@ import torch
 from s2s.alignment import detect_onsets, envelope_correlation, score_onsets
 from s2s.audio import MelSpectrogram
 from s2s.constants import REGNET
-from s2s.flow import network_inputs
 from s2s.independent import INDEPENDENT_SEEDS, independent_clip
 from s2s.synth import HELD_OUT_SEEDS, encode_clip, make_clip
+from s2s.training.train import encoder_features
 from s2s.video import decode_video
 
 
@@ -42,15 +42,7 @@ def features(run: Path, cache: Path, independent: int, generated: int) -> None:
             continue
         clip = independent_clip(seed, 8.0) if kind == "independent" else make_clip(seed, 8.0)
         pictures = decode_video(encode_clip(clip)).frames
-        rgb, flow = network_inputs(pictures, "dis")
-        feats = {}
-        for name, inputs in (("tsn_rgb", rgb), ("tsn_flow", flow)):
-            feats[name] = np.concatenate(
-                [
-                    sessions[name].run(None, {"frames": inputs[None, i : i + 64]})[0][0]
-                    for i in range(0, len(inputs), 64)
-                ]
-            )
+        feats = encoder_features(sessions, pictures)
         n = len(pictures)
         target = mel(torch.from_numpy(clip.audio)[None])[0].numpy()[:, : REGNET.mel_frames_per_frame * n]
         np.savez(
