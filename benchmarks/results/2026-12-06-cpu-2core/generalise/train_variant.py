@@ -3,7 +3,9 @@ with one change to what it is fed: ``flow`` (the RGB features zeroed, in trainin
 ``dropout`` (input dropout P on the features in training only), ``noise`` (Gaussian noise of SIGMA times each
 channel's std in training only).
 
-    python train_variant.py RUN_DATA OUT VARIANT [--p 0.3] [--steps 5000]
+    python train_variant.py DATA [DATA ...] OUT VARIANT [--p 0.3] [--steps 5000] [--seed 0]
+
+DATA: folders of the data stage's clip_*.npz (several: their clips together, e.g. plain and wide ones).
 """
 
 from __future__ import annotations
@@ -21,16 +23,17 @@ from s2s.models.regnet import RegNetGenerator, regnet_config, save_regnet_checkp
 from s2s.training.train import ClipData, Part
 
 p = argparse.ArgumentParser()
-p.add_argument("data", type=Path)
+p.add_argument("data", type=Path, nargs="+")
 p.add_argument("out", type=Path)
 p.add_argument("variant", choices=("baseline", "flow", "dropout", "noise"))
 p.add_argument("--p", type=float, default=0.3)
 p.add_argument("--steps", type=int, default=5000)
+p.add_argument("--seed", type=int, default=0)
 a = p.parse_args()
 
-torch.manual_seed(0)
-rng = random.Random(0)
-data = ClipData(sorted(a.data.glob("clip_*.npz")))
+torch.manual_seed(a.seed)
+rng = random.Random(a.seed)
+data = ClipData(sorted(f for d in a.data for f in d.glob("clip_*.npz")))
 std = torch.from_numpy(np.concatenate([c[0] for c in data.clips]).std(axis=0))
 model = RegNetGenerator(regnet_config("small"))
 part = Part.cosine(model, 1e-3, a.steps)
@@ -50,4 +53,5 @@ for step in range(1, a.steps + 1):
         sys.stdout.write(f"{step} {loss.item():.4f} {time.time() - start:.0f}\n")
         sys.stdout.flush()
 a.out.parent.mkdir(parents=True, exist_ok=True)
-save_regnet_checkpoint(model, a.out, iteration=a.steps, lr=1e-3, extra={"variant": a.variant, "p": a.p})
+extra = {"variant": a.variant, "p": a.p, "seed": a.seed, "clips": len(data.clips)}
+save_regnet_checkpoint(model, a.out, iteration=a.steps, lr=1e-3, extra=extra)
