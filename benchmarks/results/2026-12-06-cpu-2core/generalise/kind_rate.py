@@ -2,7 +2,7 @@
 sound, same onsets; only the camera's rate differs): is it the rate or the kind that loses onsets?
 
     python kind_rate.py features RUN_WITH_ENCODERS CACHE [--scenes 4] [--rates 15 21.5 30 60]
-    python kind_rate.py score CACHE GENERATOR VOCODER [--label L]
+    python kind_rate.py score CACHE GENERATOR VOCODER [--label L] [--delta]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from probe import flow_delta  # this folder's probe.py
 
 import s2s.independent as independent
 from s2s.alignment import detect_onsets, score_onsets
@@ -76,7 +77,7 @@ def features(run: Path, cache: Path, scenes: int, rates: list[float]) -> None:
                 sys.stdout.flush()
 
 
-def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str) -> dict:
+def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str, delta: bool = False) -> dict:
     from s2s.export.specs import build_vocoder
     from s2s.models.checkpoints import recorded_architecture
     from s2s.models.regnet import build_regnet
@@ -89,6 +90,8 @@ def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str) -> 
         kind, fps, _ = path.stem.split("_")
         z = np.load(path)
         x = torch.from_numpy(np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32))[None]
+        if delta:  # a generator trained on the flow features and their change (probe.py)
+            x = flow_delta(x)
         with torch.no_grad():
             m = generator(x, torch.randn(1, generator.config.random_z_dim, generator=noise)).clamp(0, 1)
             wave = vocoder(m)[0].reshape(-1).numpy()
@@ -107,8 +110,9 @@ if __name__ == "__main__":
     p.add_argument("--scenes", type=int, default=4)
     p.add_argument("--rates", type=float, nargs="+", default=[15.0, 21.5, 30.0, 60.0])
     p.add_argument("--label", default="")
+    p.add_argument("--delta", action="store_true")
     a = p.parse_args()
     if a.what == "features":
         features(Path(a.args[0]), Path(a.args[1]), a.scenes, a.rates)
     else:
-        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label)
+        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.delta)

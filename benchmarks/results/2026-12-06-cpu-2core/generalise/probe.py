@@ -3,7 +3,7 @@ decode and the seeded encoders (ONNX Runtime), cached; a generator checkpoint's 
 vocoder checkpoint, scored against the clips' onsets; where the misses are (nearest detection).
 
     python probe.py features RUN_WITH_ENCODERS CACHE [--independent N] [--generated N]
-    python probe.py score CACHE GENERATOR VOCODER [--label L] [--zero-rgb]
+    python probe.py score CACHE GENERATOR VOCODER [--label L] [--zero-rgb] [--delta]
 """
 
 from __future__ import annotations
@@ -57,7 +57,16 @@ def features(run: Path, cache: Path, independent: int, generated: int) -> None:
         sys.stdout.write(f"{kind} {seed} {n}\n")
 
 
-def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str, zero_rgb: bool = False) -> dict:
+def flow_delta(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, 2048) features -> the RGB half replaced by the flow features' change from the frame before (0 at
+    the first): the change of motion as an input of its own."""
+    flow = x[..., 1024:]
+    return torch.cat([torch.cat([torch.zeros_like(flow[:, :1]), flow[:, 1:] - flow[:, :-1]], dim=1), flow], dim=-1)
+
+
+def score(
+    cache: Path, generator_path: Path, vocoder_path: Path, label: str, zero_rgb: bool = False, delta: bool = False
+) -> dict:
     from s2s.export.specs import build_vocoder
     from s2s.models.checkpoints import recorded_architecture
     from s2s.models.regnet import build_regnet
@@ -74,6 +83,8 @@ def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str, zer
             x = torch.from_numpy(np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32))[None]
             if zero_rgb:  # a generator trained on the flow features alone
                 x[..., : z["rgb"].shape[1]] = 0
+            if delta:  # one trained on the flow features and their change
+                x = flow_delta(x)
             with torch.no_grad():
                 m = generator(x, torch.randn(1, generator.config.random_z_dim, generator=noise)).clamp(0, 1)
                 wave = vocoder(m)[0].reshape(-1).numpy()
@@ -109,8 +120,9 @@ if __name__ == "__main__":
     p.add_argument("--generated", type=int, default=16)
     p.add_argument("--label", default="")
     p.add_argument("--zero-rgb", action="store_true")
+    p.add_argument("--delta", action="store_true")
     a = p.parse_args()
     if a.what == "features":
         features(Path(a.args[0]), Path(a.args[1]), a.independent, a.generated)
     else:
-        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.zero_rgb)
+        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.zero_rgb, a.delta)

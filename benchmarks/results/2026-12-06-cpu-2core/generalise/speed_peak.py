@@ -8,7 +8,7 @@ the motion changes suddenly" stays quiet. Scored like onsets with the bottom pas
 the same detections scored at the swing's ends (the slowest points) as a control.
 
     python speed_peak.py features RUN_WITH_ENCODERS CACHE [--clips 8]
-    python speed_peak.py score CACHE GENERATOR VOCODER [--label L]
+    python speed_peak.py score CACHE GENERATOR VOCODER [--label L] [--delta]
     python speed_peak.py data RUN_WITH_ENCODERS OUT [--first 1000] [--clips 40]
 """
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from probe import flow_delta  # this folder's probe.py
 
 from s2s.alignment import detect_onsets, score_onsets
 from s2s.constants import REGNET
@@ -86,7 +87,7 @@ def features(run: Path, cache: Path, clips: int) -> None:
         sys.stdout.flush()
 
 
-def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str) -> dict:
+def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str, delta: bool = False) -> dict:
     from s2s.export.specs import build_vocoder
     from s2s.models.checkpoints import recorded_architecture
     from s2s.models.regnet import build_regnet
@@ -98,6 +99,8 @@ def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str) -> 
     for path in sorted(cache.glob("swing_*.npz")):
         z = np.load(path)
         x = torch.from_numpy(np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32))[None]
+        if delta:  # a generator trained on the flow features and their change (probe.py)
+            x = flow_delta(x)
         with torch.no_grad():
             m = generator(x, torch.randn(1, generator.config.random_z_dim, generator=noise)).clamp(0, 1)
             wave = vocoder(m)[0].reshape(-1).numpy()
@@ -148,6 +151,7 @@ if __name__ == "__main__":
     p.add_argument("args", nargs="+")
     p.add_argument("--clips", type=int, default=8)
     p.add_argument("--label", default="")
+    p.add_argument("--delta", action="store_true")
     p.add_argument("--first", type=int, default=1000)
     a = p.parse_args()
     if a.what == "features":
@@ -155,4 +159,4 @@ if __name__ == "__main__":
     elif a.what == "data":
         training_data(Path(a.args[0]), Path(a.args[1]), a.first, a.clips)
     else:
-        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label)
+        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.delta)

@@ -1,5 +1,6 @@
 """A generator variant trained like `s2s train`'s generator stage (same data, steps, batch, losses, schedule),
-with one change to what it is fed: ``flow`` (the RGB features zeroed, in training and in the probe),
+with one change to what it is fed: ``flow`` (the RGB features zeroed, in training and in the probe), ``delta``
+(the RGB features replaced by the flow features' change from the frame before, probe.py's ``flow_delta``),
 ``dropout`` (input dropout P on the features in training only), ``noise`` (Gaussian noise of SIGMA times each
 channel's std in training only).
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from probe import flow_delta  # this folder's probe.py (a script's folder is on its path)
 
 from s2s.models.regnet import RegNetGenerator, regnet_config, save_regnet_checkpoint
 from s2s.training.train import ClipData, Part
@@ -25,7 +27,7 @@ from s2s.training.train import ClipData, Part
 p = argparse.ArgumentParser()
 p.add_argument("data", type=Path, nargs="+")
 p.add_argument("out", type=Path)
-p.add_argument("variant", choices=("baseline", "flow", "dropout", "noise"))
+p.add_argument("variant", choices=("baseline", "flow", "delta", "dropout", "noise"))
 p.add_argument("--p", type=float, default=0.3)
 p.add_argument("--steps", type=int, default=5000)
 p.add_argument("--seed", type=int, default=0)
@@ -42,6 +44,8 @@ for step in range(1, a.steps + 1):
     x, y = data.windows(rng, 8, 43)
     if a.variant == "flow":
         x[..., :1024] = 0
+    elif a.variant == "delta":
+        x = flow_delta(x)
     elif a.variant == "dropout":
         x = torch.nn.functional.dropout(x, a.p)
     elif a.variant == "noise":
