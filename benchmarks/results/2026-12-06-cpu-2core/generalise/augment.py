@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from probe import encoder_sessions  # this folder's probe.py
 
 from s2s.audio import MelSpectrogram
 from s2s.constants import REGNET
@@ -35,17 +36,12 @@ def turned(frames: np.ndarray, seed: int) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    import onnxruntime as ort
-
     p = argparse.ArgumentParser()
     p.add_argument("run", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--clips", type=int, default=80)
     a = p.parse_args()
-    sessions = {
-        n: ort.InferenceSession(str(a.run / "encoders" / f"{n}.onnx"), providers=["CPUExecutionProvider"])
-        for n in ("tsn_rgb", "tsn_flow")
-    }
+    sessions = encoder_sessions(a.run)
     mel = MelSpectrogram()
     a.out.mkdir(parents=True, exist_ok=True)
     for seed in range(a.clips):

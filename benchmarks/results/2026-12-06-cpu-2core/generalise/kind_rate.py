@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-from probe import flow_delta  # this folder's probe.py
+from probe import Renderer, encoder_sessions  # this folder's probe.py
 
 import s2s.independent as independent
 from s2s.alignment import detect_onsets, score_onsets
@@ -51,12 +50,7 @@ def scene_at(seed: int, kind: str, fps: float):
 
 
 def features(run: Path, cache: Path, scenes: int, rates: list[float]) -> None:
-    import onnxruntime as ort
-
-    sessions = {
-        n: ort.InferenceSession(str(run / "encoders" / f"{n}.onnx"), providers=["CPUExecutionProvider"])
-        for n in ("tsn_rgb", "tsn_flow")
-    }
+    sessions = encoder_sessions(run)
     cache.mkdir(parents=True, exist_ok=True)
     for kind in KIND_OF.values():
         seed, found = FIRST_SEED, 0
@@ -78,23 +72,12 @@ def features(run: Path, cache: Path, scenes: int, rates: list[float]) -> None:
 
 
 def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str, delta: bool = False) -> dict:
-    from s2s.export.specs import build_vocoder
-    from s2s.models.checkpoints import recorded_architecture
-    from s2s.models.regnet import build_regnet
-
-    generator = build_regnet("small", checkpoint=generator_path).eval()
-    vocoder = build_vocoder(recorded_architecture(vocoder_path) or "melgan", vocoder_path, 0).eval()
-    noise = torch.Generator().manual_seed(0)
+    render = Renderer(generator_path, vocoder_path, delta=delta)
     table: dict[str, dict[str, list[float]]] = {}
     for path in sorted(cache.glob("*.npz")):
         kind, fps, _ = path.stem.split("_")
         z = np.load(path)
-        x = torch.from_numpy(np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32))[None]
-        if delta:  # a generator trained on the flow features and their change (probe.py)
-            x = flow_delta(x)
-        with torch.no_grad():
-            m = generator(x, torch.randn(1, generator.config.random_z_dim, generator=noise)).clamp(0, 1)
-            wave = vocoder(m)[0].reshape(-1).numpy()
+        wave = render(z)
         times, strengths = detect_onsets(wave, REGNET.sample_rate)
         table.setdefault(kind, {}).setdefault(fps, []).append(score_onsets(z["onsets"], times, strengths).accuracy)
     by_rate = {k: sorted(r.items(), key=lambda i: float(i[0])) for k, r in table.items()}

@@ -25,13 +25,18 @@ from s2s.training.train import encoder_features
 from s2s.video import decode_video
 
 
-def features(run: Path, cache: Path, independent: int, generated: int) -> None:
+def encoder_sessions(run: Path) -> dict:
+    """ONNX Runtime sessions of the seeded encoders a `s2s train` run's data stage exported, by name."""
     import onnxruntime as ort
 
-    sessions = {
+    return {
         n: ort.InferenceSession(str(run / "encoders" / f"{n}.onnx"), providers=["CPUExecutionProvider"])
         for n in ("tsn_rgb", "tsn_flow")
     }
+
+
+def features(run: Path, cache: Path, independent: int, generated: int) -> None:
+    sessions = encoder_sessions(run)
     mel = MelSpectrogram()
     cache.mkdir(parents=True, exist_ok=True)
     seeds = [("independent", s) for s in range(INDEPENDENT_SEEDS.start, INDEPENDENT_SEEDS.start + independent)]
@@ -64,30 +69,44 @@ def flow_delta(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.cat([torch.zeros_like(flow[:, :1]), flow[:, 1:] - flow[:, :-1]], dim=1), flow], dim=-1)
 
 
+class Renderer:
+    """A generator checkpoint and a vocoder checkpoint: a clip's cached features -> its waveform, each clip's z the
+    next draw of one seeded stream. ``zero_rgb``: a generator trained on the flow features alone; ``delta``: one
+    trained on the flow features and their change (:func:`flow_delta`)."""
+
+    def __init__(self, generator_path: Path, vocoder_path: Path, zero_rgb: bool = False, delta: bool = False):
+        from s2s.export.specs import build_vocoder
+        from s2s.models.checkpoints import recorded_architecture
+        from s2s.models.regnet import build_regnet
+
+        self.generator = build_regnet("small", checkpoint=generator_path).eval()
+        self.vocoder = build_vocoder(recorded_architecture(vocoder_path) or "melgan", vocoder_path, 0).eval()
+        self.zero_rgb, self.delta = zero_rgb, delta
+        self.noise = torch.Generator().manual_seed(0)
+
+    def __call__(self, z) -> np.ndarray:
+        x = torch.from_numpy(np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32))[None]
+        if self.zero_rgb:
+            x[..., : z["rgb"].shape[1]] = 0
+        if self.delta:
+            x = flow_delta(x)
+        with torch.no_grad():
+            z_dim = self.generator.config.random_z_dim
+            m = self.generator(x, torch.randn(1, z_dim, generator=self.noise)).clamp(0, 1)
+            return self.vocoder(m)[0].reshape(-1).numpy()
+
+
 def score(
     cache: Path, generator_path: Path, vocoder_path: Path, label: str, zero_rgb: bool = False, delta: bool = False
 ) -> dict:
-    from s2s.export.specs import build_vocoder
-    from s2s.models.checkpoints import recorded_architecture
-    from s2s.models.regnet import build_regnet
-
-    generator = build_regnet("small", checkpoint=generator_path).eval()
-    vocoder = build_vocoder(recorded_architecture(vocoder_path) or "melgan", vocoder_path, 0).eval()
+    render = Renderer(generator_path, vocoder_path, zero_rgb, delta)
     out = {"label": label, "sets": {}}
-    noise = torch.Generator().manual_seed(0)
     for kind in ("generated", "independent"):
         hits = truth = 0
         accs, offsets, envs, per_kind = [], [], [], {}
         for path in sorted(cache.glob(f"{kind}_*.npz")):
             z = np.load(path)
-            x = torch.from_numpy(np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32))[None]
-            if zero_rgb:  # a generator trained on the flow features alone
-                x[..., : z["rgb"].shape[1]] = 0
-            if delta:  # one trained on the flow features and their change
-                x = flow_delta(x)
-            with torch.no_grad():
-                m = generator(x, torch.randn(1, generator.config.random_z_dim, generator=noise)).clamp(0, 1)
-                wave = vocoder(m)[0].reshape(-1).numpy()
+            wave = render(z)
             times, strengths = detect_onsets(wave, REGNET.sample_rate)
             s = score_onsets(z["onsets"], times, strengths)
             hits, truth = hits + s.hits, truth + s.truth

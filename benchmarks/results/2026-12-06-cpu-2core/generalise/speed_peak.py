@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from probe import flow_delta  # this folder's probe.py
+from probe import Renderer, encoder_sessions  # this folder's probe.py
 
 from s2s.alignment import detect_onsets, score_onsets
 from s2s.constants import REGNET
@@ -69,12 +69,7 @@ def pendulum_clip(seed: int, duration_s: float = 8.0) -> tuple[Clip, np.ndarray,
 
 
 def features(run: Path, cache: Path, clips: int) -> None:
-    import onnxruntime as ort
-
-    sessions = {
-        n: ort.InferenceSession(str(run / "encoders" / f"{n}.onnx"), providers=["CPUExecutionProvider"])
-        for n in ("tsn_rgb", "tsn_flow")
-    }
+    sessions = encoder_sessions(run)
     cache.mkdir(parents=True, exist_ok=True)
     for seed in range(clips):
         path = cache / f"swing_{seed}.npz"
@@ -88,22 +83,11 @@ def features(run: Path, cache: Path, clips: int) -> None:
 
 
 def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str, delta: bool = False) -> dict:
-    from s2s.export.specs import build_vocoder
-    from s2s.models.checkpoints import recorded_architecture
-    from s2s.models.regnet import build_regnet
-
-    generator = build_regnet("small", checkpoint=generator_path).eval()
-    vocoder = build_vocoder(recorded_architecture(vocoder_path) or "melgan", vocoder_path, 0).eval()
-    noise = torch.Generator().manual_seed(0)
+    render = Renderer(generator_path, vocoder_path, delta=delta)
     at_bottoms, at_ends, detected, level = [], [], 0, []
     for path in sorted(cache.glob("swing_*.npz")):
         z = np.load(path)
-        x = torch.from_numpy(np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32))[None]
-        if delta:  # a generator trained on the flow features and their change (probe.py)
-            x = flow_delta(x)
-        with torch.no_grad():
-            m = generator(x, torch.randn(1, generator.config.random_z_dim, generator=noise)).clamp(0, 1)
-            wave = vocoder(m)[0].reshape(-1).numpy()
+        wave = render(z)
         times, strengths = detect_onsets(wave, REGNET.sample_rate)
         at_bottoms.append(score_onsets(z["bottoms"], times, strengths).accuracy)
         at_ends.append(score_onsets(z["ends"], times, strengths).accuracy)
@@ -119,15 +103,10 @@ def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str, del
 def training_data(run: Path, out: Path, first: int, clips: int, duration_s: float = 6.0) -> None:
     """Silent pendulum clips as training data (features, mel, waveform: the data stage's record), the room tone of
     s2s.synth's clips as their sound: a body moving fastest with no sound."""
-    import onnxruntime as ort
-
     from s2s.audio import MelSpectrogram
     from s2s.synth import _room_tone
 
-    sessions = {
-        n: ort.InferenceSession(str(run / "encoders" / f"{n}.onnx"), providers=["CPUExecutionProvider"])
-        for n in ("tsn_rgb", "tsn_flow")
-    }
+    sessions = encoder_sessions(run)
     mel = MelSpectrogram()
     out.mkdir(parents=True, exist_ok=True)
     for seed in range(first, first + clips):
