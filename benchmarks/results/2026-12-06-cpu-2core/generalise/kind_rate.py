@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from probe import Renderer, encoder_sessions  # this folder's probe.py
+from probe import Renderer, cached, encoder_sessions  # this folder's probe.py
 
 import s2s.independent as independent
 from s2s.alignment import detect_onsets, score_onsets
@@ -71,12 +71,14 @@ def features(run: Path, cache: Path, scenes: int, rates: list[float]) -> None:
                 sys.stdout.flush()
 
 
-def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str, delta: bool = False) -> dict:
+def score(
+    cache: Path, generator_path: Path, vocoder_path: Path, label: str, delta: bool = False, motion: str | None = None
+) -> dict:
     render = Renderer(generator_path, vocoder_path, delta=delta)
     table: dict[str, dict[str, list[float]]] = {}
     for path in sorted(cache.glob("*.npz")):
         kind, fps, _ = path.stem.split("_")
-        z = np.load(path)
+        z = cached(path, motion)
         wave = render(z)
         times, strengths = detect_onsets(wave, REGNET.sample_rate)
         table.setdefault(kind, {}).setdefault(fps, []).append(score_onsets(z["onsets"], times, strengths).accuracy)
@@ -94,8 +96,9 @@ if __name__ == "__main__":
     p.add_argument("--rates", type=float, nargs="+", default=[15.0, 21.5, 30.0, 60.0])
     p.add_argument("--label", default="")
     p.add_argument("--delta", action="store_true")
+    p.add_argument("--motion", choices=("replace", "append"), help="probe.py's cached(): motion.py's statistics")
     a = p.parse_args()
     if a.what == "features":
         features(Path(a.args[0]), Path(a.args[1]), a.scenes, a.rates)
     else:
-        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.delta)
+        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.delta, a.motion)

@@ -3,7 +3,12 @@ decode and the seeded encoders (ONNX Runtime), cached; a generator checkpoint's 
 vocoder checkpoint, scored against the clips' onsets; where the misses are (nearest detection).
 
     python probe.py features RUN_WITH_ENCODERS CACHE [--independent N] [--generated N]
-    python probe.py score CACHE GENERATOR VOCODER [--label L] [--zero-rgb] [--delta]
+    python probe.py score CACHE GENERATOR VOCODER [--label L] [--zero-rgb] [--delta] [--zero-flow]
+                          [--motion replace|append] [--motion-suffix .motion-clean.npy]
+
+--motion: motion.py's statistics of the served flow (NAME.motion.npy beside each cached clip) in the RGB
+features' place (replace) or after the features (append: 2048 + 60), see cached(); --zero-flow: the flow
+features zeroed (a generator trained without them).
 """
 
 from __future__ import annotations
@@ -69,25 +74,45 @@ def flow_delta(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.cat([torch.zeros_like(flow[:, :1]), flow[:, 1:] - flow[:, :-1]], dim=1), flow], dim=-1)
 
 
+def cached(path: Path, motion: str | None = None, suffix: str = ".motion.npy") -> dict:
+    """A cached clip's arrays; ``motion`` "replace": motion.py's statistics of its served flow (PATH``suffix``)
+    and their change in the RGB features' place, "append": after the features (2048 + 60)."""
+    z = dict(np.load(path))
+    if motion:
+        from motion import motion_block  # this folder's motion.py
+
+        block = motion_block(np.load(path.with_suffix(suffix)), 0 if motion == "append" else 1024)
+        if motion == "append":
+            z["flow"] = np.concatenate([z["flow"].astype(np.float32), block], axis=1)
+        else:
+            z["rgb"] = block
+    return z
+
+
 class Renderer:
     """A generator checkpoint and a vocoder checkpoint: a clip's cached features -> its waveform, each clip's z the
     next draw of one seeded stream. ``zero_rgb``: a generator trained on the flow features alone; ``delta``: one
     trained on the flow features and their change (:func:`flow_delta`)."""
 
-    def __init__(self, generator_path: Path, vocoder_path: Path, zero_rgb: bool = False, delta: bool = False):
+    def __init__(
+        self, generator_path: Path, vocoder_path: Path, zero_rgb: bool = False, delta: bool = False,
+        zero_flow: bool = False,
+    ):  # fmt: skip
         from s2s.export.specs import build_vocoder
         from s2s.models.checkpoints import recorded_architecture
         from s2s.models.regnet import build_regnet
 
         self.generator = build_regnet("small", checkpoint=generator_path).eval()
         self.vocoder = build_vocoder(recorded_architecture(vocoder_path) or "melgan", vocoder_path, 0).eval()
-        self.zero_rgb, self.delta = zero_rgb, delta
+        self.zero_rgb, self.delta, self.zero_flow = zero_rgb, delta, zero_flow
         self.noise = torch.Generator().manual_seed(0)
 
     def __call__(self, z) -> np.ndarray:
         x = torch.from_numpy(np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32))[None]
         if self.zero_rgb:
             x[..., : z["rgb"].shape[1]] = 0
+        if self.zero_flow:
+            x[..., z["rgb"].shape[1] :] = 0
         if self.delta:
             x = flow_delta(x)
         with torch.no_grad():
@@ -97,15 +122,23 @@ class Renderer:
 
 
 def score(
-    cache: Path, generator_path: Path, vocoder_path: Path, label: str, zero_rgb: bool = False, delta: bool = False
+    cache: Path,
+    generator_path: Path,
+    vocoder_path: Path,
+    label: str,
+    zero_rgb: bool = False,
+    delta: bool = False,
+    motion: str | None = None,
+    zero_flow: bool = False,
+    motion_suffix: str = ".motion.npy",
 ) -> dict:
-    render = Renderer(generator_path, vocoder_path, zero_rgb, delta)
+    render = Renderer(generator_path, vocoder_path, zero_rgb, delta, zero_flow)
     out = {"label": label, "sets": {}}
     for kind in ("generated", "independent"):
         hits = truth = 0
         accs, offsets, envs, per_kind = [], [], [], {}
         for path in sorted(cache.glob(f"{kind}_*.npz")):
-            z = np.load(path)
+            z = cached(path, motion, motion_suffix)
             wave = render(z)
             times, strengths = detect_onsets(wave, REGNET.sample_rate)
             s = score_onsets(z["onsets"], times, strengths)
@@ -140,8 +173,12 @@ if __name__ == "__main__":
     p.add_argument("--label", default="")
     p.add_argument("--zero-rgb", action="store_true")
     p.add_argument("--delta", action="store_true")
+    p.add_argument("--motion", choices=("replace", "append"), help="cached(): motion.py's statistics")
+    p.add_argument("--zero-flow", action="store_true")
+    p.add_argument("--motion-suffix", default=".motion.npy", help="motion.py's files: .motion-clean.npy, cleaned")
     a = p.parse_args()
     if a.what == "features":
         features(Path(a.args[0]), Path(a.args[1]), a.independent, a.generated)
     else:
-        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.zero_rgb, a.delta)
+        paths = (Path(x) for x in a.args[:3])
+        score(*paths, a.label, a.zero_rgb, a.delta, a.motion, a.zero_flow, a.motion_suffix)

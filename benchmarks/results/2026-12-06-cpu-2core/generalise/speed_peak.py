@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from probe import Renderer, encoder_sessions  # this folder's probe.py
+from probe import Renderer, cached, encoder_sessions  # this folder's probe.py
 
 from s2s.alignment import detect_onsets, score_onsets
 from s2s.constants import REGNET
@@ -82,11 +82,13 @@ def features(run: Path, cache: Path, clips: int) -> None:
         sys.stdout.flush()
 
 
-def score(cache: Path, generator_path: Path, vocoder_path: Path, label: str, delta: bool = False) -> dict:
+def score(
+    cache: Path, generator_path: Path, vocoder_path: Path, label: str, delta: bool = False, motion: str | None = None
+) -> dict:
     render = Renderer(generator_path, vocoder_path, delta=delta)
     at_bottoms, at_ends, detected, level = [], [], 0, []
     for path in sorted(cache.glob("swing_*.npz")):
-        z = np.load(path)
+        z = cached(path, motion)
         wave = render(z)
         times, strengths = detect_onsets(wave, REGNET.sample_rate)
         at_bottoms.append(score_onsets(z["bottoms"], times, strengths).accuracy)
@@ -131,6 +133,7 @@ if __name__ == "__main__":
     p.add_argument("--clips", type=int, default=8)
     p.add_argument("--label", default="")
     p.add_argument("--delta", action="store_true")
+    p.add_argument("--motion", choices=("replace", "append"), help="probe.py's cached(): motion.py's statistics")
     p.add_argument("--first", type=int, default=1000)
     a = p.parse_args()
     if a.what == "features":
@@ -138,4 +141,4 @@ if __name__ == "__main__":
     elif a.what == "data":
         training_data(Path(a.args[0]), Path(a.args[1]), a.first, a.clips)
     else:
-        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.delta)
+        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.delta, a.motion)

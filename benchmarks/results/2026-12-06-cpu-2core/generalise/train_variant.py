@@ -1,6 +1,7 @@
 """A generator variant trained like `s2s train`'s generator stage (same data, steps, batch, losses, schedule),
 with one change to what it is fed: ``flow`` (the RGB features zeroed, in training and in the probe), ``delta``
 (the RGB features replaced by the flow features' change from the frame before, probe.py's ``flow_delta``),
+``noflow`` (the flow features zeroed: with motion.py's combined data, the motion statistics alone),
 ``dropout`` (input dropout P on the features in training only), ``noise`` (Gaussian noise of SIGMA times each
 channel's std in training only).
 
@@ -15,6 +16,7 @@ import argparse
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ from s2s.training.train import ClipData, Part
 p = argparse.ArgumentParser()
 p.add_argument("data", type=Path, nargs="+")
 p.add_argument("out", type=Path)
-p.add_argument("variant", choices=("baseline", "flow", "delta", "dropout", "noise"))
+p.add_argument("variant", choices=("baseline", "flow", "noflow", "delta", "dropout", "noise"))
 p.add_argument("--p", type=float, default=0.3)
 p.add_argument("--steps", type=int, default=5000)
 p.add_argument("--seed", type=int, default=0)
@@ -37,13 +39,16 @@ torch.manual_seed(a.seed)
 rng = random.Random(a.seed)
 data = ClipData(sorted(f for d in a.data for f in d.glob("clip_*.npz")))
 std = torch.from_numpy(np.concatenate([c[0] for c in data.clips]).std(axis=0))
-model = RegNetGenerator(regnet_config("small"))
+# the data's width (2048, or more with motion.py's appended statistics)
+model = RegNetGenerator(replace(regnet_config("small"), visual_dim=data.clips[0][0].shape[1]))
 part = Part.cosine(model, 1e-3, a.steps)
 start = time.time()
 for step in range(1, a.steps + 1):
     x, y = data.windows(rng, 8, 43)
     if a.variant == "flow":
         x[..., :1024] = 0
+    elif a.variant == "noflow":
+        x[..., 1024:] = 0
     elif a.variant == "delta":
         x = flow_delta(x)
     elif a.variant == "dropout":
