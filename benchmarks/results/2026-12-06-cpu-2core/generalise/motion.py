@@ -1,7 +1,8 @@
 """Motion statistics of the served flow, per frame: where the picture moves and which way, independent of what is
 drawn. The DIS flow of the served frames (s2s.flow.flow_pairs, as the data stage), less its median (the camera's
-shake); per region (the whole frame and a 3 x 3 grid), the mean velocity of the pixels that move (weighted by
-their speed, over those faster than 0.5 px a frame; 0 where none does) and the share of pixels that move.
+shake: cleanflow.py's "stab"); per region (the whole frame and a 3 x 3 grid), the mean velocity of the pixels
+that move (weighted by their speed, over those faster than 0.5 px a frame; 0 where none does) and the share of
+pixels that move.
 A ball's velocity there does not depend on its size, colour or the background; a reversal flips its sign and a
 stop takes it to 0.
 
@@ -22,8 +23,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from s2s.flow import flow_pairs
 
 GRID = 3
 THRESHOLD = 0.5  # px a frame: slower counts as still
@@ -46,9 +45,7 @@ def motion_features(pictures: np.ndarray, clean: bool = False) -> np.ndarray:
     from cleanflow import cleaned_flows
 
     rows = []
-    flows = cleaned_flows(pictures, "clean") if clean else flow_pairs(pictures, "dis")
-    for flow in flows:
-        flow = flow - np.median(flow.reshape(-1, 2), axis=0)
+    for flow in cleaned_flows(pictures, "clean" if clean else "stab"):  # less the median (the shake) in both
         h, w = flow.shape[:2]
         stats = region_stats(flow)
         for i in range(GRID):
