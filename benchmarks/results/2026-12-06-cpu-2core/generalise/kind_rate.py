@@ -2,7 +2,7 @@
 sound, same onsets; only the camera's rate differs): is it the rate or the kind that loses onsets?
 
     python kind_rate.py features RUN_WITH_ENCODERS CACHE [--scenes 4] [--rates 15 21.5 30 60]
-    python kind_rate.py score CACHE GENERATOR VOCODER [--label L] [--delta]
+    python kind_rate.py score CACHE GENERATOR VOCODER [--label L] [--delta] [--motion replace|append]
 """
 
 from __future__ import annotations

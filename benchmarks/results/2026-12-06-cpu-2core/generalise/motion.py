@@ -85,6 +85,15 @@ def motion_block(motion: np.ndarray, width: int = 1024) -> np.ndarray:
     return out
 
 
+def with_motion(z: dict, motion: np.ndarray, mode: str) -> dict:
+    """A clip's arrays (``rgb``, ``flow``, ...) with the statistics ``motion`` and their change (:func:`motion_block`)
+    in the RGB features' place (``mode`` "replace") or after the flow features ("append": 2048 + 60)."""
+    block = motion_block(motion, 0 if mode == "append" else 1024)
+    if mode == "append":
+        return z | {"flow": np.concatenate([z["flow"].astype(np.float32), block], axis=1)}
+    return z | {"rgb": block}
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("what", choices=("train", "probe", "combine"))
@@ -116,12 +125,9 @@ if __name__ == "__main__":
         data, motion, out = a.dirs
         out.mkdir(parents=True, exist_ok=True)
         for path in sorted(data.glob("clip_*.npz")):
-            z = dict(np.load(path))
-            block = motion_block(np.load(motion / path.name)["motion"], 0 if a.append else 1024)
-            if a.append:
-                z["flow"] = np.concatenate([z["flow"].astype(np.float32), block], axis=1)
-            else:
-                z["rgb"] = block
+            z = with_motion(
+                dict(np.load(path)), np.load(motion / path.name)["motion"], "append" if a.append else "replace"
+            )
             np.savez(out / path.name, **z)
     else:
         from s2s.synth import encode_clip

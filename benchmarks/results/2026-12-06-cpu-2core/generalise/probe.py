@@ -79,13 +79,9 @@ def cached(path: Path, motion: str | None = None, suffix: str = ".motion.npy") -
     and their change in the RGB features' place, "append": after the features (2048 + 60)."""
     z = dict(np.load(path))
     if motion:
-        from motion import motion_block  # this folder's motion.py
+        from motion import with_motion  # this folder's motion.py
 
-        block = motion_block(np.load(path.with_suffix(suffix)), 0 if motion == "append" else 1024)
-        if motion == "append":
-            z["flow"] = np.concatenate([z["flow"].astype(np.float32), block], axis=1)
-        else:
-            z["rgb"] = block
+        z = with_motion(z, np.load(path.with_suffix(suffix)), motion)
     return z
 
 

@@ -8,7 +8,7 @@ the motion changes suddenly" stays quiet. Scored like onsets with the bottom pas
 the same detections scored at the swing's ends (the slowest points) as a control.
 
     python speed_peak.py features RUN_WITH_ENCODERS CACHE [--clips 8]
-    python speed_peak.py score CACHE GENERATOR VOCODER [--label L] [--delta]
+    python speed_peak.py score CACHE GENERATOR VOCODER [--label L] [--delta] [--motion replace|append]
     python speed_peak.py data RUN_WITH_ENCODERS OUT [--first 1000] [--clips 40]
 """
 
