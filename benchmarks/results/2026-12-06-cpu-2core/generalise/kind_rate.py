@@ -3,6 +3,7 @@ sound, same onsets; only the camera's rate differs): is it the rate or the kind 
 
     python kind_rate.py features RUN_WITH_ENCODERS CACHE [--scenes 4] [--rates 15 21.5 30 60]
     python kind_rate.py score CACHE GENERATOR VOCODER [--label L] [--delta] [--motion replace|append]
+        [--motion-form signed|turning]
 """
 
 from __future__ import annotations
@@ -72,13 +73,19 @@ def features(run: Path, cache: Path, scenes: int, rates: list[float]) -> None:
 
 
 def score(
-    cache: Path, generator_path: Path, vocoder_path: Path, label: str, delta: bool = False, motion: str | None = None
+    cache: Path,
+    generator_path: Path,
+    vocoder_path: Path,
+    label: str,
+    delta: bool = False,
+    motion: str | None = None,
+    form: str = "signed",
 ) -> dict:
     render = Renderer(generator_path, vocoder_path, delta=delta)
     table: dict[str, dict[str, list[float]]] = {}
     for path in sorted(cache.glob("*.npz")):
         kind, fps, _ = path.stem.split("_")
-        z = cached(path, motion)
+        z = cached(path, motion, form=form)
         wave = render(z)
         times, strengths = detect_onsets(wave, REGNET.sample_rate)
         table.setdefault(kind, {}).setdefault(fps, []).append(score_onsets(z["onsets"], times, strengths).accuracy)
@@ -97,8 +104,9 @@ if __name__ == "__main__":
     p.add_argument("--label", default="")
     p.add_argument("--delta", action="store_true")
     p.add_argument("--motion", choices=("replace", "append"), help="probe.py's cached(): motion.py's statistics")
+    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning")
     a = p.parse_args()
     if a.what == "features":
         features(Path(a.args[0]), Path(a.args[1]), a.scenes, a.rates)
     else:
-        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.delta, a.motion)
+        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.delta, a.motion, a.motion_form)

@@ -11,9 +11,13 @@ stop takes it to 0.
     python motion.py probe CACHE [--clean]
         (the cached clips of probe.py, kind_rate.py or speed_peak.py: NAME.motion.npy beside each; --clean:
         NAME.motion-clean.npy, of the cleaned flow)
-    python motion.py combine DATA_DIR MOTION_DIR OUT_DIR [--append]
-        (training clips with motion_block in the RGB features' place; --append: the RGB features kept, the
-        statistics and their change appended to the flow features instead: 2048 + 60 features a frame)
+    python motion.py direction CACHE [--clean]
+        (does the flow follow the puck? On the probe's rebound-only clips, the share of frames, away from the
+        contacts, whose whole-frame x velocity has the puck's direction: it reverses at each contact)
+    python motion.py combine DATA_DIR MOTION_DIR OUT_DIR [--append] [--form signed|turning]
+        (training clips with motion_block (--form turning: turning_block) in the RGB features' place; --append:
+        the RGB features kept, the statistics and their change appended to the flow features instead: 2048 + 60
+        features a frame)
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from s2s.constants import REGNET
 
 GRID = 3
 THRESHOLD = 0.5  # px a frame: slower counts as still
@@ -80,26 +86,83 @@ def motion_block(motion: np.ndarray, width: int = 1024) -> np.ndarray:
     """(N, D) motion statistics -> (N, width): them, their change from the frame before (0 at the first), zeros
     (width 1024: what stands in the RGB features' place for a generator trained on them; 0: no zeros)."""
     change = np.concatenate([np.zeros_like(motion[:1]), np.diff(motion, axis=0)])
-    out = np.zeros((motion.shape[0], width or 2 * motion.shape[1]), dtype=np.float32)
-    out[:, : 2 * motion.shape[1]] = np.concatenate([motion, change], axis=1)
+    return _padded(np.concatenate([motion, change], axis=1), width)
+
+
+def _padded(block: np.ndarray, width: int) -> np.ndarray:
+    """(N, D) -> (N, width) float32, zeros after the D columns (width 0: D)."""
+    out = np.zeros((len(block), width or block.shape[1]), dtype=np.float32)
+    out[:, : block.shape[1]] = block
     return out
 
 
-def with_motion(z: dict, motion: np.ndarray, mode: str) -> dict:
-    """A clip's arrays (``rgb``, ``flow``, ...) with the statistics ``motion`` and their change (:func:`motion_block`)
-    in the RGB features' place (``mode`` "replace") or after the flow features ("append": 2048 + 60)."""
-    block = motion_block(motion, 0 if mode == "append" else 1024)
+def turning_block(motion: np.ndarray, width: int = 1024) -> np.ndarray:
+    """(N, 3 * R) statistics (per region: velocity x, y, moving share) -> (N, width): per region the same whatever
+    way the picture is turned: speed, moving share, the size of the velocity's change from the frame before, its
+    dot product with the velocity before (negative where the motion reverses), the change of speed and of the
+    moving share (6 * R; 0 at the first frame), then zeros. A ball's bounce off the floor and a puck's rebound off
+    a side wall give the same numbers here; in motion_block's their signs sit on different axes."""
+    v = motion.reshape(len(motion), -1, 3)
+    before = np.concatenate([v[:1], v[:-1]])
+    speed = np.hypot(v[..., 0], v[..., 1])
+    cols = [
+        speed,
+        v[..., 2],
+        np.hypot(*(v[..., :2] - before[..., :2]).transpose(2, 0, 1)),
+        (v[..., :2] * before[..., :2]).sum(axis=-1),
+        speed - np.hypot(before[..., 0], before[..., 1]),
+        v[..., 2] - before[..., 2],
+    ]
+    return _padded(np.stack(cols, axis=-1).reshape(len(motion), -1), width)
+
+
+def change_block(motion: np.ndarray, width: int = 1024) -> np.ndarray:
+    """turning_block without the speed and its change: per region the moving share, the size of the velocity's
+    change, its dot product with the velocity before and the share's change (4 * R), then zeros: the change of
+    motion without the speed the training kinds' impacts peak at."""
+    block = turning_block(motion, 0).reshape(len(motion), -1, 6)[..., [1, 2, 3, 5]]
+    return _padded(block.reshape(len(motion), -1), width)
+
+
+FORMS = {"signed": motion_block, "turning": turning_block, "change": change_block}
+
+
+def with_motion(z: dict, motion: np.ndarray, mode: str, form: str = "signed") -> dict:
+    """A clip's arrays (``rgb``, ``flow``, ...) with the statistics ``motion`` in ``form`` (FORMS: "signed",
+    :func:`motion_block`; "turning", :func:`turning_block`; "change", :func:`change_block`) in the RGB features'
+    place (``mode`` "replace") or after the flow features ("append": 2048 + its width)."""
+    block = FORMS[form](motion, 0 if mode == "append" else 1024)
     if mode == "append":
         return z | {"flow": np.concatenate([z["flow"].astype(np.float32), block], axis=1)}
     return z | {"rgb": block}
 
 
+def direction_agreement(cache: Path, suffix: str) -> list[float]:
+    """Per rebound-only clip of a probe cache: the share of frames more than 1.5 frames from a contact whose whole-frame
+    x velocity (of PATH``suffix``) has the puck's sign (its direction flips at each contact, the first unknown:
+    the larger of the two shares); frames slower than 0.1 px left out."""
+    shares = []
+    for path in sorted(cache.glob("independent_*.npz")):
+        z = np.load(path)
+        if [str(k) for k in z["kinds"]] != ["rebound"]:
+            continue
+        vx, onsets = np.load(path.with_suffix(suffix))[:, 0], z["onsets"]
+        t = (np.arange(len(vx)) + 0.5) / REGNET.fps  # the flow from frame i to i + 1
+        sign = np.where(np.searchsorted(onsets, t) % 2 == 0, 1, -1)
+        far = np.abs(t[:, None] - onsets[None, :]).min(axis=1) > 1.5 / REGNET.fps
+        keep = far & (np.abs(vx) > 0.1 / SCALE)
+        agree = float(np.mean(np.sign(vx[keep]) == sign[keep]))
+        shares.append(max(agree, 1 - agree))
+    return shares
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=("train", "probe", "combine"))
+    p.add_argument("what", choices=("train", "probe", "combine", "direction"))
     p.add_argument("dirs", type=Path, nargs="+")
     p.add_argument("--append", action="store_true")
     p.add_argument("--clean", action="store_true")
+    p.add_argument("--form", choices=tuple(FORMS), default="signed", help="combine: with_motion's form")
     p.add_argument("--variety", default="plain", help="train: the data stage's --variety")
     a = p.parse_args()
     if a.what == "train":
@@ -121,12 +184,15 @@ if __name__ == "__main__":
             assert m.shape[0] == n, (m.shape, n)
             np.savez(target, motion=m)
             sys.stdout.write(f"{seed} {n}\n")
+    elif a.what == "direction":
+        shares = direction_agreement(a.dirs[0], ".motion-clean.npy" if a.clean else ".motion.npy")
+        sys.stdout.write(f"{len(shares)} clips: {np.round(shares, 2).tolist()} mean {np.mean(shares):.3f}\n")
     elif a.what == "combine":
         data, motion, out = a.dirs
         out.mkdir(parents=True, exist_ok=True)
         for path in sorted(data.glob("clip_*.npz")):
             z = with_motion(
-                dict(np.load(path)), np.load(motion / path.name)["motion"], "append" if a.append else "replace"
+                dict(np.load(path)), np.load(motion / path.name)["motion"], "append" if a.append else "replace", a.form
             )
             np.savez(out / path.name, **z)
     else:

@@ -5,6 +5,7 @@ vocoder checkpoint, scored against the clips' onsets; where the misses are (near
     python probe.py features RUN_WITH_ENCODERS CACHE [--independent N] [--generated N]
     python probe.py score CACHE GENERATOR VOCODER [--label L] [--zero-rgb] [--delta] [--zero-flow]
                           [--motion replace|append] [--motion-suffix .motion-clean.npy]
+                          [--motion-form signed|turning]
 
 --motion: motion.py's statistics of the served flow (NAME.motion.npy beside each cached clip) in the RGB
 features' place (replace) or after the features (append: 2048 + 60), see cached(); --zero-flow: the flow
@@ -74,14 +75,15 @@ def flow_delta(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.cat([torch.zeros_like(flow[:, :1]), flow[:, 1:] - flow[:, :-1]], dim=1), flow], dim=-1)
 
 
-def cached(path: Path, motion: str | None = None, suffix: str = ".motion.npy") -> dict:
+def cached(path: Path, motion: str | None = None, suffix: str = ".motion.npy", form: str = "signed") -> dict:
     """A cached clip's arrays; ``motion`` "replace": motion.py's statistics of its served flow (PATH``suffix``)
-    and their change in the RGB features' place, "append": after the features (2048 + 60)."""
+    and their change in the RGB features' place, "append": after the features (2048 + 60); ``form``: motion.py's
+    FORMS."""
     z = dict(np.load(path))
     if motion:
         from motion import with_motion  # this folder's motion.py
 
-        z = with_motion(z, np.load(path.with_suffix(suffix)), motion)
+        z = with_motion(z, np.load(path.with_suffix(suffix)), motion, form)
     return z
 
 
@@ -127,6 +129,7 @@ def score(
     motion: str | None = None,
     zero_flow: bool = False,
     motion_suffix: str = ".motion.npy",
+    form: str = "signed",
 ) -> dict:
     render = Renderer(generator_path, vocoder_path, zero_rgb, delta, zero_flow)
     out = {"label": label, "sets": {}}
@@ -134,7 +137,7 @@ def score(
         hits = truth = 0
         accs, offsets, envs, per_kind = [], [], [], {}
         for path in sorted(cache.glob(f"{kind}_*.npz")):
-            z = cached(path, motion, motion_suffix)
+            z = cached(path, motion, motion_suffix, form)
             wave = render(z)
             times, strengths = detect_onsets(wave, REGNET.sample_rate)
             s = score_onsets(z["onsets"], times, strengths)
@@ -172,9 +175,10 @@ if __name__ == "__main__":
     p.add_argument("--motion", choices=("replace", "append"), help="cached(): motion.py's statistics")
     p.add_argument("--zero-flow", action="store_true")
     p.add_argument("--motion-suffix", default=".motion.npy", help="motion.py's files: .motion-clean.npy, cleaned")
+    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning")
     a = p.parse_args()
     if a.what == "features":
         features(Path(a.args[0]), Path(a.args[1]), a.independent, a.generated)
     else:
         paths = (Path(x) for x in a.args[:3])
-        score(*paths, a.label, a.zero_rgb, a.delta, a.motion, a.zero_flow, a.motion_suffix)
+        score(*paths, a.label, a.zero_rgb, a.delta, a.motion, a.zero_flow, a.motion_suffix, a.motion_form)

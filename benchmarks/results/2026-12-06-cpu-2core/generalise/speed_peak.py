@@ -9,6 +9,7 @@ the same detections scored at the swing's ends (the slowest points) as a control
 
     python speed_peak.py features RUN_WITH_ENCODERS CACHE [--clips 8]
     python speed_peak.py score CACHE GENERATOR VOCODER [--label L] [--delta] [--motion replace|append]
+        [--motion-form signed|turning]
     python speed_peak.py data RUN_WITH_ENCODERS OUT [--first 1000] [--clips 40]
 """
 
@@ -83,12 +84,18 @@ def features(run: Path, cache: Path, clips: int) -> None:
 
 
 def score(
-    cache: Path, generator_path: Path, vocoder_path: Path, label: str, delta: bool = False, motion: str | None = None
+    cache: Path,
+    generator_path: Path,
+    vocoder_path: Path,
+    label: str,
+    delta: bool = False,
+    motion: str | None = None,
+    form: str = "signed",
 ) -> dict:
     render = Renderer(generator_path, vocoder_path, delta=delta)
     at_bottoms, at_ends, detected, level = [], [], 0, []
     for path in sorted(cache.glob("swing_*.npz")):
-        z = cached(path, motion)
+        z = cached(path, motion, form=form)
         wave = render(z)
         times, strengths = detect_onsets(wave, REGNET.sample_rate)
         at_bottoms.append(score_onsets(z["bottoms"], times, strengths).accuracy)
@@ -134,6 +141,7 @@ if __name__ == "__main__":
     p.add_argument("--label", default="")
     p.add_argument("--delta", action="store_true")
     p.add_argument("--motion", choices=("replace", "append"), help="probe.py's cached(): motion.py's statistics")
+    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning")
     p.add_argument("--first", type=int, default=1000)
     a = p.parse_args()
     if a.what == "features":
@@ -141,4 +149,4 @@ if __name__ == "__main__":
     elif a.what == "data":
         training_data(Path(a.args[0]), Path(a.args[1]), a.first, a.clips)
     else:
-        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.delta, a.motion)
+        score(Path(a.args[0]), Path(a.args[1]), Path(a.args[2]), a.label, a.delta, a.motion, a.motion_form)
