@@ -14,10 +14,10 @@ stop takes it to 0.
     python motion.py direction CACHE [--clean]
         (does the flow follow the puck? On the probe's rebound-only clips, the share of frames, away from the
         contacts, whose whole-frame x velocity has the puck's direction: it reverses at each contact)
-    python motion.py combine DATA_DIR MOTION_DIR OUT_DIR [--append] [--form signed|turning]
-        (training clips with motion_block (--form turning: turning_block) in the RGB features' place; --append:
-        the RGB features kept, the statistics and their change appended to the flow features instead: 2048 + 60
-        features a frame)
+    python motion.py combine DATA_DIR MOTION_DIR OUT_DIR [--append] [--form signed|turning|change]
+        (training clips with motion_block (--form turning / change: turning_block / change_block) in the RGB
+        features' place; --append: the RGB features kept, the statistics and their change appended to the flow
+        features instead: 2048 + 60 features a frame)
 """
 
 from __future__ import annotations

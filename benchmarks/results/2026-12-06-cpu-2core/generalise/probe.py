@@ -5,7 +5,7 @@ vocoder checkpoint, scored against the clips' onsets; where the misses are (near
     python probe.py features RUN_WITH_ENCODERS CACHE [--independent N] [--generated N]
     python probe.py score CACHE GENERATOR VOCODER [--label L] [--zero-rgb] [--delta] [--zero-flow]
                           [--motion replace|append] [--motion-suffix .motion-clean.npy]
-                          [--motion-form signed|turning]
+                          [--motion-form signed|turning|change]
 
 --motion: motion.py's statistics of the served flow (NAME.motion.npy beside each cached clip) in the RGB
 features' place (replace) or after the features (append: 2048 + 60), see cached(); --zero-flow: the flow
@@ -175,7 +175,7 @@ if __name__ == "__main__":
     p.add_argument("--motion", choices=("replace", "append"), help="cached(): motion.py's statistics")
     p.add_argument("--zero-flow", action="store_true")
     p.add_argument("--motion-suffix", default=".motion.npy", help="motion.py's files: .motion-clean.npy, cleaned")
-    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning")
+    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning, change")
     a = p.parse_args()
     if a.what == "features":
         features(Path(a.args[0]), Path(a.args[1]), a.independent, a.generated)
