@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from probe import Renderer, cached, encoder_sessions  # this folder's probe.py
+from probe import Renderer, encoder_sessions, rendered  # this folder's probe.py
 
 import s2s.independent as independent
-from s2s.alignment import detect_onsets, score_onsets
-from s2s.constants import REGNET
+from s2s.alignment import score_onsets
 from s2s.synth import encode_clip
 from s2s.training.train import encoder_features
 from s2s.video import decode_video
@@ -83,11 +82,8 @@ def score(
 ) -> dict:
     render = Renderer(generator_path, vocoder_path, delta=delta)
     table: dict[str, dict[str, list[float]]] = {}
-    for path in sorted(cache.glob("*.npz")):
+    for path, z, _, times, strengths in rendered(sorted(cache.glob("*.npz")), render, motion, form=form):
         kind, fps, _ = path.stem.split("_")
-        z = cached(path, motion, form=form)
-        wave = render(z)
-        times, strengths = detect_onsets(wave, REGNET.sample_rate)
         table.setdefault(kind, {}).setdefault(fps, []).append(score_onsets(z["onsets"], times, strengths).accuracy)
     by_rate = {k: sorted(r.items(), key=lambda i: float(i[0])) for k, r in table.items()}
     out = {"label": label, "accuracy": {k: {f: round(float(np.mean(v)), 3) for f, v in r} for k, r in by_rate.items()}}

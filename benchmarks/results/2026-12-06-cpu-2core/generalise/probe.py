@@ -87,6 +87,15 @@ def cached(path: Path, motion: str | None = None, suffix: str = ".motion.npy", f
     return z
 
 
+def rendered(paths, render, motion: str | None = None, suffix: str = ".motion.npy", form: str = "signed"):
+    """For each cached clip (:func:`cached`'s ``motion``, ``suffix``, ``form``): its path, its arrays, the waveform
+    ``render`` makes of them and the onsets detected in it (times, strengths)."""
+    for path in paths:
+        z = cached(path, motion, suffix, form)
+        wave = render(z)
+        yield path, z, wave, *detect_onsets(wave, REGNET.sample_rate)
+
+
 class Renderer:
     """A generator checkpoint and a vocoder checkpoint: a clip's cached features -> its waveform, each clip's z the
     next draw of one seeded stream. ``zero_rgb``: a generator trained on the flow features alone; ``delta``: one
@@ -136,10 +145,8 @@ def score(
     for kind in ("generated", "independent"):
         hits = truth = 0
         accs, offsets, envs, per_kind = [], [], [], {}
-        for path in sorted(cache.glob(f"{kind}_*.npz")):
-            z = cached(path, motion, motion_suffix, form)
-            wave = render(z)
-            times, strengths = detect_onsets(wave, REGNET.sample_rate)
+        clips = rendered(sorted(cache.glob(f"{kind}_*.npz")), render, motion, motion_suffix, form)
+        for _, z, wave, times, strengths in clips:
             s = score_onsets(z["onsets"], times, strengths)
             hits, truth = hits + s.hits, truth + s.truth
             accs.append(s.accuracy)

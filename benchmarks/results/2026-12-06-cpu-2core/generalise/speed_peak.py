@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from probe import Renderer, cached, encoder_sessions  # this folder's probe.py
+from probe import Renderer, encoder_sessions, rendered  # this folder's probe.py
 
-from s2s.alignment import detect_onsets, score_onsets
+from s2s.alignment import score_onsets
 from s2s.constants import REGNET
 from s2s.independent import Canvas, _backdrop, pixel_centres
 from s2s.synth import Clip, encode_clip
@@ -94,10 +94,7 @@ def score(
 ) -> dict:
     render = Renderer(generator_path, vocoder_path, delta=delta)
     at_bottoms, at_ends, detected, level = [], [], 0, []
-    for path in sorted(cache.glob("swing_*.npz")):
-        z = cached(path, motion, form=form)
-        wave = render(z)
-        times, strengths = detect_onsets(wave, REGNET.sample_rate)
+    for _, z, wave, times, strengths in rendered(sorted(cache.glob("swing_*.npz")), render, motion, form=form):
         at_bottoms.append(score_onsets(z["bottoms"], times, strengths).accuracy)
         at_ends.append(score_onsets(z["ends"], times, strengths).accuracy)
         detected += times.size
