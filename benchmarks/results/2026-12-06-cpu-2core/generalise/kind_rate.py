@@ -3,7 +3,7 @@ sound, same onsets; only the camera's rate differs): is it the rate or the kind 
 
     python kind_rate.py features RUN_WITH_ENCODERS CACHE [--scenes 4] [--rates 15 21.5 30 60]
     python kind_rate.py score CACHE GENERATOR VOCODER [--label L] [--delta] [--motion replace|append]
-        [--motion-form signed|turning|change]
+        [--motion-form signed|turning|change|scaled]
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ if __name__ == "__main__":
     p.add_argument("--label", default="")
     p.add_argument("--delta", action="store_true")
     p.add_argument("--motion", choices=("replace", "append"), help="probe.py's cached(): motion.py's statistics")
-    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning, change")
+    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning, change, scaled")
     a = p.parse_args()
     if a.what == "features":
         features(Path(a.args[0]), Path(a.args[1]), a.scenes, a.rates)

@@ -6,18 +6,19 @@ pixels that move.
 A ball's velocity there does not depend on its size, colour or the background; a reversal flips its sign and a
 stop takes it to 0.
 
-    python motion.py train DATA_DIR OUT_DIR [--variety wide] [--clean]
+    python motion.py train DATA_DIR OUT_DIR [--variety wide] [--clean] [--adaptive]
         (the training clips of a data stage: seeds from the file names)
-    python motion.py probe CACHE [--clean]
+    python motion.py probe CACHE [--clean] [--adaptive]
         (the cached clips of probe.py, kind_rate.py or speed_peak.py: NAME.motion.npy beside each; --clean:
-        NAME.motion-clean.npy, of the cleaned flow)
-    python motion.py direction CACHE [--clean]
+        NAME.motion-clean.npy, of the cleaned flow; --adaptive: NAME.motion-adaptive.npy, motion_features' adaptive
+        threshold)
+    python motion.py direction CACHE [--clean] [--adaptive]
         (does the flow follow the puck? On the probe's rebound-only clips, the share of frames, away from the
         contacts, whose whole-frame x velocity has the puck's direction: it reverses at each contact)
-    python motion.py combine DATA_DIR MOTION_DIR OUT_DIR [--append] [--form signed|turning|change]
-        (training clips with motion_block (--form turning / change: turning_block / change_block) in the RGB
-        features' place; --append: the RGB features kept, the statistics and their change appended to the flow
-        features instead: 2048 + 60 features a frame)
+    python motion.py combine DATA_DIR MOTION_DIR OUT_DIR [--append] [--form signed|turning|change|scaled]
+        (training clips with motion_block (--form turning / change / scaled: turning_block / change_block /
+        scaled_block) in the RGB features' place; --append: the RGB features kept, the statistics and their
+        change appended to the flow features instead: 2048 + 60 features a frame)
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ from s2s.constants import REGNET
 GRID = 3
 THRESHOLD = 0.5  # px a frame: slower counts as still
 SCALE = 5.0  # px a frame -> about unit spread
+#: --adaptive: the threshold is THRESHOLD plus this many times the frame's median speed (its noise: DIS finds 1-2 px
+#: of motion nearly everywhere on a noisy picture, 0 on the training renderer's)
+NOISE_FACTOR = 3.0
 
 
-def region_stats(flow: np.ndarray) -> list[float]:
+def region_stats(flow: np.ndarray, threshold: float = THRESHOLD) -> list[float]:
     speed = np.hypot(flow[..., 0], flow[..., 1])
-    moving = speed > THRESHOLD
+    moving = speed > threshold
     if not moving.any():
         return [0.0, 0.0, 0.0]
     w = speed[moving]
@@ -45,20 +49,29 @@ def region_stats(flow: np.ndarray) -> list[float]:
     return [float(v[0]) / SCALE, float(v[1]) / SCALE, float(moving.mean()) * 10]
 
 
-def motion_features(pictures: np.ndarray, clean: bool = False) -> np.ndarray:
+def motion_features(pictures: np.ndarray, clean: bool = False, adaptive: bool = False) -> np.ndarray:
     """Frames (N, H, W, 3) BGR -> (N, 3 * (1 + GRID**2)) float32; ``clean``: of cleanflow.py's "clean" flow
-    (zero where the picture does not change)."""
+    (zero where the picture does not change); ``adaptive``: a pixel moves if faster than THRESHOLD plus
+    NOISE_FACTOR times the frame's median speed (on a noiseless picture the same as without)."""
     from cleanflow import cleaned_flows
 
     rows = []
     for flow in cleaned_flows(pictures, "clean" if clean else "stab"):  # less the median (the shake) in both
         h, w = flow.shape[:2]
-        stats = region_stats(flow)
+        noise = float(np.median(np.hypot(flow[..., 0], flow[..., 1]))) if adaptive else 0.0
+        threshold = THRESHOLD + NOISE_FACTOR * noise
+        stats = region_stats(flow, threshold)
         for i in range(GRID):
             for j in range(GRID):
-                stats += region_stats(flow[i * h // GRID : (i + 1) * h // GRID, j * w // GRID : (j + 1) * w // GRID])
+                cell = flow[i * h // GRID : (i + 1) * h // GRID, j * w // GRID : (j + 1) * w // GRID]
+                stats += region_stats(cell, threshold)
         rows.append(stats)
     return np.asarray(rows, dtype=np.float32)
+
+
+def suffix(clean: bool, adaptive: bool) -> str:
+    """The file beside each cached clip that holds its statistics (``probe``'s output, ``direction``'s input)."""
+    return ".motion" + ("-clean" if clean else "") + ("-adaptive" if adaptive else "") + ".npy"
 
 
 def probe_clip(stem: str):
@@ -124,7 +137,31 @@ def change_block(motion: np.ndarray, width: int = 1024) -> np.ndarray:
     return _padded(block.reshape(len(motion), -1), width)
 
 
-FORMS = {"signed": motion_block, "turning": turning_block, "change": change_block}
+#: the least clip scale (motion units: 5 px a frame) scaled_block divides by, 2.5 px a frame: a still or noisy
+#: clip's velocities are not blown up to the size of a moving body's
+SCALE_FLOOR = 0.5
+
+
+def clip_scale(motion: np.ndarray) -> float:
+    """How fast the clip's bodies move: the 95th percentile over its frames of the fastest grid cell's speed
+    (motion units; a cell's, since on a noisy picture the whole frame's mean velocity is diluted by the pixels
+    that only seem to move), at least SCALE_FLOOR. The training clips' lie at 2.1-4.4 (5th-95th percentile), the
+    first independent clips' at 0.7-2.8."""
+    v = motion.reshape(len(motion), -1, 3)
+    speed = np.hypot(v[:, 1:, 0], v[:, 1:, 1]).max(axis=1)
+    return max(SCALE_FLOOR, float(np.percentile(speed, 95)))
+
+
+def scaled_block(motion: np.ndarray, width: int = 1024) -> np.ndarray:
+    """turning_block of the velocities divided by :func:`clip_scale`: a puck that keeps 5 px a frame and reverses
+    gives the same dot product (-1) as a ball that reverses at 25 px a frame, where turning_block's grows with the
+    square of the speed."""
+    v = motion.reshape(len(motion), -1, 3).copy()
+    v[..., :2] /= clip_scale(motion)
+    return turning_block(v.reshape(len(motion), -1), width)
+
+
+FORMS = {"signed": motion_block, "turning": turning_block, "change": change_block, "scaled": scaled_block}
 
 
 def with_motion(z: dict, motion: np.ndarray, mode: str, form: str = "signed") -> dict:
@@ -162,6 +199,7 @@ if __name__ == "__main__":
     p.add_argument("dirs", type=Path, nargs="+")
     p.add_argument("--append", action="store_true")
     p.add_argument("--clean", action="store_true")
+    p.add_argument("--adaptive", action="store_true", help="motion_features' adaptive threshold")
     p.add_argument("--form", choices=tuple(FORMS), default="signed", help="combine: with_motion's form")
     p.add_argument("--variety", default="plain", help="train: the data stage's --variety")
     a = p.parse_args()
@@ -180,12 +218,12 @@ if __name__ == "__main__":
             clip = make_clip(seed, 6.0, variety=a.variety)
             # as the data stage: other varieties through the served decode (H.264, 21.5 fps)
             pictures = clip.frames if a.variety == "plain" else decode_video(encode_clip(clip)).frames
-            m = motion_features(pictures, a.clean)
+            m = motion_features(pictures, a.clean, a.adaptive)
             assert m.shape[0] == n, (m.shape, n)
             np.savez(target, motion=m)
             sys.stdout.write(f"{seed} {n}\n")
     elif a.what == "direction":
-        shares = direction_agreement(a.dirs[0], ".motion-clean.npy" if a.clean else ".motion.npy")
+        shares = direction_agreement(a.dirs[0], suffix(a.clean, a.adaptive))
         sys.stdout.write(f"{len(shares)} clips: {np.round(shares, 2).tolist()} mean {np.mean(shares):.3f}\n")
     elif a.what == "combine":
         data, motion, out = a.dirs
@@ -201,12 +239,12 @@ if __name__ == "__main__":
 
         (cache,) = a.dirs
         for path in sorted(cache.glob("*.npz")):
-            target = path.with_suffix(".motion-clean.npy" if a.clean else ".motion.npy")
+            target = path.with_suffix(suffix(a.clean, a.adaptive))
             if target.exists():
                 continue
             clip = probe_clip(path.stem)
             pictures = decode_video(encode_clip(clip)).frames
-            m = motion_features(pictures, a.clean)
+            m = motion_features(pictures, a.clean, a.adaptive)
             assert m.shape[0] == np.load(path)["flow"].shape[0]
             np.save(target, m)
             sys.stdout.write(f"{path.stem} {len(m)}\n")

@@ -5,7 +5,10 @@ vocoder checkpoint, scored against the clips' onsets; where the misses are (near
     python probe.py features RUN_WITH_ENCODERS CACHE [--independent N] [--generated N]
     python probe.py score CACHE GENERATOR VOCODER [--label L] [--zero-rgb] [--delta] [--zero-flow]
                           [--motion replace|append] [--motion-suffix .motion-clean.npy]
-                          [--motion-form signed|turning|change]
+                          [--motion-form signed|turning|change|scaled]
+    python probe.py levels CACHE GENERATOR [--motion replace] [--motion-form F] [--motion-suffix S]
+        (how loud the generator's mel is between events and how far its events rise above that, per set, with its
+        inputs whole and with each part zeroed; beside the clips' own mels)
 
 --motion: motion.py's statistics of the served flow (NAME.motion.npy beside each cached clip) in the RGB
 features' place (replace) or after the features (append: 2048 + 60), see cached(); --zero-flow: the flow
@@ -170,9 +173,43 @@ def score(
     return out
 
 
+def mel_levels(mel: np.ndarray) -> tuple[float, float]:
+    """A mel (80, T) in [0, 1]: its floor (the median over frames of the mean over bands) and how far its loudest
+    frames rise above it (99th percentile less the floor)."""
+    level = mel.mean(axis=0)
+    floor = float(np.median(level))
+    return floor, float(np.percentile(level, 99)) - floor
+
+
+def levels(cache: Path, generator_path: Path, motion: str | None, motion_suffix: str, form: str) -> dict:
+    """Per set (generated, independent): mel_levels of the clips' own mels and of the generator's (z = 0) with its
+    inputs whole, the flow features zeroed, and the first 1,024 inputs (RGB features or motion.py's statistics)
+    zeroed; means over the clips."""
+    from s2s.models.regnet import build_regnet
+
+    generator = build_regnet("small", checkpoint=generator_path).eval()
+    z_dim = generator.config.random_z_dim
+    out = {}
+    for kind in ("generated", "independent"):
+        rows: dict[str, list] = {"own": [], "whole": [], "flow features zeroed": [], "first 1024 zeroed": []}
+        for path in sorted(cache.glob(f"{kind}_*.npz")):
+            z = cached(path, motion, motion_suffix, form)
+            x = torch.from_numpy(np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32))[None]
+            variants = {"whole": x, "flow features zeroed": x.clone(), "first 1024 zeroed": x.clone()}
+            variants["flow features zeroed"][..., 1024:] = 0
+            variants["first 1024 zeroed"][..., :1024] = 0
+            with torch.no_grad():
+                for name, v in variants.items():
+                    rows[name].append(mel_levels(generator(v, torch.zeros(1, z_dim)).clamp(0, 1)[0].numpy()))
+            rows["own"].append(mel_levels(z["mel"]))
+        out[kind] = {k: [round(float(x), 3) for x in np.mean(v, axis=0)] for k, v in rows.items()}
+    sys.stdout.write(json.dumps({"generator": str(generator_path), "floor, rise": out}) + "\n")
+    return out
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=("features", "score"))
+    p.add_argument("what", choices=("features", "score", "levels"))
     p.add_argument("args", nargs="+")
     p.add_argument("--independent", type=int, default=32)
     p.add_argument("--generated", type=int, default=16)
@@ -182,10 +219,12 @@ if __name__ == "__main__":
     p.add_argument("--motion", choices=("replace", "append"), help="cached(): motion.py's statistics")
     p.add_argument("--zero-flow", action="store_true")
     p.add_argument("--motion-suffix", default=".motion.npy", help="motion.py's files: .motion-clean.npy, cleaned")
-    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning, change")
+    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning, change, scaled")
     a = p.parse_args()
     if a.what == "features":
         features(Path(a.args[0]), Path(a.args[1]), a.independent, a.generated)
+    elif a.what == "levels":
+        levels(Path(a.args[0]), Path(a.args[1]), a.motion, a.motion_suffix, a.motion_form)
     else:
         paths = (Path(x) for x in a.args[:3])
         score(*paths, a.label, a.zero_rgb, a.delta, a.motion, a.zero_flow, a.motion_suffix, a.motion_form)

@@ -9,7 +9,7 @@ the same detections scored at the swing's ends (the slowest points) as a control
 
     python speed_peak.py features RUN_WITH_ENCODERS CACHE [--clips 8]
     python speed_peak.py score CACHE GENERATOR VOCODER [--label L] [--delta] [--motion replace|append]
-        [--motion-form signed|turning|change]
+        [--motion-form signed|turning|change|scaled]
     python speed_peak.py data RUN_WITH_ENCODERS OUT [--first 1000] [--clips 40]
 """
 
@@ -138,7 +138,7 @@ if __name__ == "__main__":
     p.add_argument("--label", default="")
     p.add_argument("--delta", action="store_true")
     p.add_argument("--motion", choices=("replace", "append"), help="probe.py's cached(): motion.py's statistics")
-    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning, change")
+    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning, change, scaled")
     p.add_argument("--first", type=int, default=1000)
     a = p.parse_args()
     if a.what == "features":

@@ -3,7 +3,8 @@ with one change to what it is fed: ``flow`` (the RGB features zeroed, in trainin
 (the RGB features replaced by the flow features' change from the frame before, probe.py's ``flow_delta``),
 ``noflow`` (the flow features zeroed: with motion.py's combined data, the motion statistics alone),
 ``dropout`` (input dropout P on the features in training only), ``noise`` (Gaussian noise of SIGMA times each
-channel's std in training only).
+channel's std in training only), ``flowdrop`` (in training only, each window's flow features zeroed with probability
+P: with motion.py's combined data the statistics must carry the events alone in those windows).
 
     python train_variant.py DATA [DATA ...] OUT VARIANT [--p 0.3] [--steps 5000] [--seed 0]
 
@@ -29,7 +30,7 @@ from s2s.training.train import ClipData, Part
 p = argparse.ArgumentParser()
 p.add_argument("data", type=Path, nargs="+")
 p.add_argument("out", type=Path)
-p.add_argument("variant", choices=("baseline", "flow", "noflow", "delta", "dropout", "noise"))
+p.add_argument("variant", choices=("baseline", "flow", "noflow", "delta", "dropout", "noise", "flowdrop"))
 p.add_argument("--p", type=float, default=0.3)
 p.add_argument("--steps", type=int, default=5000)
 p.add_argument("--seed", type=int, default=0)
@@ -55,6 +56,8 @@ for step in range(1, a.steps + 1):
         x = torch.nn.functional.dropout(x, a.p)
     elif a.variant == "noise":
         x = x + a.p * std * torch.randn_like(x)
+    elif a.variant == "flowdrop":
+        x[torch.rand(x.shape[0]) < a.p, :, 1024:2048] = 0
     out = model(x, torch.randn(x.shape[0], model.config.random_z_dim))
     loss = (out - y).abs().mean() + (out - y).square().mean()
     part.update(loss)
