@@ -4,7 +4,8 @@ with one change to what it is fed: ``flow`` (the RGB features zeroed, in trainin
 ``noflow`` (the flow features zeroed: with motion.py's combined data, the motion statistics alone),
 ``dropout`` (input dropout P on the features in training only), ``noise`` (Gaussian noise of SIGMA times each
 channel's std in training only), ``flowdrop`` (in training only, each window's flow features zeroed with probability
-P: with motion.py's combined data the statistics must carry the events alone in those windows).
+P: with motion.py's combined data the statistics must carry the events alone in those windows), ``flux`` (the loss
+also P times the L1 distance of the mels' change from one mel frame to the next: the onsets' sharpness).
 
     python train_variant.py DATA [DATA ...] OUT VARIANT [--p 0.3] [--steps 5000] [--seed 0]
 
@@ -30,7 +31,7 @@ from s2s.training.train import ClipData, Part
 p = argparse.ArgumentParser()
 p.add_argument("data", type=Path, nargs="+")
 p.add_argument("out", type=Path)
-p.add_argument("variant", choices=("baseline", "flow", "noflow", "delta", "dropout", "noise", "flowdrop"))
+p.add_argument("variant", choices=("baseline", "flow", "noflow", "delta", "dropout", "noise", "flowdrop", "flux"))
 p.add_argument("--p", type=float, default=0.3)
 p.add_argument("--steps", type=int, default=5000)
 p.add_argument("--seed", type=int, default=0)
@@ -60,6 +61,8 @@ for step in range(1, a.steps + 1):
         x[torch.rand(x.shape[0]) < a.p, :, 1024:2048] = 0
     out = model(x, torch.randn(x.shape[0], model.config.random_z_dim))
     loss = (out - y).abs().mean() + (out - y).square().mean()
+    if a.variant == "flux":
+        loss = loss + a.p * (out.diff(dim=-1) - y.diff(dim=-1)).abs().mean()
     part.update(loss)
     if step % 500 == 0:
         sys.stdout.write(f"{step} {loss.item():.4f} {time.time() - start:.0f}\n")
