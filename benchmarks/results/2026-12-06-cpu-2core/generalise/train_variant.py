@@ -5,7 +5,10 @@ with one change to what it is fed: ``flow`` (the RGB features zeroed, in trainin
 ``dropout`` (input dropout P on the features in training only), ``noise`` (Gaussian noise of SIGMA times each
 channel's std in training only), ``flowdrop`` (in training only, each window's flow features zeroed with probability
 P: with motion.py's combined data the statistics must carry the events alone in those windows), ``flux`` (the loss
-also P times the L1 distance of the mels' change from one mel frame to the next: the onsets' sharpness).
+also P times the L1 distance of the mels' change from one mel frame to the next: the onsets' sharpness),
+``adversarial`` (the loss also P times a least-squares adversarial loss from a small discriminator that sees a
+window's mel beside its features, MelDiscriminator: it tells the clips' own mels from the generator's by the shape
+of their events where the picture shows them).
 
     python train_variant.py DATA [DATA ...] OUT VARIANT [--p 0.3] [--steps 5000] [--seed 0]
 
@@ -31,11 +34,35 @@ from s2s.training.train import ClipData, Part
 p = argparse.ArgumentParser()
 p.add_argument("data", type=Path, nargs="+")
 p.add_argument("out", type=Path)
-p.add_argument("variant", choices=("baseline", "flow", "noflow", "delta", "dropout", "noise", "flowdrop", "flux"))
+p.add_argument(
+    "variant", choices=("baseline", "flow", "noflow", "delta", "dropout", "noise", "flowdrop", "flux", "adversarial")
+)
 p.add_argument("--p", type=float, default=0.3)
 p.add_argument("--steps", type=int, default=5000)
 p.add_argument("--seed", type=int, default=0)
 a = p.parse_args()
+
+
+class MelDiscriminator(torch.nn.Module):
+    """A window's mel (B, 80, T * k) and its features (B, T, D) -> a score per mel frame (B, 1, T * k): the features
+    projected to 64 channels and repeated over their frame's k mel frames, beside the mel, through dilated
+    convolutions (a receptive field of about 0.7 s)."""
+
+    def __init__(self, visual_dim: int, mels: int = 80, width: int = 128):
+        super().__init__()
+        self.project = torch.nn.Linear(visual_dim, 64)
+        layers, channels = [], mels + 64
+        for dilation in (1, 2, 4, 8):
+            layers += [torch.nn.Conv1d(channels, width, 5, padding=2 * dilation, dilation=dilation),
+                       torch.nn.LeakyReLU(0.2)]  # fmt: skip
+            channels = width
+        self.body = torch.nn.Sequential(*layers, torch.nn.Conv1d(width, 1, 3, padding=1))
+
+    def forward(self, mel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        k = mel.shape[-1] // x.shape[1]
+        visual = self.project(x).transpose(1, 2).repeat_interleave(k, dim=-1)
+        return self.body(torch.cat([mel, visual], dim=1))
+
 
 torch.manual_seed(a.seed)
 rng = random.Random(a.seed)
@@ -44,6 +71,8 @@ std = torch.from_numpy(np.concatenate([c[0] for c in data.clips]).std(axis=0))
 # the data's width (2048, or more with motion.py's appended statistics)
 model = RegNetGenerator(replace(regnet_config("small"), visual_dim=data.clips[0][0].shape[1]))
 part = Part.cosine(model, 1e-3, a.steps)
+if a.variant == "adversarial":
+    critic = Part.cosine(MelDiscriminator(data.clips[0][0].shape[1]), 2e-4, a.steps, betas=(0.5, 0.9))
 start = time.time()
 for step in range(1, a.steps + 1):
     x, y = data.windows(rng, 8, 43)
@@ -63,6 +92,9 @@ for step in range(1, a.steps + 1):
     loss = (out - y).abs().mean() + (out - y).square().mean()
     if a.variant == "flux":
         loss = loss + a.p * (out.diff(dim=-1) - y.diff(dim=-1)).abs().mean()
+    elif a.variant == "adversarial":
+        critic.update((critic.model(y, x) - 1).square().mean() + critic.model(out.detach(), x).square().mean())
+        loss = loss + a.p * (critic.model(out, x) - 1).square().mean()
     part.update(loss)
     if step % 500 == 0:
         sys.stdout.write(f"{step} {loss.item():.4f} {time.time() - start:.0f}\n")
