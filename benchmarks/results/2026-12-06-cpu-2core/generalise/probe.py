@@ -90,6 +90,12 @@ def cached(path: Path, motion: str | None = None, suffix: str = ".motion.npy", f
     return z
 
 
+def generator_input(z: dict) -> torch.Tensor:
+    """A cached clip's arrays -> the generator's input (1, T, D): the first features (RGB, or motion.py's statistics
+    in their place) beside the flow features, float32."""
+    return torch.from_numpy(np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32))[None]
+
+
 def rendered(paths, render, motion: str | None = None, suffix: str = ".motion.npy", form: str = "signed"):
     """For each cached clip (:func:`cached`'s ``motion``, ``suffix``, ``form``): its path, its arrays, the waveform
     ``render`` makes of them and the onsets detected in it (times, strengths)."""
@@ -118,7 +124,7 @@ class Renderer:
         self.noise = torch.Generator().manual_seed(0)
 
     def __call__(self, z) -> np.ndarray:
-        x = torch.from_numpy(np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32))[None]
+        x = generator_input(z)
         if self.zero_rgb:
             x[..., : z["rgb"].shape[1]] = 0
         if self.zero_flow:
@@ -194,7 +200,7 @@ def levels(cache: Path, generator_path: Path, motion: str | None, motion_suffix:
         rows: dict[str, list] = {"own": [], "whole": [], "flow features zeroed": [], "first 1024 zeroed": []}
         for path in sorted(cache.glob(f"{kind}_*.npz")):
             z = cached(path, motion, motion_suffix, form)
-            x = torch.from_numpy(np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32))[None]
+            x = generator_input(z)
             variants = {"whole": x, "flow features zeroed": x.clone(), "first 1024 zeroed": x.clone()}
             variants["flow features zeroed"][..., 1024:] = 0
             variants["first 1024 zeroed"][..., :1024] = 0

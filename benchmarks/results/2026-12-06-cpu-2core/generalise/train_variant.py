@@ -29,6 +29,7 @@ import torch
 from probe import flow_delta  # this folder's probe.py (a script's folder is on its path)
 
 from s2s.models.regnet import RegNetGenerator, regnet_config, save_regnet_checkpoint
+from s2s.training.adversarial import discriminator_loss, generator_adversarial_loss
 from s2s.training.train import ClipData, Part
 
 p = argparse.ArgumentParser()
@@ -46,7 +47,8 @@ a = p.parse_args()
 class MelDiscriminator(torch.nn.Module):
     """A window's mel (B, 80, T * k) and its features (B, T, D) -> a score per mel frame (B, 1, T * k): the features
     projected to 64 channels and repeated over their frame's k mel frames, beside the mel, through dilated
-    convolutions (a receptive field of about 0.7 s)."""
+    convolutions (a receptive field of about 0.7 s). Returned as s2s.training.adversarial's discriminators return
+    theirs (one sub-discriminator: its activations, then its scores), so that its losses apply."""
 
     def __init__(self, visual_dim: int, mels: int = 80, width: int = 128):
         super().__init__()
@@ -58,10 +60,15 @@ class MelDiscriminator(torch.nn.Module):
             channels = width
         self.body = torch.nn.Sequential(*layers, torch.nn.Conv1d(width, 1, 3, padding=1))
 
-    def forward(self, mel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, x: torch.Tensor) -> list[list[torch.Tensor]]:
         k = mel.shape[-1] // x.shape[1]
-        visual = self.project(x).transpose(1, 2).repeat_interleave(k, dim=-1)
-        return self.body(torch.cat([mel, visual], dim=1))
+        h = torch.cat([mel, self.project(x).transpose(1, 2).repeat_interleave(k, dim=-1)], dim=1)
+        activations = []
+        for layer in self.body:
+            h = layer(h)
+            if not isinstance(layer, torch.nn.Conv1d):
+                activations.append(h)
+        return [[*activations, h]]
 
 
 torch.manual_seed(a.seed)
@@ -93,8 +100,8 @@ for step in range(1, a.steps + 1):
     if a.variant == "flux":
         loss = loss + a.p * (out.diff(dim=-1) - y.diff(dim=-1)).abs().mean()
     elif a.variant == "adversarial":
-        critic.update((critic.model(y, x) - 1).square().mean() + critic.model(out.detach(), x).square().mean())
-        loss = loss + a.p * (critic.model(out, x) - 1).square().mean()
+        critic.update(discriminator_loss(critic.model(y, x), critic.model(out.detach(), x)))
+        loss = loss + a.p * generator_adversarial_loss(critic.model(out, x))
     part.update(loss)
     if step % 500 == 0:
         sys.stdout.write(f"{step} {loss.item():.4f} {time.time() - start:.0f}\n")
