@@ -42,7 +42,7 @@ from s2s.bench.measure import machine, timed, write_report
 from s2s.constants import REGNET
 from s2s.export.specs import ExportOptions, build_exports
 from s2s.repository import MODEL_NAMES
-from s2s.windowing import PreprocessOptions, decode_windows, postprocess, windows_on_device
+from s2s.windowing import PreprocessOptions, decode_windows, generator_feed, postprocess, windows_on_device
 
 log = logging.getLogger(__name__)
 
@@ -216,15 +216,17 @@ class GpuChain:
         nets = exports()
         self.modules = {name: e.module.eval().to(device) for name, e in nets.items()}
         z_dim = nets["generator"].extra["z_dim"]
+        self.inputs = tuple(nets["generator"].extra["inputs"])
         self.options = PreprocessOptions(flow_method="tvl1", window_frames=window_frames, z_dim=z_dim)
 
     def networks(
-        self, rgb: torch.Tensor, flow: torch.Tensor, frame_index: np.ndarray, z: np.ndarray
+        self, rgb: torch.Tensor, flow: torch.Tensor, motion: np.ndarray, frame_index: np.ndarray, z: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         m = self.modules
-        index, z = (torch.from_numpy(a).to(self.device) for a in (frame_index, z))
+        index, z, motion = (torch.from_numpy(a).to(self.device) for a in (frame_index, z, motion))
         with torch.inference_mode(), precision(self.precision_name, self.device):
-            mel = m["generator"](m["tsn_rgb"](rgb), m["tsn_flow"](flow), index, z)
+            fed = generator_feed(self.inputs, lambda name, frames: m[name](frames), rgb=rgb, flow=flow, motion=motion)
+            mel = m["generator"](*fed, index, z)
             wav = m["vocoder"](mel)
         return wav.float().cpu().numpy(), mel.float().cpu().numpy()
 
@@ -234,8 +236,8 @@ class GpuChain:
         # clips of other lengths have other numbers of distinct frames per window: batch every frame
         full = [w.every_frame() for w in windows]
         rgb, flow = (torch.cat([getattr(f, name) for f in full]) for name in ("rgb", "flow"))
-        index = np.concatenate([f.frame_index for f in full])
-        wav, mel = self.networks(rgb, flow, index, np.concatenate([w.z for w in windows]))
+        motion, index = (np.concatenate([getattr(f, name) for f in full]) for name in ("motion", "frame_index"))
+        wav, mel = self.networks(rgb, flow, motion, index, np.concatenate([w.z for w in windows]))
         out, at = [], 0
         for w in windows:
             k = w.num_windows
@@ -282,7 +284,7 @@ def end_to_end_section(device: str, repeats: int, in_flight: tuple[int, ...], cl
         (w,) = windows_on_device([decoded], chain.options, device)
         sync(device)
         t2 = time.perf_counter()
-        wav, mel = chain.networks(w.rgb, w.flow, w.frame_index, w.z)
+        wav, mel = chain.networks(w.rgb, w.flow, w.motion, w.frame_index, w.z)
         t3 = time.perf_counter()
         postprocess(wav, mel, w.layout, w.samples, w.mel_frames)
         t4 = time.perf_counter()
@@ -331,7 +333,7 @@ class CpuChain:
     """The same chain on the CPU in float32 (TV-L1 in PyTorch, unfused): the parity reference."""
 
     def __init__(self, gpu: GpuChain) -> None:
-        self.options = gpu.options
+        self.options, self.inputs = gpu.options, gpu.inputs
         self.modules = {name: e.module.eval() for name, e in exports().items()}
 
     def __call__(self, video: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -340,7 +342,9 @@ class CpuChain:
         m = self.modules
         with torch.inference_mode():
             index, z = torch.from_numpy(w.frame_index), torch.from_numpy(w.z)
-            mel = m["generator"](m["tsn_rgb"](w.rgb), m["tsn_flow"](w.flow), index, z)
+            fed = generator_feed(self.inputs, lambda name, frames: m[name](frames), rgb=w.rgb, flow=w.flow,
+                                 motion=torch.from_numpy(w.motion))  # fmt: skip
+            mel = m["generator"](*fed, index, z)
             wav = m["vocoder"](mel)
         return postprocess(wav.numpy(), mel.numpy(), w.layout, w.samples, w.mel_frames)
 

@@ -41,7 +41,16 @@ from s2s.errors import OptionError
 from s2s.export.triton_config import read_preprocess_options, relink_repository
 from s2s.flags import comma_list, flag
 from s2s.flow import FLOW_METHODS
-from s2s.repository import ENSEMBLE, MANIFEST, MODEL_NAMES, PREPROCESS, repository_field
+from s2s.repository import (
+    ENSEMBLE,
+    GENERATOR_INPUTS,
+    MANIFEST,
+    MODEL_NAMES,
+    PREPROCESS,
+    REGNET_INPUTS,
+    generator_inputs,
+    repository_field,
+)
 from s2s.runtime.server import ADMIN_APIS, ADMIN_KEY_ENV, admin_headers, read_admin_key
 from s2s.windowing import PreprocessOptions
 
@@ -112,23 +121,22 @@ def prepare_repository(options: HarnessOptions, target: Path) -> dict:
     manifest = json.loads((source / MANIFEST).read_text())
     return {
         "window_frames": preprocess.window_frames, "z_dim": preprocess.z_dim, "preprocess": preprocess,
-        "manifest": manifest,
+        "manifest": manifest, "generator_inputs": generator_inputs(manifest),
     }  # fmt: skip
 
 
-def model_shapes(name: str, window_frames: int, z_dim: int, clip_bytes: int) -> dict[str, list[int]]:
-    """One window's tensors for each model (the batch dimension is perf_analyzer's -b 1)."""
+def model_shapes(
+    name: str, window_frames: int, z_dim: int, clip_bytes: int, inputs: tuple[str, ...] = REGNET_INPUTS
+) -> dict[str, list[int]]:
+    """One window's tensors for each model (the batch dimension is perf_analyzer's -b 1); ``inputs``: what the
+    generator is fed (s2s.repository.GENERATOR_INPUTS' names)."""
     size, t = REGNET.image_size, window_frames
     return {
         PREPROCESS: {"video": [clip_bytes]},
         "tsn_rgb": {"frames": [t, 3, size, size]},
         "tsn_flow": {"frames": [t, 2, size, size]},
-        "generator": {
-            "rgb_features": [t, REGNET.feature_dim],
-            "flow_features": [t, REGNET.feature_dim],
-            "frame_index": [t],
-            "z": [z_dim],
-        },
+        "generator": {GENERATOR_INPUTS[n][0]: [t, GENERATOR_INPUTS[n][1]] for n in inputs}
+        | {"frame_index": [t], "z": [z_dim]},
         "vocoder": {"mel": [REGNET.n_mels, REGNET.mel_frames(t)]},
     }[name]
 
@@ -223,7 +231,8 @@ def _run(options: HarnessOptions, version: str, out: Path) -> Path:
                     measure(scenario, ENSEMBLE, request_rate=r, shapes=ensemble_shape, input_data=video_data)
             elif scenario == "models":
                 for name in options.models:
-                    shapes = model_shapes(name, info["window_frames"], info["z_dim"], len(clip))
+                    shapes = model_shapes(name, info["window_frames"], info["z_dim"], len(clip),
+                                          info["generator_inputs"])  # fmt: skip
                     # the generator's frame_index must index its features: zeros (timing does not depend on them)
                     data = video_data if name == PREPROCESS else "zero" if name == "generator" else "random"
                     for c in options.model_concurrency:
@@ -280,18 +289,22 @@ def _remote_info(http_url: str) -> dict:
 
 
 def _served_preprocess(http_url: str, headers: dict[str, str] | None) -> dict:
-    """Window length and noise width of the preprocess step a running server serves (its config is an
-    admin API: ``headers`` carry the key)."""
+    """Window length and noise width of the preprocess step a running server serves, and what its generator is
+    fed (s2s.repository.GENERATOR_INPUTS' names, from its inputs; configs are an admin API: ``headers`` carry the
+    key)."""
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
+    named = {tensor: name for name, (tensor, _) in GENERATOR_INPUTS.items()}
     try:
         with httpclient.InferenceServerClient(http_url) as client:
             served = PreprocessOptions.from_model_config(client.get_model_config(PREPROCESS, headers=headers))
+            generator = client.get_model_config("generator", headers=headers)
     except (InferenceServerException, OptionError) as exc:
         hint = "" if headers else f" (give its admin key: --admin-key-file or ${ADMIN_KEY_ENV})"
         raise PerfError(f"cannot read the preprocess options served at {http_url}{hint}: {exc}") from None
-    return {"window_frames": served.window_frames, "z_dim": served.z_dim}
+    fed = tuple(named[t["name"]] for t in generator["input"] if t["name"] in named)
+    return {"window_frames": served.window_frames, "z_dim": served.z_dim, "generator_inputs": fed}
 
 
 def _check_models(http_url: str, names: list[str]) -> None:

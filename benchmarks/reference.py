@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from s2s.repository import MANIFEST, MODEL_NAMES
-from s2s.windowing import PreprocessOptions, Windows, postprocess, preprocess
+from s2s.repository import MANIFEST, MODEL_NAMES, REGNET_INPUTS, generator_inputs
+from s2s.windowing import PreprocessOptions, Windows, generator_feed, postprocess, preprocess
 
 #: a network as a function of numpy arrays
 Network = Callable[..., np.ndarray]
@@ -30,6 +30,8 @@ class ReferencePipeline:
     networks: dict[str, Network]
     #: the served preprocess options (``z_dim``: the generator's)
     options: PreprocessOptions
+    #: what the generator is fed (s2s.repository.GENERATOR_INPUTS' names, in order)
+    inputs: tuple[str, ...] = REGNET_INPUTS
 
     @classmethod
     def pytorch(cls, options, preprocess: PreprocessOptions | None = None) -> ReferencePipeline:
@@ -47,7 +49,9 @@ class ReferencePipeline:
 
         exports = {e.name: e for e in build_exports(options)}
         networks = {name: wrap(e.module) for name, e in exports.items()}
-        return cls(networks, replace(preprocess or PreprocessOptions(), z_dim=exports["generator"].extra["z_dim"]))
+        generator = exports["generator"].extra
+        options = replace(preprocess or PreprocessOptions(), z_dim=generator["z_dim"])
+        return cls(networks, options, tuple(generator["inputs"]))
 
     @classmethod
     def served(cls, repository: Path, preprocess: PreprocessOptions | None = None) -> ReferencePipeline:
@@ -72,7 +76,7 @@ class ReferencePipeline:
 
         z_dim = int(manifest["models"]["generator"]["z_dim"])
         preprocess = replace(preprocess or read_preprocess_options(repository), z_dim=z_dim)
-        return cls({name: wrap(name) for name in MODEL_NAMES}, preprocess)
+        return cls({name: wrap(name) for name in MODEL_NAMES}, preprocess, generator_inputs(manifest))
 
     def preprocess(self, video: bytes) -> Windows:
         return preprocess(video, self.options)
@@ -80,9 +84,9 @@ class ReferencePipeline:
     def run_networks(self, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
         """(waveforms (W, S), mels (W, 80, F)) for all windows at once."""
         n = self.networks
-        rgb = n["tsn_rgb"](windows.rgb)
-        flow = n["tsn_flow"](windows.flow)
-        mel = n["generator"](rgb, flow, windows.frame_index, windows.z)
+        fed = generator_feed(self.inputs, lambda name, frames: n[name](frames), rgb=windows.rgb, flow=windows.flow,
+                             motion=windows.motion)  # fmt: skip
+        mel = n["generator"](*fed, windows.frame_index, windows.z)
         return n["vocoder"](mel), mel
 
     def __call__(self, video: bytes) -> tuple[np.ndarray, np.ndarray]:

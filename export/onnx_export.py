@@ -18,7 +18,7 @@ from s2s.export.tensorrt import TensorRTProfile, build_plan, build_plan_cached
 from s2s.export.triton_config import ServingOptions, model_config, write_pipeline
 from s2s.models.checkpoints import file_sha256
 from s2s.models.regnet import regnet_config
-from s2s.repository import MANIFEST, MODEL_NAMES
+from s2s.repository import MANIFEST, MODEL_NAMES, generator_inputs
 from s2s.runtime.ort_backend import WARNING_METADATA_KEY
 from s2s.windowing import PreprocessOptions
 
@@ -105,7 +105,7 @@ def export_repository(
                  time.monotonic() - start, artifact)  # fmt: skip
     if preprocess is not None:
         preprocess = replace(preprocess, z_dim=_generator_z_dim(manifest, options))
-        write_pipeline(repository, serving, preprocess)
+        write_pipeline(repository, serving, preprocess, generator_inputs(manifest))
         manifest["preprocess"] = asdict(preprocess)
     manifest.update(
         {

@@ -5,13 +5,15 @@ TensorRT profiles and the tests all read them from these specs.
 
     tsn_rgb    frames uint8 [W, T, 3, 224, 224] (BGR 0..255)      -> features fp32 [W, T, 1024]
     tsn_flow   frames uint8 [W, T, 2, 224, 224] (flow, 0..255)    -> features fp32 [W, T, 1024]
-    generator  rgb_features, flow_features fp32 [W, n, 1024],
-               frame_index int32 [W, T], z fp32 [W, z_dim]         -> mel fp32 [W, 80, 4T] in [0, 1]
+    generator  its inputs (RegNet's: rgb_features, flow_features fp32 [W, n, 1024]; or motion fp32 [W, n, 60]
+               and flow_features), frame_index int32 [W, T], z fp32 [W, z_dim]  -> mel fp32 [W, 80, 4T] in [0, 1]
     vocoder    mel fp32 [W, 80, F]                                 -> waveform fp32 [W, 256 F]
 
 W (windows of one or several videos) is Triton's batch dimension; T and F are variable. The encoders
 see each distinct frame of a window once (n <= T: fewer for a short last window, 1 for a still);
-the generator loops their features back to the window's T frames by ``frame_index``.
+the generator loops their features back to the window's T frames by ``frame_index``. What a generator is fed
+(s2s.repository.GENERATOR_INPUTS) its checkpoint records; the manifest keeps it (``inputs``), and the
+``s2s`` ensemble runs the steps that make those inputs.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from s2s.models.checkpoints import (
 from s2s.models.hifigan import build_hifigan
 from s2s.models.istft import build_istft_vocoder
 from s2s.models.melgan import build_melgan
-from s2s.models.regnet import CONFIGS, GeneratorExport, build_regnet, config_name, load_regnet_checkpoint
-from s2s.repository import MODEL_NAMES
+from s2s.models.regnet import CONFIGS, GeneratorExport, build_regnet, config_name, load_regnet_checkpoint, parse_inputs
+from s2s.repository import GENERATOR_INPUTS, MODEL_NAMES
 from s2s.weights import DEMO_GENERATOR, DEMO_VOCODER
 
 log = logging.getLogger(__name__)
@@ -96,7 +98,7 @@ class ModelExport:
 
     @property
     def warning(self) -> str | None:
-        if "seed" in self.source and "trained_generator" not in self.source:
+        if "seed" in self.source and not {"trained_generator", "not_fed_to_generator"} & set(self.source):
             return (
                 f"weights are seeded random (seed {self.source['seed']}), not trained: "
                 "the output is noise, not sound that follows the picture"
@@ -132,6 +134,11 @@ class ExportOptions:
                                         type=Path)  # fmt: skip
     generator_checkpoint: Path | None = flag(None, "--generator-checkpoint", "RegNet checkpoint_XXXXXX_netG", type=Path)
     generator_config: str = flag("reference", "--generator-config", "RegNet configuration", choices=tuple(CONFIGS))
+    generator_inputs: str | None = flag(
+        None, "--generator-inputs", "what a seeded generator is fed, in order (a checkpoint records its own): "
+        "rgb, flow (TSN features), motion (s2s.motion's statistics of the flow), e.g. motion,flow",
+        type=str, shown="the checkpoint's, else rgb,flow",
+    )  # fmt: skip
     vocoder: str | None = flag(None, "--vocoder", "vocoder network", choices=VOCODERS,
                                shown="what the checkpoint records, else melgan")  # fmt: skip
     vocoder_checkpoint: Path | None = flag(
@@ -142,6 +149,8 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.vocoder is not None and self.vocoder not in VOCODERS:
             raise OptionError(f"unknown vocoder {self.vocoder!r}; known: {', '.join(VOCODERS)}")
+        if self.generator_inputs is not None:
+            parse_inputs(self.generator_inputs)
 
     def vocoder_name(self) -> str:
         """The vocoder network: ``--vocoder``, else what the checkpoint records (s2s train's files), else
@@ -208,23 +217,29 @@ def build_exports(
     if trained_on:
         _check_pairing(options, trained_on, exports)
     if "generator" in names:
-        generator = build_regnet(options.generator_config, options.generator_checkpoint, seed=options.seed + 2)
-        z_dim = generator.config.random_z_dim
+        inputs = parse_inputs(options.generator_inputs) if options.generator_inputs else None
+        generator = build_regnet(
+            options.generator_config, options.generator_checkpoint, seed=options.seed + 2, inputs=inputs
+        )
+        z_dim, fed = generator.config.random_z_dim, generator.config.inputs
         named = config_name(generator.config)
         exports.append(
             ModelExport(
                 "generator",
                 GeneratorExport(generator).eval(),
                 [
-                    TensorIO("rgb_features", torch.float32, (-1, r.feature_dim), ("frames",)),
-                    TensorIO("flow_features", torch.float32, (-1, r.feature_dim), ("frames",)),
+                    *(
+                        TensorIO(GENERATOR_INPUTS[name][0], torch.float32, (-1, GENERATOR_INPUTS[name][1]), ("frames",))
+                        for name in fed
+                    ),
                     TensorIO("frame_index", torch.int32, (-1,), ("window_frames",)),
                     TensorIO("z", torch.float32, (z_dim,)),
                 ],
                 [TensorIO("mel", torch.float32, (r.n_mels, -1), ("mel_frames",), unit_interval=True)],
                 _source(options.generator_checkpoint, options.seed + 2),
-                f"RegNet generator ({named}): features looped by frame_index + noise z -> mel in [0, 1]",
-                extra={"config": named, "z_dim": z_dim},
+                f"RegNet generator ({named}, fed {' + '.join(fed)}): its inputs looped by frame_index + noise z -> "
+                "mel in [0, 1]",
+                extra={"config": named, "z_dim": z_dim, "inputs": list(fed)},
             )
         )
     if "vocoder" in names:
@@ -276,6 +291,9 @@ def _check_pairing(options: ExportOptions, trained_on: dict[str, str], exports: 
             )
         if name in built and "seed" in built[name].source:
             built[name].source["trained_generator"] = file_sha256(options.generator_checkpoint)
+    for name, export in built.items():  # an encoder the generator is not fed: its features serve s2s_features only
+        if name not in trained_on and name.startswith("tsn_") and "seed" in export.source:
+            export.source["not_fed_to_generator"] = file_sha256(options.generator_checkpoint)
     log.info("generator %s is paired with the encoders it was trained on", options.generator_checkpoint)
 
 

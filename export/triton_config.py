@@ -15,7 +15,18 @@ if TYPE_CHECKING:
 from s2s.constants import REGNET
 from s2s.errors import OptionError
 from s2s.flags import flag
-from s2s.repository import ENSEMBLE, FEATURES, MANIFEST, MODEL_NAMES, POSTPROCESS, PREPROCESS
+from s2s.motion import MOTION_WIDTH
+from s2s.repository import (
+    ENSEMBLE,
+    FEATURES,
+    GENERATOR_INPUTS,
+    MANIFEST,
+    MODEL_NAMES,
+    POSTPROCESS,
+    PREPROCESS,
+    REGNET_INPUTS,
+    generator_inputs,
+)
 from s2s.runtime.ort_backend import OPENVINO, PRECISIONS
 from s2s.windowing import PreprocessOptions, window_count
 
@@ -187,8 +198,12 @@ _LAYOUT = (
 _OFFSET = '  { name: "offset" data_type: TYPE_INT32 dims: [ 2 ] },\n'
 
 
-def pipeline_configs(serving: ServingOptions, preprocess: PreprocessOptions) -> dict[str, str]:
-    """config.pbtxt of preprocess, postprocess and the ``s2s`` ensemble (``preprocess.z_dim`` must be set)."""
+def pipeline_configs(
+    serving: ServingOptions, preprocess: PreprocessOptions, generator_inputs: tuple[str, ...] = REGNET_INPUTS
+) -> dict[str, str]:
+    """config.pbtxt of preprocess, postprocess, the ``s2s`` ensemble and ``s2s_features`` (``preprocess.z_dim``
+    must be set). ``generator_inputs`` (s2s.repository.GENERATOR_INPUTS' names): what the generator is fed; the
+    ``s2s`` ensemble runs only the encoders those need (``s2s_features`` always runs both)."""
     window_s = preprocess.window_frames / REGNET.fps
     frames = math.ceil(preprocess.limits.max_duration_s * REGNET.fps - 1e-6)
     windows = window_count(frames, preprocess.window_frames, preprocess.overlap_frames)
@@ -211,6 +226,7 @@ def pipeline_configs(serving: ServingOptions, preprocess: PreprocessOptions) -> 
         + "output [\n"  # each window's distinct frames (up to T of them), and which makes each of its T frames
         f'  {{ name: "rgb" data_type: TYPE_UINT8 dims: [ -1, -1, 3, {size}, {size} ] }},\n'
         f'  {{ name: "flow" data_type: TYPE_UINT8 dims: [ -1, -1, 2, {size}, {size} ] }},\n'
+        f'  {{ name: "motion" data_type: TYPE_FP32 dims: [ -1, -1, {MOTION_WIDTH} ] }},\n'
         f'  {{ name: "frame_index" data_type: TYPE_INT32 dims: [ -1, {frames} ] }},\n'
         f'  {{ name: "z" data_type: TYPE_FP32 dims: [ -1, {preprocess.z_dim} ] }},\n'
         + _LAYOUT.replace("\n]\n", ",\n")
@@ -238,18 +254,22 @@ def pipeline_configs(serving: ServingOptions, preprocess: PreprocessOptions) -> 
 
     video_in = {"video": "video", "window_start": "window_start", "window_count": "window_count",
                 "duration_s": "duration_s"}  # fmt: skip
-    frames_out = {"rgb": "rgb_frames", "flow": "flow_frames", "frame_index": "frame_index", "windows": "windows"}
+    # preprocess's outputs behind each generator input: the frames its encoder sees, or the motion statistics
+    behind = {"rgb": {"rgb": "rgb_frames"}, "flow": {"flow": "flow_frames"}, "motion": {"motion": "motion"}}
+    index_out = {"frame_index": "frame_index", "windows": "windows"}
     layout_out = {"z": "noise", "layout": "layout", "samples": "samples", "mel_frames": "mel_frames",
                   "offset": "offset"}  # fmt: skip
-    encoders = [
-        step("tsn_rgb", {"frames": "rgb_frames"}, {"features": "rgb_features"}),
-        step("tsn_flow", {"frames": "flow_frames"}, {"features": "flow_features"}),
-    ]
+    encoders = {
+        "rgb": step("tsn_rgb", {"frames": "rgb_frames"}, {"features": "rgb_features"}),
+        "flow": step("tsn_flow", {"frames": "flow_frames"}, {"features": "flow_features"}),
+    }
+    fed = [GENERATOR_INPUTS[name][0] for name in generator_inputs]  # the ensemble's tensors are named alike
     steps = [
-        step("preprocess", video_in, frames_out | layout_out),
-        *encoders,
-        step("generator", {"rgb_features": "rgb_features", "flow_features": "flow_features",
-                           "frame_index": "frame_index", "z": "noise"}, {"mel": "window_mel"}),
+        step("preprocess", video_in, {k: v for name in generator_inputs for k, v in behind[name].items()}
+             | index_out | layout_out),
+        *(encoders[name] for name in generator_inputs if name in encoders),
+        step("generator", {name: name for name in fed} | {"frame_index": "frame_index", "z": "noise"},
+             {"mel": "window_mel"}),
         step("vocoder", {"mel": "window_mel"}, {"waveform": "window_waveform"}),
         step("postprocess", {"waveform": "window_waveform", "mel": "window_mel", "layout": "layout",
                              "samples": "samples", "mel_frames": "mel_frames"},
@@ -268,24 +288,35 @@ def pipeline_configs(serving: ServingOptions, preprocess: PreprocessOptions) -> 
     )
     features = (
         "# The encoders' features of a video's windows (each window's distinct frames; frame_index loops them),\n"
-        "# exactly as the s2s ensemble computes them: what `s2s dataset` trains on.\n"
+        "# and the motion statistics of their flow, exactly as the s2s ensemble computes them: what `s2s dataset`\n"
+        "# trains on.\n"
         f'# Generated by `s2s export`.\nname: "{FEATURES}"\nplatform: "ensemble"\nmax_batch_size: 0\n'
         + _WINDOW_INPUTS
         + "output [\n"
         f'  {{ name: "rgb_features" data_type: TYPE_FP32 dims: [ -1, -1, {REGNET.feature_dim} ] }},\n'
         f'  {{ name: "flow_features" data_type: TYPE_FP32 dims: [ -1, -1, {REGNET.feature_dim} ] }},\n'
+        f'  {{ name: "motion" data_type: TYPE_FP32 dims: [ -1, -1, {MOTION_WIDTH} ] }},\n'
         f'  {{ name: "frame_index" data_type: TYPE_INT32 dims: [ -1, {frames} ] }},\n'
         '  { name: "windows" data_type: TYPE_INT32 dims: [ 1 ] }\n]\n'
         "ensemble_scheduling {\n  step [\n"
-        + ",\n".join([step("preprocess", video_in, frames_out), *encoders])
+        + ",\n".join(
+            [
+                step("preprocess", video_in, behind["rgb"] | behind["flow"] | index_out | behind["motion"]),
+                *encoders.values(),
+            ]
+        )
         + "\n  ]\n}\n"
     )
     return {PREPROCESS: preprocess_config, POSTPROCESS: postprocess, ENSEMBLE: ensemble, FEATURES: features}
 
 
-def write_pipeline(repository: Path, serving: ServingOptions, preprocess: PreprocessOptions) -> None:
-    """Write preprocess, postprocess (configs + model.py) and the ensemble into ``repository``."""
-    for name, text in pipeline_configs(serving, preprocess).items():
+def write_pipeline(
+    repository: Path, serving: ServingOptions, preprocess: PreprocessOptions,
+    generator_inputs: tuple[str, ...] = REGNET_INPUTS,
+) -> None:  # fmt: skip
+    """Write preprocess, postprocess (configs + model.py) and the ensembles into ``repository``
+    (:func:`pipeline_configs`)."""
+    for name, text in pipeline_configs(serving, preprocess, generator_inputs).items():
         (repository / name / "1").mkdir(parents=True, exist_ok=True)  # ensembles need a version folder too
         (repository / name / "config.pbtxt").write_text(text)
         if name in PYTHON_MODELS:
@@ -347,5 +378,5 @@ def relink_repository(
         (target / name / "1").symlink_to(source / name / "1", target_is_directory=True)
         config = (source / name / "config.pbtxt").read_text()
         (target / name / "config.pbtxt").write_text(config if instances is None else with_instances(config, instances))
-    write_pipeline(target, serving, preprocess)
+    write_pipeline(target, serving, preprocess, generator_inputs(json.loads((source / MANIFEST).read_text())))
     return serving

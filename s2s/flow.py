@@ -3,7 +3,8 @@
 Two OpenCV methods: ``tvl1`` (Dual TV-L1, what RegNet's features were computed with; about 0.3 s per
 340x256 pair on two cores) and ``dis`` (DIS, medium preset; about 8 ms per pair, the CPU default).
 Flow is computed on grey 340x256 frames, clipped to +-20 px and mapped to 0..255 by
-``(f + 20) * 255 / 40``, then squashed to 224x224 like the RGB input.
+``(f + 20) * 255 / 40``, then squashed to 224x224 like the RGB input. The float flow also gives each
+frame's motion statistics (s2s.motion), the generator's ``motion`` input.
 
 On a GPU, :func:`network_inputs_torch` computes the same inputs with TV-L1 in PyTorch (s2s.tvl1),
 every frame pair of a window at once, and leaves them in GPU memory.
@@ -65,13 +66,18 @@ def flow_pairs(frames_bgr: np.ndarray, method: str = "dis") -> Iterator[np.ndarr
 
 def network_inputs(
     frames_bgr: np.ndarray, method: str = "dis", recipe: Recipe = REGNET
-) -> tuple[np.ndarray, np.ndarray]:
-    """Frames (N, 256, 340, 3) BGR -> (rgb uint8 (N, 3, 224, 224), flow uint8 (N, 2, 224, 224))."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames (N, 256, 340, 3) BGR -> (rgb uint8 (N, 3, 224, 224), flow uint8 (N, 2, 224, 224), motion float32
+    (N, 60): s2s.motion's statistics of the float flow, the generator's motion input)."""
+    from s2s.motion import frame_statistics, turning
+
     size = (recipe.image_size, recipe.image_size)
     flow = np.empty((frames_bgr.shape[0], 2, *size), dtype=np.uint8)
+    statistics = []
     for i, f in enumerate(flow_pairs(frames_bgr, method)):
         flow[i] = cv2.resize(quantize_flow(f, recipe), size, interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
-    return rgb_inputs(frames_bgr, recipe), flow
+        statistics.append(frame_statistics(f))
+    return rgb_inputs(frames_bgr, recipe), flow, turning(np.stack(statistics))
 
 
 def rgb_inputs(frames_bgr: np.ndarray, recipe: Recipe = REGNET) -> np.ndarray:
@@ -83,35 +89,41 @@ def rgb_inputs(frames_bgr: np.ndarray, recipe: Recipe = REGNET) -> np.ndarray:
     return rgb
 
 
-def still_inputs(picture_bgr: np.ndarray, recipe: Recipe = REGNET) -> tuple[np.ndarray, np.ndarray]:
-    """A still picture (1, 256, 340, 3) BGR -> (rgb uint8 (1, 3, 224, 224), flow uint8 (1, 2, 224, 224)): no
-    motion, as any flow method would find between a picture and itself, without computing it."""
+def still_inputs(picture_bgr: np.ndarray, recipe: Recipe = REGNET) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A still picture (1, 256, 340, 3) BGR -> (rgb uint8 (1, 3, 224, 224), flow uint8 (1, 2, 224, 224), motion
+    float32 (1, 60)): no motion, as any flow method would find between a picture and itself, without computing
+    it."""
+    from s2s.motion import still_motion
+
     size = recipe.image_size
     still = quantize_flow(np.zeros((1, 1, 2), dtype=np.float32), recipe).reshape(1, 2, 1, 1)
-    return rgb_inputs(picture_bgr, recipe), np.ascontiguousarray(np.broadcast_to(still, (1, 2, size, size)))
+    flow = np.ascontiguousarray(np.broadcast_to(still, (1, 2, size, size)))
+    return rgb_inputs(picture_bgr, recipe), flow, still_motion()
 
 
 def network_inputs_torch(
     frames_bgr: np.ndarray, device: str, recipe: Recipe = REGNET, max_pairs: int = 256, fuse: bool | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """:func:`network_inputs` with TV-L1 in PyTorch on ``device`` (s2s.tvl1), all frame pairs batched.
 
-    Returns uint8 torch tensors on ``device``: rgb (N, 3, 224, 224), flow (N, 2, 224, 224). The frames go
+    Returns uint8 torch tensors on ``device``: rgb (N, 3, 224, 224), flow (N, 2, 224, 224), and the motion
+    statistics (float32 (N, 60), numpy: a few numbers a frame, computed on the device). The frames go
     to the device once; grey conversion, flow, quantisation and resizing happen there, so a GPU caller
     can hand the tensors on without a copy to the host. ``max_pairs`` bounds the pairs solved at once
     (GPU memory: about 7 MB per pair of 340x256 while solving); ``fuse``: see :func:`s2s.tvl1.tvl1`.
     """
-    ((rgb, flow),) = network_inputs_torch_many([frames_bgr], device, recipe, max_pairs, fuse)
-    return rgb, flow
+    ((rgb, flow, motion),) = network_inputs_torch_many([frames_bgr], device, recipe, max_pairs, fuse)
+    return rgb, flow, motion
 
 
 def network_inputs_torch_many(
     clips_bgr: list[np.ndarray], device: str, recipe: Recipe = REGNET, max_pairs: int = 256, fuse: bool | None = None
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
+) -> list[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
     """:func:`network_inputs_torch` for several clips at once: the frame pairs of all of them are solved
     together (one batch fills a GPU better than many small ones); each clip's result is what it gets alone."""
     import torch
 
+    from s2s.motion import frame_statistics_torch, still_motion, turning
     from s2s.tvl1 import bgr_to_grey, resize_bilinear, tvl1_pairs
 
     size = recipe.image_size
@@ -128,13 +140,15 @@ def network_inputs_torch_many(
         n = f.shape[0]
         if n == 1:
             flows = torch.zeros((1, *grey.shape[1:], 2), device=f.device)
+            motion = still_motion()
         else:
             flows = solved[at : at + n - 1]
             at += n - 1
             flows = torch.cat([flows, flows[-1:]])  # the last frame repeats the previous flow
+            motion = turning(frame_statistics_torch(flows))
         rgb = _round_u8(resize_bilinear(f.permute(0, 3, 1, 2).float(), size, size))
         quantized = torch.round(scale_flow(flows, recipe))
-        out.append((rgb, _round_u8(resize_bilinear(quantized.permute(0, 3, 1, 2), size, size))))
+        out.append((rgb, _round_u8(resize_bilinear(quantized.permute(0, 3, 1, 2), size, size)), motion))
     return out
 
 

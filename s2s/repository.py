@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from s2s.constants import REGNET
 from s2s.flags import flag
+from s2s.motion import MOTION_WIDTH
 
 #: The networks `s2s export` writes, in pipeline order.
 MODEL_NAMES = ("tsn_rgb", "tsn_flow", "generator", "vocoder")
@@ -24,6 +26,26 @@ ENSEMBLE = "s2s"
 FEATURES = "s2s_features"
 #: Manifest file at the repository root recording the source of every artifact.
 MANIFEST = "manifest.json"
+
+#: What a generator can be fed (s2s.models.regnet.RegNetConfig.inputs, joined in that order along the feature
+#: axis): each input's tensor name (the generator model's input, the ensemble's tensor) and width. RegNet's own:
+#: the TSN features of the frames (tsn_rgb) and of their flow (tsn_flow); ``motion``: s2s.motion's statistics of
+#: the flow (preprocess).
+GENERATOR_INPUTS = {
+    "rgb": ("rgb_features", REGNET.feature_dim),
+    "flow": ("flow_features", REGNET.feature_dim),
+    "motion": ("motion", MOTION_WIDTH),
+}
+#: RegNet's inputs, and what a generator whose checkpoint or manifest entry records none was fed
+REGNET_INPUTS = ("rgb", "flow")
+#: the network that makes each generator input of the preprocess output of the same name (``motion`` has none:
+#: preprocess makes it as it is fed)
+INPUT_ENCODERS = {"rgb": "tsn_rgb", "flow": "tsn_flow"}
+
+
+def generator_inputs(manifest: dict) -> tuple[str, ...]:
+    """What the generator of a repository's ``manifest`` is fed (GENERATOR_INPUTS' names, in order)."""
+    return tuple((manifest.get("models", {}).get("generator") or {}).get("inputs", REGNET_INPUTS))
 
 
 def default_repository() -> Path:

@@ -1,8 +1,8 @@
 """The video -> sound chain as plain functions, shared by the Triton models and the in-process reference.
 
     preprocess(video bytes)  -> Windows: rgb uint8 [W, n, 3, 224, 224], flow uint8 [W, n, 2, 224, 224],
-                                frame_index int32 [W, T], noise z fp32 [W, z_dim], and the output layout:
-                                layout, samples, mel_frames, offset
+                                motion fp32 [W, n, 60] (s2s.motion), frame_index int32 [W, T], noise z
+                                fp32 [W, z_dim], and the output layout: layout, samples, mel_frames, offset
     (networks)                  tsn_rgb, tsn_flow -> generator (loops by frame_index) -> vocoder, batched over W
     postprocess(waveforms [W, S], mels [W, 80, F], layout) -> waveform [samples], mel [80, mel_frames]
 
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -49,6 +49,7 @@ from s2s.constants import REGNET, Recipe
 from s2s.errors import OptionError
 from s2s.flags import flag
 from s2s.flow import FLOW_METHODS, network_inputs, still_inputs
+from s2s.repository import INPUT_ENCODERS
 from s2s.video import VideoError, VideoLimits, decode_video
 
 #: parameters of the preprocess model that belong to the Python backend itself, not to this record
@@ -150,6 +151,7 @@ class PreprocessOptions:
 class Windows:
     rgb: np.ndarray  #: uint8 (W, n, 3, 224, 224), BGR: each window's distinct frames
     flow: np.ndarray  #: uint8 (W, n, 2, 224, 224)
+    motion: np.ndarray  #: float32 (W, n, 60): s2s.motion's statistics of each distinct frame's flow (numpy)
     frame_index: np.ndarray  #: int32 (W, T): the row of ``rgb``/``flow`` (and their features) of each frame
     z: np.ndarray  #: float32 (W, z_dim)
     duration_s: float  #: duration these windows cover (the whole video's, or the requested range's)
@@ -169,7 +171,7 @@ class Windows:
         return int(self.rgb.shape[0])
 
     def looped(self, rows: Any) -> Any:
-        """Per-window rows (W, n, ...) - ``rgb``, ``flow`` or their features, numpy or torch - as every
+        """Per-window rows (W, n, ...) - ``rgb``, ``flow``, ``motion`` or features, numpy or torch - as every
         frame of every window (W, T, ...), what the generator sees."""
         if isinstance(rows, np.ndarray):
             return rows[np.arange(len(rows))[:, None], self.frame_index]
@@ -179,11 +181,19 @@ class Windows:
         return rows[torch.arange(len(rows), device=rows.device)[:, None], index]
 
     def every_frame(self) -> Windows:
-        """The same windows with every frame's rgb and flow sent as it is (the frame index the identity):
+        """The same windows with every frame's rgb, flow and motion sent as it is (the frame index the identity):
         what the encoders would see without looping features; the sound is the same."""
         frames = self.frame_index.shape[1]
         identity = np.tile(np.arange(frames, dtype=np.int32), (self.num_windows, 1))
-        return replace(self, rgb=self.looped(self.rgb), flow=self.looped(self.flow), frame_index=identity)
+        looped = {name: self.looped(getattr(self, name)) for name in ("rgb", "flow", "motion")}
+        return replace(self, **looped, frame_index=identity)
+
+
+def generator_feed(inputs: Sequence[str], encode: Callable[[str, Any], Any], **made: Any) -> list:
+    """The generator's ``inputs`` (s2s.repository.GENERATOR_INPUTS' names, in order) from preprocess's outputs
+    ``made`` by those names (rgb, flow, motion: numpy or torch, as ``encode`` takes them): the encoders' features
+    (``encode(network name, frames)``, s2s.repository.INPUT_ENCODERS), the motion statistics as they are."""
+    return [encode(INPUT_ENCODERS[name], made[name]) if name in INPUT_ENCODERS else made[name] for name in inputs]
 
 
 def window_count(num_frames: int, window_frames: int, overlap_frames: int = 0) -> int:
@@ -264,7 +274,8 @@ class WindowFrames:
     """What preprocess decides before any flow: the decoded frames these windows use and everything else
     of their :class:`Windows`."""
 
-    frames: np.ndarray  #: uint8 (N, H, W, 3) BGR: the frames the windows use, and the next one for flow
+    #: uint8 (N, H, W, 3) BGR: the frames the windows use, the next one for flow and the one before for motion
+    frames: np.ndarray
     rows: np.ndarray  #: (W, T) indices into ``frames``
     fields: dict  #: the other fields of :class:`Windows`
     still: bool = False  #: a still image: ``frames`` is its one picture, with no motion
@@ -301,9 +312,10 @@ def decode_windows(
         raise VideoError(f"window_start {window_start} is past the video's {windows} window(s)")
     rows = index[window_start : window_start + window_count if window_count else None]
     # frames these windows use, plus the next one for the flow of their last frame; at the end of the
-    # video keep two, so the last frame repeats the previous flow exactly as for the whole video
+    # video keep two, so the last frame repeats the previous flow exactly as for the whole video; and the
+    # one before the first, whose flow the first frame's motion statistics turn from (s2s.motion)
     end = min(int(rows.max()) + 2, total)
-    first = min(int(rows.min()), max(0, end - 2))
+    first = max(0, min(int(rows.min()), end - 2) - 1)
     n = rows.shape[0]
     start_s = window_start * stride / recipe.fps
     end_s = min(((window_start + n - 1) * stride + window_frames) / recipe.fps, decoded.duration_s)
@@ -340,13 +352,13 @@ def preprocess(
     if flow_device is not None:
         (windows,) = windows_on_device([decoded], options, flow_device, recipe)
         return windows
-    rgb, flow = network_inputs_of(decoded, options, recipe)
+    rgb, flow, motion = network_inputs_of(decoded, options, recipe)
     kept, index = distinct_rows(decoded.rows)
-    return Windows(rgb=rgb[kept], flow=flow[kept], frame_index=index, **decoded.fields)
+    return Windows(rgb=rgb[kept], flow=flow[kept], motion=motion[kept], frame_index=index, **decoded.fields)
 
 
 def network_inputs_of(clip: WindowFrames, options: PreprocessOptions, recipe: Recipe = REGNET):
-    """rgb and flow of a clip's frames on the CPU (OpenCV): a still's one picture has no motion."""
+    """rgb, flow and motion of a clip's frames on the CPU (OpenCV): a still's one picture has no motion."""
     if clip.still:
         return still_inputs(clip.frames, recipe)
     return network_inputs(clip.frames, options.flow_method, recipe)
@@ -356,7 +368,8 @@ def windows_on_device(
     clips: list[WindowFrames], options: PreprocessOptions, device: str, recipe: Recipe = REGNET
 ) -> list[Windows]:
     """The windows of several decoded clips with TV-L1 on a torch ``device``, the frame pairs of all of
-    them solved at once (s2s.flow.network_inputs_torch_many); rgb and flow stay on the device."""
+    them solved at once (s2s.flow.network_inputs_torch_many); rgb and flow stay on the device, the motion
+    statistics (a few numbers a frame) come to the host."""
     if options.flow_method != "tvl1":
         raise OptionError(f"flow on a torch device is TV-L1 only, not {options.flow_method!r}")
     import torch
@@ -368,12 +381,13 @@ def windows_on_device(
     out = []
     for clip in clips:
         if clip.still:  # nothing to solve: the picture's inputs, moved to the device
-            rgb, flow = (torch.from_numpy(x).to(device) for x in still_inputs(clip.frames, recipe))
+            rgb, flow, motion = still_inputs(clip.frames, recipe)
+            rgb, flow = torch.from_numpy(rgb).to(device), torch.from_numpy(flow).to(device)
         else:
-            rgb, flow = next(moving)
+            rgb, flow, motion = next(moving)
         kept, index = distinct_rows(clip.rows)
         rows = torch.from_numpy(kept).to(rgb.device)
-        out.append(Windows(rgb=rgb[rows], flow=flow[rows], frame_index=index, **clip.fields))
+        out.append(Windows(rgb=rgb[rows], flow=flow[rows], motion=motion[kept], frame_index=index, **clip.fields))
     return out
 
 

@@ -174,8 +174,9 @@ def small_windows(seconds: float) -> int:
     return window_count(math.ceil(seconds * REGNET.fps - 1e-6), SMALL_WINDOW, SMALL_OVERLAP)
 
 
-def export_small_repository(path: Path, max_duration_s: float = 5.0, **limits) -> Path:
-    """Export every model and the pipeline into ``path`` with short windows and no warm-up."""
+def export_small_repository(path: Path, max_duration_s: float = 5.0, export=None, **limits) -> Path:
+    """Export every model and the pipeline into ``path`` with short windows and no warm-up (``export``: the
+    ExportOptions, a seeded small generator by default)."""
     from s2s.export.onnx_export import export_repository
     from s2s.export.specs import ExportOptions
     from s2s.export.triton_config import ServingOptions
@@ -189,7 +190,7 @@ def export_small_repository(path: Path, max_duration_s: float = 5.0, **limits) -
     )
     export_repository(
         path,
-        ExportOptions(generator_config="small"),
+        export or ExportOptions(generator_config="small"),
         ServingOptions(warmup_frames=0, cpu_precision="fp32"),
         None,
         None,

@@ -16,6 +16,7 @@ from s2s.constants import REGNET
 from s2s.errors import OptionError
 from s2s.export.specs import ExportOptions
 from s2s.export.triton_config import read_preprocess_options
+from s2s.motion import MOTION_WIDTH
 from s2s.synth import encode_clip, make_clip, make_still
 from s2s.training.dataset import DatasetOptions, build_dataset, clip_paths
 from s2s.video import decode_audio
@@ -108,6 +109,9 @@ def test_a_folder_of_videos_with_sound_becomes_clips_and_bad_files_are_listed(se
                 have = clip["rgb" if name == "tsn_rgb" else "flow"].astype(np.float32)
                 cosine = np.sum(want * have, 1) / np.linalg.norm(want, axis=1) / np.linalg.norm(have, axis=1)
                 assert cosine.min() > 0.999, (name, cosine.min())
+            # the motion statistics as preprocess computes them (the server's float32, no encoder between)
+            assert clip["motion"].shape == (SMALL_WINDOW, MOTION_WIDTH) and clip["motion"].any()
+            np.testing.assert_allclose(clip["motion"], windows.motion[0], atol=1e-5)
 
     # splits are per file: both clips of a file are on the same side
     split_of = {n: s for s, ns in summary["splits"].items() for n in ns}

@@ -17,7 +17,8 @@ from s2s.client.generate import probe_duration
 from s2s.client.triton import ClientError, S2SClient
 from s2s.constants import REGNET
 from s2s.export.specs import ExportOptions
-from s2s.export.triton_config import read_preprocess_options
+from s2s.export.triton_config import read_model_config, read_preprocess_options
+from s2s.motion import MOTION_WIDTH
 from s2s.synth import make_audio_only, make_still, make_video, make_zero_frame_video
 from s2s.video import VideoLimits
 from tests.conftest import ADMIN_KEY, SMALL_WINDOW, Serve, export_small_repository, small_windows
@@ -46,6 +47,31 @@ def reference(server):
     served = read_preprocess_options(server.repository)
     assert served.window_frames == WINDOW and served.limits == LIMITS
     return ReferencePipeline.pytorch(OPTIONS, served)
+
+
+def test_a_generator_fed_motion_is_served_without_the_rgb_encoder(tmp_path):
+    """A generator fed the motion statistics and the flow features: the ensemble hands it preprocess's motion,
+    runs tsn_flow alone, and sounds as the in-process chain does; s2s_features still serves every input."""
+    options = ExportOptions(generator_config="small", generator_inputs="motion,flow", seed=0)
+    repo = export_small_repository(tmp_path / "repo", export=options)
+    steps = read_model_config(repo / "s2s" / "config.pbtxt")["ensemble_scheduling"]["step"]
+    assert [s["model_name"] for s in steps] == ["preprocess", "tsn_flow", "generator", "vocoder", "postprocess"]
+    generator = read_model_config(repo / "generator" / "config.pbtxt")["input"]
+    assert [(t["name"], t["dims"][-1]) for t in generator][:2] == [("motion", str(MOTION_WIDTH)), ("flow_features",
+                                                                    str(REGNET.feature_dim))]  # fmt: skip
+    features = [t["name"] for t in read_model_config(repo / "s2s_features" / "config.pbtxt")["output"]]
+    assert {"rgb_features", "flow_features", "motion"} <= set(features)
+    serve = Serve(repo, tmp_path, ["--shm-size", "32M"]).start().wait_ready(timeout_s=300)
+    try:
+        video = make_video(duration_s=2.5, seed=3)
+        with S2SClient(serve.grpc_url, "grpc", admin_key=ADMIN_KEY) as client:
+            result = client.generate(video)
+    finally:
+        serve.stop()
+    want_wave, want_mel = ReferencePipeline.pytorch(options, read_preprocess_options(repo))(video)
+    np.testing.assert_allclose(result.mel, want_mel, atol=1e-4)
+    np.testing.assert_allclose(result.waveform, want_wave, atol=WAVE_ATOL)
+    assert np.abs(result.waveform).max() > 0
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

@@ -138,8 +138,10 @@ def test_committed_configs_are_what_export_writes():
     for export in exports:
         committed = (REPO_ROOT / "model_repository" / export.name / "config.pbtxt").read_text()
         assert committed == model_config(export, ServingOptions()), f"regenerate with `s2s export` ({export.name})"
-    z_dim = next(e for e in exports if e.name == "generator").extra["z_dim"]
-    for name, text in pipeline_configs(ServingOptions(), PreprocessOptions(z_dim=z_dim)).items():
+    generator = next(e for e in exports if e.name == "generator").extra
+    preprocess = PreprocessOptions(z_dim=generator["z_dim"])
+    configs = pipeline_configs(ServingOptions(), preprocess, tuple(generator["inputs"]))
+    for name, text in configs.items():
         committed = (REPO_ROOT / "model_repository" / name / "config.pbtxt").read_text()
         assert committed == text, f"regenerate with `s2s export` ({name})"
 

@@ -11,6 +11,7 @@ import pytest
 from s2s.constants import REGNET
 from s2s.errors import OptionError
 from s2s.flow import flow_pairs, make_flow, network_inputs, quantize_flow, rgb_inputs
+from s2s.motion import MOTION_WIDTH
 from s2s.synth import (
     CONTAINERS,
     STILL_FORMATS,
@@ -122,11 +123,14 @@ def test_flow_sees_a_known_shift(method):
 
 def test_network_inputs_shapes_and_last_flow_repeats():
     frames = decode_video(make_video(duration_s=0.5)).frames
-    rgb, flow = network_inputs(frames, "dis")
+    rgb, flow, motion = network_inputs(frames, "dis")
     n = frames.shape[0]
-    assert rgb.shape == (n, 3, 224, 224) and flow.shape == (n, 2, 224, 224)
-    assert rgb.dtype == flow.dtype == np.uint8
+    assert rgb.shape == (n, 3, 224, 224) and flow.shape == (n, 2, 224, 224) and motion.shape == (n, MOTION_WIDTH)
+    assert rgb.dtype == flow.dtype == np.uint8 and motion.dtype == np.float32
     np.testing.assert_array_equal(flow[-1], flow[-2])
+    assert motion.any()  # the clip moves
+    # the last frame repeats the flow before it: its motion has not changed (s2s.motion.turning's change columns)
+    np.testing.assert_array_equal(motion[-1].reshape(-1, 6)[:, 2], 0)
     assert len(list(flow_pairs(frames[:1]))) == 1
 
 
@@ -257,10 +261,12 @@ def test_window_ranges_join_into_the_whole_video():
     whole = preprocess(video, options)
     assert whole.total_windows == whole.num_windows == window_count(whole.num_frames, 20, 4) == 3
     pieces = [preprocess(video, options, window_start=k, window_count=1) for k in range(3)]
-    for name in ("rgb", "flow"):  # every frame of every window, looped as the generator loops their features
+    for name in ("rgb", "flow", "motion"):  # every frame of every window, looped as the generator loops features
         looped = np.concatenate([p.looped(getattr(p, name)) for p in pieces])
         np.testing.assert_array_equal(looped, whole.looped(getattr(whole, name)))
     np.testing.assert_array_equal(np.concatenate([p.z for p in pieces]), whole.z)
+    # the motion of a piece's first frame turns from the frame before it, which the piece decoded for it
+    assert np.abs(pieces[1].motion[0, 0].reshape(-1, 6)[:, 2]).max() > 0
     # windows start every 16 frames and share 4 with the next
     np.testing.assert_array_equal(whole.looped(whole.flow)[1, :4], whole.looped(whole.flow)[0, 16:])
     # the last window alone sends its distinct frames once; in the whole request it pads to its neighbours'

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import random
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from s2s.independent import INDEPENDENT_SEEDS
 from s2s.models.checkpoints import CheckpointError, file_sha256
 from s2s.models.melgan import build_melgan
 from s2s.models.regnet import build_regnet, load_regnet_checkpoint
+from s2s.motion import MOTION_WIDTH
 from s2s.synth import HELD_OUT_SEEDS
 from s2s.training.adversarial import (
     MultiScaleDiscriminator,
@@ -59,7 +61,9 @@ def test_training_writes_reference_layout_checkpoints_and_loss_curves(trained):
     generator = build_regnet(checkpoint=result["generator"])  # strict load of the reference layout
     assert generator.config.random_z_dim == 64  # the "small" configuration, stored in the file
     _, meta = load_regnet_checkpoint(result["generator"])
+    # fed RegNet's inputs (the default): paired with both encoders
     assert meta["iteration"] == 6 and set(meta["s2s_encoders"]) == {"tsn_rgb", "tsn_flow"}
+    assert generator.config.inputs == ("rgb", "flow") and generator.config.visual_dim == 2 * REGNET.feature_dim
     assert meta["s2s_training"]["first_seed"] + meta["s2s_training"]["clips"] <= HELD_OUT_SEEDS.start
     build_melgan(checkpoint=result["vocoder"])  # official best_netG layout (weight norm g/v), strict
     losses = json.loads((options.output / "losses.json").read_text())
@@ -76,6 +80,43 @@ def test_training_writes_reference_layout_checkpoints_and_loss_curves(trained):
     assert meta["s2s_training"]["variety"] == "wide"
     with np.load(result["data"][0]) as data:  # wide clips at their own frame rate, decoded at 21.5 fps as served
         assert data["rgb"].shape[0] == math.ceil(2.0 * REGNET.fps) and data["mel"].shape[1] == 4 * data["rgb"].shape[0]
+        assert data["motion"].shape == (data["rgb"].shape[0], MOTION_WIDTH) and data["motion"].any()
+
+
+def test_a_generator_fed_motion_records_its_inputs_and_pairs_with_the_flow_encoder_alone(trained, tmp_path):
+    options, result = trained
+    (export,) = build_exports(ExportOptions(generator_checkpoint=result["generator"]), ("generator",))
+    assert [t.name for t in export.inputs] == ["rgb_features", "flow_features", "frame_index", "z"]
+    assert export.extra["inputs"] == ["rgb", "flow"]
+    # the motion statistics and the flow features, on the same clips (the data stage's clips hold every input)
+    output = tmp_path / "motion"
+    shutil.copytree(options.output / "data", output / "data")
+    shutil.copy(options.output / "encoders.json", output / "encoders.json")
+    motion = replace(options, output=output, generator_inputs="motion,flow", generator_steps=3)
+    checkpoint = train(motion, stages=("generator",))["generator"]
+    _, meta = load_regnet_checkpoint(checkpoint)
+    generator = build_regnet(checkpoint=checkpoint)
+    assert generator.config.inputs == ("motion", "flow")
+    assert generator.config.visual_dim == MOTION_WIDTH + REGNET.feature_dim
+    assert set(meta["s2s_encoders"]) == {"tsn_flow"}, "the RGB encoder's weights do not matter to it"
+    (export,) = build_exports(ExportOptions(generator_checkpoint=checkpoint), ("generator",))
+    assert [t.name for t in export.inputs] == ["motion", "flow_features", "frame_index", "z"]
+    assert export.extra["inputs"] == ["motion", "flow"]
+    rgb, flow = build_exports(ExportOptions(generator_checkpoint=checkpoint), ("tsn_rgb", "tsn_flow"))
+    assert flow.warning is None and "trained_generator" in flow.source, "paired: not noise"
+    # not fed to the generator (it serves s2s_features): not noise either, and said so
+    assert rgb.warning is None and "not_fed_to_generator" in rgb.source and "trained_generator" not in rgb.source
+    # clips cached before the data stage stored the motion statistics: said, not trained on
+    stale = tmp_path / "stale"
+    (stale / "data").mkdir(parents=True)
+    for path in (output / "data").glob("*.npz"):
+        with np.load(path) as clip:
+            np.savez(stale / "data" / path.name, **{k: clip[k] for k in clip.files if k != "motion"})
+    with pytest.raises(MissingStageError, match="--generator-inputs motion,flow"):
+        train(replace(motion, output=stale), stages=("generator",))
+    train(replace(options, output=stale, generator_steps=3), stages=("generator",))  # RegNet's need no motion
+    with pytest.raises(OptionError, match="generator inputs motion,motion"):
+        TrainOptions(generator_inputs="motion,motion")
 
 
 def test_training_resumes_where_it_stopped(trained, caplog):
@@ -161,7 +202,7 @@ def test_the_vocoder_can_learn_from_the_generator_s_predicted_mels(trained, tmp_
     other.output.mkdir()
     for name in ("data", "encoders.json"):
         (other.output / name).symlink_to(options.output / name)
-    data = ClipData(sorted((other.output / "data").glob("*.npz")))
+    data = ClipData(sorted((other.output / "data").glob("*.npz")), other.inputs)
     with pytest.raises(MissingStageError, match="run the generator stage"):
         predicted_mels(other, data)
     (other.output / "generator").symlink_to(options.output / "generator")
@@ -206,7 +247,7 @@ def test_the_istft_vocoder_trains_in_the_vocoder_stage_and_its_checkpoint_names_
     assert torch.equal(first["noise_table"], after["noise_table"]), "the served noise is not learnt"
     assert torch.load(result["vocoder"], weights_only=True)["architecture"] == "istft"
     vocoder = build_istft_vocoder(checkpoint=result["vocoder"])
-    mel = ClipData([sorted((other.output / "data").glob("*.npz"))[0]]).clips[0][1][None, :, :40]
+    mel = ClipData([sorted((other.output / "data").glob("*.npz"))[0]], other.inputs).clips[0][1][None, :, :40]
     with torch.no_grad():
         sound = vocoder(torch.from_numpy(mel))
     assert sound.shape == (1, 1, 40 * 256) and torch.isfinite(sound).all() and sound.abs().max() > 0
@@ -245,7 +286,8 @@ def test_training_refuses_held_out_seeds(tmp_path):
 def test_float16_install_loads_back_close_to_the_trained_weights(trained, tmp_path):
     _, result = trained
     gen16, voc16 = install_demo_weights(result["generator"], result["vocoder"], tmp_path)
-    features, z, mel = torch.randn(1, 8, 2048), torch.randn(1, 64), torch.rand(1, 80, 16)
+    width = build_regnet(checkpoint=result["generator"]).config.visual_dim
+    features, z, mel = torch.randn(1, 8, width), torch.randn(1, 64), torch.rand(1, 80, 16)
     with torch.no_grad():
         a, b = build_regnet(checkpoint=result["generator"])(features, z), build_regnet(checkpoint=gen16)(features, z)
         assert (a - b).abs().max() / a.abs().max() < 1e-2

@@ -14,6 +14,7 @@ import s2s.tvl1 as tv
 from s2s.constants import REGNET
 from s2s.export.specs import ExportOptions, build_exports
 from s2s.flow import network_inputs, network_inputs_torch
+from s2s.motion import MOTION_WIDTH
 from s2s.synth import make_clip, make_still, make_video
 from s2s.tvl1 import TVL1Params, _median, _median_network, _remap_cubic, bgr_to_grey, resize_bilinear, tvl1
 from s2s.windowing import PreprocessOptions, decode_windows, preprocess, windows_on_device
@@ -119,12 +120,15 @@ def test_building_blocks_match_opencv():
 
 def test_network_inputs_and_tsn_flow_features_agree_with_opencv():
     frames = make_clip(0, 0.5, 170, 128, kinds=("bounce", "strike")).frames[:4]
-    rgb, flow = network_inputs(frames, "tvl1")
-    rgb_t, flow_t = network_inputs_torch(frames, "cpu", max_pairs=2)  # two batches of pairs
+    rgb, flow, motion = network_inputs(frames, "tvl1")
+    rgb_t, flow_t, motion_t = network_inputs_torch(frames, "cpu", max_pairs=2)  # two batches of pairs
     assert rgb_t.dtype == flow_t.dtype == torch.uint8
     assert np.abs(rgb.astype(int) - rgb_t.numpy()).max() <= 1  # OpenCV's fixed-point vs float resize
     diff = np.abs(flow.astype(int) - flow_t.numpy())
     assert diff.mean() < 0.3, diff.mean()  # quantisation levels of 40/255 px
+    # the motion statistics of the two TV-L1s: the same moving regions, velocities within a few hundredths
+    assert motion_t.shape == motion.shape and motion.any()
+    np.testing.assert_allclose(motion_t, motion, atol=0.05 * np.abs(motion).max())
     tsn_flow = build_exports(ExportOptions(), ("tsn_flow",))[0].module
     with torch.no_grad():
         a = tsn_flow(torch.from_numpy(flow)[None])[0]
@@ -145,6 +149,8 @@ def test_preprocess_on_a_torch_device_keeps_the_window_layout():
     assert tuple(dev.rgb.shape) == cpu.rgb.shape and tuple(dev.flow.shape) == cpu.flow.shape
     assert np.abs(dev.rgb.numpy().astype(int) - cpu.rgb).max() <= 1
     assert np.abs(dev.flow.numpy().astype(int) - cpu.flow).mean() < 0.5
+    assert isinstance(dev.motion, np.ndarray) and dev.motion.shape == cpu.motion.shape == (3, 4, MOTION_WIDTH)
+    np.testing.assert_allclose(dev.motion, cpu.motion, atol=0.05 * np.abs(cpu.motion).max())
     np.testing.assert_array_equal(dev.layout, cpu.layout)
     np.testing.assert_array_equal(dev.z, cpu.z)
     with pytest.raises(ValueError, match="TV-L1 only"):
@@ -202,9 +208,12 @@ def test_clips_solved_together_get_what_each_gets_alone():
         assert torch.equal(both.rgb, alone.rgb)
         assert (both.flow.int() - alone.flow.int()).abs().max() <= 1  # float rounding at a quantisation edge
         np.testing.assert_array_equal(both.z, alone.z)
+        np.testing.assert_allclose(both.motion, alone.motion, atol=1e-5)
     # a still among them: its picture's inputs, no motion, exactly what the CPU path gives it
     still = decode_windows(make_still(".png"), options, duration_s=0.3, recipe=small)
     _, with_still, _ = windows_on_device([clips[0], still, clips[1]], options, "cpu", small)
     on_cpu = preprocess(make_still(".png"), options, duration_s=0.3, recipe=small)
     np.testing.assert_array_equal(with_still.rgb.numpy(), on_cpu.rgb)
     np.testing.assert_array_equal(with_still.flow.numpy(), on_cpu.flow)
+    np.testing.assert_array_equal(with_still.motion, on_cpu.motion)
+    assert not on_cpu.motion.any()

@@ -16,7 +16,8 @@ there is no ground-truth mel input. Module names match the reference, so its che
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ from torch import nn
 from s2s.constants import REGNET
 from s2s.errors import OptionError
 from s2s.models.checkpoints import CheckpointError, load_strict, seeded_init, torch_load
+from s2s.repository import GENERATOR_INPUTS, REGNET_INPUTS
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,30 @@ class RegNetConfig:
     postnet_embedding_dim: int = 512
     postnet_kernel_size: int = 5
     postnet_n_convolutions: int = 5
+    #: what it is fed (:data:`GENERATOR_INPUTS`), in order; ``visual_dim`` is the sum of their widths
+    inputs: tuple[str, ...] = REGNET_INPUTS
+
+    @classmethod
+    def from_record(cls, record: dict) -> RegNetConfig:
+        """The config a checkpoint stores (``asdict``; one saved before ``inputs`` existed was fed RegNet's)."""
+        return cls(**{**record, "inputs": tuple(record.get("inputs", REGNET_INPUTS))})
+
+
+def with_inputs(config: RegNetConfig, inputs: Sequence[str]) -> RegNetConfig:
+    """``config`` fed ``inputs`` (names of :data:`GENERATOR_INPUTS`, in the order they are joined), its
+    ``visual_dim`` their widths' sum."""
+    inputs = tuple(inputs)
+    unknown = [name for name in inputs if name not in GENERATOR_INPUTS]
+    if unknown or not inputs or len(set(inputs)) < len(inputs):
+        raise OptionError(f"generator inputs {','.join(inputs) or '(none)'}: give each of "
+                          f"{', '.join(GENERATOR_INPUTS)} at most once, at least one")  # fmt: skip
+    return replace(config, inputs=inputs, visual_dim=sum(GENERATOR_INPUTS[name][1] for name in inputs))
+
+
+def parse_inputs(text: str) -> tuple[str, ...]:
+    """``--generator-inputs`` ("motion,flow") -> the names, checked (:func:`with_inputs`)."""
+    inputs = tuple(part.strip() for part in text.split(",") if part.strip())
+    return with_inputs(RegNetConfig(), inputs).inputs
 
 
 #: Named configurations. "reference" is the published model; "small" is a reduced one for CPU training.
@@ -67,8 +93,10 @@ def regnet_config(name: str) -> RegNetConfig:
 
 
 def config_name(config: RegNetConfig) -> str:
-    """The name of ``config`` in :data:`CONFIGS`, or "custom"."""
-    return next((name for name, c in CONFIGS.items() if c == config), "custom")
+    """The name of ``config`` in :data:`CONFIGS` whatever it is fed, or "custom"."""
+    if any(name not in GENERATOR_INPUTS for name in config.inputs):
+        return "custom"
+    return next((name for name, c in CONFIGS.items() if with_inputs(c, config.inputs) == config), "custom")
 
 
 class ConvNorm(nn.Module):
@@ -150,7 +178,8 @@ class Postnet(nn.Module):
 
 
 class RegNetGenerator(nn.Module):
-    """features (B, T, 2048), z (B, z_dim) -> mel (B, 80, 4T), unclamped (the reference's output)."""
+    """features (B, T, visual_dim: its inputs joined, 2048 for RegNet's), z (B, z_dim) -> mel (B, 80, 4T),
+    unclamped (the reference's output)."""
 
     def __init__(self, config: RegNetConfig = RegNetConfig()) -> None:
         super().__init__()
@@ -191,37 +220,40 @@ def save_regnet_checkpoint(
 
 
 def build_regnet(
-    config: RegNetConfig | str = "reference", checkpoint: str | Path | None = None, seed: int = 0
+    config: RegNetConfig | str = "reference",
+    checkpoint: str | Path | None = None,
+    seed: int = 0,
+    inputs: Sequence[str] | None = None,
 ) -> RegNetGenerator:
-    """A generator from ``checkpoint`` (its stored config wins, if any) or with seeded random weights."""
+    """A generator from ``checkpoint`` (its stored config wins, if any) or with seeded random weights (fed
+    ``inputs``, if given: :func:`with_inputs`)."""
     config = regnet_config(config) if isinstance(config, str) else config
     if checkpoint is None:
-        return seeded_init(RegNetGenerator(config), seed).eval()
+        return seeded_init(RegNetGenerator(config if inputs is None else with_inputs(config, inputs)), seed).eval()
     state, meta = load_regnet_checkpoint(checkpoint)
     if "config" in meta:
-        config = RegNetConfig(**meta["config"])
+        config = RegNetConfig.from_record(meta["config"])
     model = RegNetGenerator(config)
     load_strict(model, state, source=str(checkpoint))
     return model.eval()
 
 
 class GeneratorExport(nn.Module):
-    """Export wrapper: rgb (B, n, 1024), flow (B, n, 1024), frame_index (B, T) int32, z (B, z_dim) -> mel
-    (B, 80, 4T) in [0, 1].
+    """Export wrapper: the generator's inputs (its config's, in order: e.g. rgb_features (B, n, 1024),
+    flow_features (B, n, 1024)), frame_index (B, T) int32, z (B, z_dim) -> mel (B, 80, 4T) in [0, 1].
 
     The encoders see each distinct frame of a window once (n of them); ``frame_index`` says which makes
-    each of the window's T frames, so the features are looped here (RegNet loops clips shorter than a
-    window) rather than computed again. Concatenates the two feature streams inside the graph (no extra
-    ensemble step) and clamps the mel to the range the vocoders were trained on.
+    each of the window's T frames, so the inputs are looped here (RegNet loops clips shorter than a
+    window) rather than computed again. Concatenates the inputs inside the graph (no extra ensemble
+    step) and clamps the mel to the range the vocoders were trained on.
     """
 
     def __init__(self, generator: RegNetGenerator) -> None:
         super().__init__()
         self.generator = generator
 
-    def forward(
-        self, rgb_features: torch.Tensor, flow_features: torch.Tensor, frame_index: torch.Tensor, z: torch.Tensor
-    ) -> torch.Tensor:
-        features = torch.cat([rgb_features, flow_features], dim=2)
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        *inputs, frame_index, z = tensors
+        features = torch.cat(inputs, dim=2) if len(inputs) > 1 else inputs[0]
         index = frame_index.long().unsqueeze(2).expand(-1, -1, features.shape[2])
         return self.generator(torch.gather(features, 1, index), z).clamp(0.0, 1.0)

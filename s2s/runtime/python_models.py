@@ -63,7 +63,8 @@ def _tensor(name: str, data: Any) -> Any:
 class PreprocessModel:
     """video uint8 [N] (a video file or a still image; + optional window_start, window_count int32 [1] and, for
     a still, duration_s fp32 [1]; 0 or absent: the defaults, as perf_analyzer's all-inputs folders send) ->
-    rgb [W, n, 3, 224, 224], flow [W, n, 2, 224, 224] (each window's distinct frames), frame_index [W, T] (which
+    rgb [W, n, 3, 224, 224], flow [W, n, 2, 224, 224], motion [W, n, 60] (each window's distinct frames; motion:
+    s2s.motion's statistics of their flow), frame_index [W, T] (which
     of them makes each frame), z [W, z_dim], and the output layout for postprocess: layout [W, 2, 4] (where each
     window's sound and mel go, and their fades), samples [1], mel_frames [1]; offset [2] (where this output
     starts in the whole video's: sample, mel frame) and windows [1] (of the whole video).
@@ -125,6 +126,7 @@ class PreprocessModel:
                     output_tensors=[
                         _tensor("rgb", windows.rgb),
                         _tensor("flow", windows.flow),
+                        pb_utils.Tensor("motion", windows.motion),
                         pb_utils.Tensor("frame_index", windows.frame_index),
                         pb_utils.Tensor("z", windows.z),
                         pb_utils.Tensor("layout", windows.layout),

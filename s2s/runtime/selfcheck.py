@@ -162,6 +162,7 @@ def run_repository_chain(
     from tritonclient.utils import np_to_triton_dtype
 
     from s2s.constants import REGNET
+    from s2s.motion import MOTION_WIDTH
 
     rng = np.random.default_rng(seed)
     size = REGNET.image_size
@@ -185,14 +186,15 @@ def run_repository_chain(
     with TritonServer(options, echo=echo), grpcclient.InferenceServerClient(options.grpc_url) as client:
         rgb = rng.integers(0, 256, (1, frames, 3, size, size), dtype=np.uint8)
         flow = rng.integers(0, 256, (1, frames, 2, size, size), dtype=np.uint8)
-        rgb_features = infer(client, "tsn_rgb", frames=rgb)
-        flow_features = infer(client, "tsn_flow", frames=flow)
+        made = {"rgb_features": infer(client, "tsn_rgb", frames=rgb),
+                "flow_features": infer(client, "tsn_flow", frames=flow),
+                "motion": rng.normal(0, 1, (1, frames, MOTION_WIDTH)).astype(np.float32)}  # fmt: skip
         config = client.get_model_config("generator", as_json=True, headers=options.admin_headers("grpc"))["config"]
         z_dim = next(t for t in config["input"] if t["name"] == "z")["dims"][0]
         z = rng.standard_normal((1, int(z_dim))).astype(np.float32)
         index = np.arange(frames, dtype=np.int32)[None]  # every frame distinct
-        mel = infer(client, "generator", rgb_features=rgb_features, flow_features=flow_features, frame_index=index,
-                    z=z)  # fmt: skip
+        fed = {t["name"]: made[t["name"]] for t in config["input"] if t["name"] in made}  # what it is fed, as exported
+        mel = infer(client, "generator", **fed, frame_index=index, z=z)
         waveform = infer(client, "vocoder", mel=mel)
     if waveform.shape != (1, REGNET.samples(frames)):
         raise SelfCheckError(f"vocoder returned {waveform.shape}, expected (1, {REGNET.samples(frames)})")

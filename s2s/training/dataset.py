@@ -11,11 +11,11 @@ Sources (``--source``):
   their start second. Rows whose file is missing are skipped and listed.
 
 Each clip's video goes through the ``s2s_features`` ensemble of a running server (preprocess ->
-tsn_rgb + tsn_flow: exactly the features serving computes, so training sees what the generator will be
-fed), one window per request, ``--concurrency`` files at once, so extraction scales with the Triton pods
-behind ``--url``. Its sound is decoded here (PyAV: first audio track, mixed to mono, resampled to
-22050 Hz) and cut to the same window; the mel is RegNet's (s2s.audio). Unreadable files, files without
-sound (no audio track, or digital silence), files too short, and files the server refuses (its own
+tsn_rgb + tsn_flow, and the motion statistics of the flow: exactly the inputs serving computes, so training
+sees what the generator will be fed), one window per request, ``--concurrency`` files at once, so extraction
+scales with the Triton pods behind ``--url``. Its sound is decoded here (PyAV: first audio track, mixed to
+mono, resampled to 22050 Hz) and cut to the same window; the mel is RegNet's (s2s.audio). Unreadable files,
+files without sound (no audio track, or digital silence), files too short, and files the server refuses (its own
 message: too long for its duration limit, too large, ...) are skipped and listed with the reason; the run
 goes on. Interrupted, it goes on where it stopped: a file is done once its record is written.
 
@@ -23,8 +23,9 @@ Layout (one file per clip, like RegNet's per-clip feature files)::
 
     <output>/dataset.json        the request, the encoders (from --model-repository's manifest), clips per
                                  split, every skipped file and why
-    <output>/clips/<clip>.npz    rgb, flow float16 [n, 1024] (n <= 215 frames), mel float16 [80, 4 n],
-                                 audio float32 [n / 21.5 * 22050], and source, start_s, label, split
+    <output>/clips/<clip>.npz    rgb, flow float16 [n, 1024] (n <= 215 frames), motion float32 [n, 60]
+                                 (s2s.motion), mel float16 [80, 4 n], audio float32 [n / 21.5 * 22050], and
+                                 source, start_s, label, split
     <output>/files/<key>.json    per source file: its clips, or why it was skipped (what a rerun skips)
 
 ``<clip>`` is ``<stem>_<start:06d>`` (VGGSound's naming: the source file's name and the clip's start second;
@@ -182,32 +183,37 @@ def _clip_name(source: SourceFile, start_s: float, stride_s: float) -> str:
     return f"{source.base}_{round(start * 1000):09d}ms"
 
 
-def clip_record(
-    source: SourceFile, start_s: float, rgb: np.ndarray, flow: np.ndarray, audio: np.ndarray
-) -> dict[str, np.ndarray]:
-    """What one clip's file holds: n frames' features, the mel and audio of the same n frames."""
+#: what ``s2s_features`` answers per window, by its output's name: the record's name for it
+FEATURE_OUTPUTS = {"rgb_features": "rgb", "flow_features": "flow", "motion": "motion"}
+
+
+def clip_record(source: SourceFile, start_s: float, inputs: dict[str, np.ndarray], audio: np.ndarray) -> dict:
+    """What one clip's file holds: n frames' generator inputs (``inputs``: rgb, flow, motion), the mel and audio of
+    the same n frames."""
     from s2s.audio import mel_spectrogram_librosa
 
-    n = rgb.shape[0]
+    n = inputs["rgb"].shape[0]
     mel = mel_spectrogram_librosa(audio)[:, : REGNET.mel_frames_per_frame * n]
     return {
-        "rgb": rgb.astype(np.float16), "flow": flow.astype(np.float16), "mel": mel.astype(np.float16),
+        "rgb": inputs["rgb"].astype(np.float16), "flow": inputs["flow"].astype(np.float16),
+        "motion": inputs["motion"].astype(np.float32), "mel": mel.astype(np.float16),
         "audio": audio.astype(np.float32), "source": np.array(source.name), "label": np.array(source.label),
         "split": np.array(source.split), "start_s": np.array(source.start_s + start_s),
     }  # fmt: skip
 
 
-def _features(client, video: bytes, window: int, timeout_s: float):
-    """(rgb, flow) features [n, 1024] of one window's n distinct frames, and the video's window count."""
+def _features(client, video: bytes, window: int, timeout_s: float) -> tuple[dict[str, np.ndarray], int]:
+    """The generator inputs of one window's n distinct frames (rgb, flow [n, 1024], motion [n, 60]: the record's
+    names), and the video's window count."""
     import tritonclient.grpc as grpcclient
 
     from s2s.client.triton import request_tensors
 
     inputs, _ = request_tensors(grpcclient, video, window, 1)
-    outputs = [grpcclient.InferRequestedOutput(n) for n in ("rgb_features", "flow_features", "windows")]
+    outputs = [grpcclient.InferRequestedOutput(n) for n in (*FEATURE_OUTPUTS, "windows")]
     result = client.infer(FEATURES, inputs, outputs=outputs, client_timeout=timeout_s)
     windows = int(result.as_numpy("windows").reshape(-1)[0])
-    return result.as_numpy("rgb_features")[0], result.as_numpy("flow_features")[0], windows
+    return {name: result.as_numpy(output)[0] for output, name in FEATURE_OUTPUTS.items()}, windows
 
 
 def extract_file(
@@ -239,7 +245,7 @@ def extract_file(
     window, windows = 0, 1
     while window < windows:
         try:
-            rgb, flow, windows = _features(client, video, window, options.timeout_s)
+            features, windows = _features(client, video, window, options.timeout_s)
         except InferenceServerException as exc:
             reason = rejected_input(exc)
             if reason is None:  # the server, not the file: stop here (a rerun goes on with this file)
@@ -250,14 +256,14 @@ def extract_file(
             log.warning("%s: window %d refused (%s); keeping the %d clips before it", source.name, window, reason,
                         len(record.clips))  # fmt: skip
             break
-        n, start_s = rgb.shape[0], window * served.stride_frames / REGNET.fps
+        n, start_s = features["rgb"].shape[0], window * served.stride_frames / REGNET.fps
         first, samples = round(start_s * REGNET.sample_rate), round(n / REGNET.fps * REGNET.sample_rate)
         if n / REGNET.fps >= options.min_seconds - 1e-9:
             audio = sound[first : first + samples]
             audio = np.pad(audio, (0, samples - audio.size))  # a sound track a little shorter than the picture
             name = _clip_name(source, start_s, served.stride_frames / REGNET.fps)
             partial = clips_dir / f"{name}.partial.npz"
-            np.savez(partial, **clip_record(source, start_s, rgb, flow, audio))
+            np.savez(partial, **clip_record(source, start_s, features, audio))
             partial.replace(clips_dir / f"{name}.npz")
             record.clips.append(name)
         window += 1

@@ -52,6 +52,7 @@ from s2s.quality import (
     ringing_lost_db,
     seam_onsets,
 )
+from s2s.repository import GENERATOR_INPUTS, generator_inputs
 from s2s.runtime.ort_backend import PRECISIONS, resolve_precision
 from s2s.synth import HELD_OUT_SEEDS, VARIETIES, encode_clip, make_clip
 from s2s.video import VideoLimits
@@ -236,9 +237,8 @@ def _weights(options: EvalOptions):
     from s2s.models.regnet import RegNetConfig, config_name, load_regnet_checkpoint
 
     _, meta = load_regnet_checkpoint(trained.generator_checkpoint)
-    config = (
-        config_name(RegNetConfig(**meta["config"])) if "config" in meta else "reference"
-    )  # as build_regnet reads it
+    recorded = RegNetConfig.from_record(meta["config"]) if "config" in meta else None  # as build_regnet reads it
+    config = config_name(recorded) if recorded else "reference"
     if config == "custom":
         raise OptionError(f"{trained.generator_checkpoint}: the untrained networks need a named RegNet configuration")
     baseline = None
@@ -248,7 +248,9 @@ def _weights(options: EvalOptions):
             generator_checkpoint=options.baseline_generator_checkpoint or trained.generator_checkpoint,
             vocoder_checkpoint=options.baseline_vocoder_checkpoint or trained.vocoder_checkpoint,
         )
-    return trained, baseline, ExportOptions(generator_config=config, vocoder=trained.vocoder_name())
+    inputs = ",".join(recorded.inputs) if recorded else None  # the untrained generator is fed what the trained one is
+    return trained, baseline, ExportOptions(generator_config=config, generator_inputs=inputs,
+                                            vocoder=trained.vocoder_name())  # fmt: skip
 
 
 #: the rows of a report, in order: label -> what the row is called (``{precision}`` filled in)
@@ -339,8 +341,8 @@ class DatasetClip:
     audio: object
     onsets: object
     mel: object
-    rgb: object
-    flow: object
+    #: the generator inputs it holds (rgb, flow, motion: s2s.repository.GENERATOR_INPUTS' names), float32 (n, width)
+    inputs: dict
 
 
 def _dataset_clips(dataset: Path) -> list[DatasetClip]:
@@ -354,15 +356,17 @@ def _dataset_clips(dataset: Path) -> list[DatasetClip]:
         with np.load(path) as z:
             audio, label = z["audio"].astype(np.float32), str(z["label"])
             onsets, _ = detect_onsets(audio, REGNET.sample_rate)
+            inputs = {name: z[name].astype(np.float32) for name in GENERATOR_INPUTS if name in z.files}
             clips.append(DatasetClip(path.stem, [label] if label else [], audio, np.sort(onsets),
-                                     z["mel"].astype(np.float32), z["rgb"].astype(np.float32),
-                                     z["flow"].astype(np.float32)))  # fmt: skip
+                                     z["mel"].astype(np.float32), inputs))  # fmt: skip
     if not clips:
         raise OptionError(f"{dataset}: its test split holds no clip")
     return clips
 
 
-def _generate_from_features(repository: Path, clips: list[DatasetClip], z_dim: int, vocode: bool) -> Served:
+def _generate_from_features(
+    repository: Path, clips: list[DatasetClip], manifest: dict, vocode: bool
+) -> Served:  # fmt: skip
     """Each clip's stored features (what the served encoders computed) through the served generator and
     vocoder; with ``vocode``, also its true mel through the vocoder alone."""
     import hashlib
@@ -373,16 +377,21 @@ def _generate_from_features(repository: Path, clips: list[DatasetClip], z_dim: i
 
     from s2s.runtime.server import ServerOptions, TritonServer
 
+    z_dim, inputs = int(manifest["models"]["generator"]["z_dim"]), generator_inputs(manifest)
+    lacking = next((f"{c.seed} holds no {name}" for c in clips for name in inputs if name not in c.inputs), None)
+    if lacking:
+        raise OptionError(f"the generator is fed {', '.join(inputs)}, but the dataset's clip {lacking} (made before "
+                          "`s2s dataset` stored it): make the dataset again")  # fmt: skip
     options = ServerOptions.local(repository, shm_default_byte_size=64 * 1024 * 1024, log_level="error")
     served = Served([], [], [] if vocode else None)
 
     def infer(client, model: str, output: str, **arrays) -> np.ndarray:
-        inputs = []
+        tensors = []
         for name, value in arrays.items():
             tensor = grpcclient.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
             tensor.set_data_from_numpy(np.ascontiguousarray(value))
-            inputs.append(tensor)
-        return client.infer(model, inputs).as_numpy(output)
+            tensors.append(tensor)
+        return client.infer(model, tensors).as_numpy(output)
 
     def fit(wave: np.ndarray, samples: int) -> np.ndarray:
         return np.pad(wave[:samples], (0, max(0, samples - wave.size)))
@@ -390,11 +399,11 @@ def _generate_from_features(repository: Path, clips: list[DatasetClip], z_dim: i
     with TritonServer(options), grpcclient.InferenceServerClient(options.grpc_url) as client:
         for clip in clips:
             started = time.monotonic()
-            n = clip.rgb.shape[0]
+            fed = {GENERATOR_INPUTS[name][0]: clip.inputs[name][None] for name in inputs}
+            n = clip.inputs["flow"].shape[0]
             seed = int.from_bytes(hashlib.sha256(clip.seed.encode()).digest()[:8], "little")
             z = np.random.default_rng(seed).standard_normal((1, z_dim)).astype(np.float32)
-            mel = infer(client, "generator", "mel", rgb_features=clip.rgb[None], flow_features=clip.flow[None],
-                        frame_index=np.arange(n, dtype=np.int32)[None], z=z)  # fmt: skip
+            mel = infer(client, "generator", "mel", **fed, frame_index=np.arange(n, dtype=np.int32)[None], z=z)
             served.waveforms.append(fit(infer(client, "vocoder", "waveform", mel=mel)[0], clip.audio.size))
             served.seconds.append(time.monotonic() - started)
             if served.vocoded is not None:
@@ -421,8 +430,7 @@ def evaluate_dataset(options: EvalOptions) -> dict:
         with tempfile.TemporaryDirectory(prefix=f"s2s-eval-{label}-") as tmp:
             manifest = export_repository(Path(tmp), export_options, serving, ("generator", "vocoder"))
             results["weights"][label] = {name: m["source"] for name, m in manifest["models"].items()}
-            z_dim = int(manifest["models"]["generator"]["z_dim"])
-            served = _generate_from_features(Path(tmp), clips, z_dim, vocode=label in VOCODED)
+            served = _generate_from_features(Path(tmp), clips, manifest, vocode=label in VOCODED)
         _record(results, label, clips, served, windows, options.output)
     return _finish(options, results, started)
 

@@ -8,9 +8,10 @@ continues from its last checkpoint):
 1. ``data``: generated clips (``--variety``: s2s.synth's plain or wide clips) -> the serving pipeline's
    network inputs (same optical flow, same uint8 layout; plain clips are drawn at 21.5 fps and skip the
    codec, wide ones at their own frame rates go through H.264 and the served decode) -> TSN features from
-   the seeded encoders, run as the exported ONNX graphs in ONNX Runtime; plus each clip's mel
-   spectrogram (the RegNet recipe) and waveform.
-2. ``generator``: a RegNet generator (``--generator-config``, default ``small``) on random windows of
+   the seeded encoders, run as the exported ONNX graphs in ONNX Runtime, and the motion statistics of the
+   flow (s2s.motion); plus each clip's mel spectrogram (the RegNet recipe) and waveform.
+2. ``generator``: a RegNet generator (``--generator-config``, default ``small``; fed ``--generator-inputs``:
+   the TSN features, or s2s.motion's statistics of the flow and the flow features) on random windows of
    ``--window-frames`` frames: L1 + L2 between its mel and the clip's. Checkpoints in the reference
    layout (``checkpoint_XXXXXX_netG``) that also record which encoder weights produced the features,
    so that ``s2s export`` can refuse to pair the generator with other encoders.
@@ -54,8 +55,17 @@ from s2s.flags import flag
 from s2s.models.checkpoints import portable_path, state_fingerprint, torch_load
 from s2s.models.istft import ISTFTVocoder, istft_checkpoint
 from s2s.models.melgan import MelGANGenerator, melgan_checkpoint
-from s2s.models.regnet import CONFIGS, RegNetGenerator, build_regnet, regnet_config, save_regnet_checkpoint
+from s2s.models.regnet import (
+    CONFIGS,
+    RegNetGenerator,
+    build_regnet,
+    parse_inputs,
+    regnet_config,
+    save_regnet_checkpoint,
+    with_inputs,
+)
 from s2s.progress import Progress
+from s2s.repository import INPUT_ENCODERS, REGNET_INPUTS
 from s2s.synth import HELD_OUT_SEEDS, VARIETIES, encode_clip, make_clip
 from s2s.training.adversarial import (
     VocoderDiscriminator,
@@ -129,6 +139,13 @@ class TrainOptions:
     flow_method: str = "dis"
     encoder_seed: int = 0  #: `s2s export --seed`: RGB encoder seed, flow encoder seed + 1
     generator_config: str = flag("small", "--generator-config", "RegNet configuration", choices=tuple(CONFIGS))
+    #: the shipped demo weights' (RegNet's); motion,flow: benchmarks/README.md, "A generator fed the motion
+    #: statistics"
+    generator_inputs: str = flag(
+        ",".join(REGNET_INPUTS), "--generator-inputs", "what the generator is fed, in order: rgb, flow (the TSN "
+        "features of the frames and of their flow), motion (s2s.motion's statistics of the flow); its checkpoint "
+        "records them and `s2s export` builds the ensemble that makes them",
+    )  # fmt: skip
     #: 2 s windows (the generator is convolutional + LSTM: serves 10 s windows)
     window_frames: int = flag(43, "--window-frames", "frames per generator training window")
     batch: int = flag(8, "--batch", "batch size")
@@ -169,7 +186,8 @@ class TrainOptions:
     )  # fmt: skip
     vocoder_segment_frames: int = 32  #: mel frames per vocoder training segment (x 256 samples)
     checkpoint_every: int = flag(250, "--checkpoint-every", "steps between checkpoints")
-    seed: int = 0
+    seed: int = flag(0, "--seed", "seed of the training's draws: the generator's first weights, the windows and "
+                     "segments, the noise")  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.vocoder not in SPECTRAL_RECIPES:
@@ -177,6 +195,7 @@ class TrainOptions:
         if not 0.0 <= self.predicted_mels <= 1.0:
             raise OptionError(f"--vocoder-predicted-mels is a share of the segments, 0 to 1, "
                               f"got {self.predicted_mels:g}")  # fmt: skip
+        parse_inputs(self.generator_inputs)
         if self.predicted_mels and not (self.vocoder_adversarial_steps or self.vocoder_finetune_steps):
             raise OptionError("--vocoder-predicted-mels applies to the adversarial vocoder steps and the fine-tune "
                               "ones: give --vocoder-adversarial-steps or --vocoder-finetune-steps too")  # fmt: skip
@@ -188,6 +207,11 @@ class TrainOptions:
     def vocoder_checkpoint(self) -> Path:
         """The vocoder's final checkpoint."""
         return self.output / "vocoder" / "best_netG.pt"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """--generator-inputs' names, in order."""
+        return parse_inputs(self.generator_inputs)
 
     @property
     def spectral_recipe(self) -> SpectralRecipe:
@@ -223,12 +247,13 @@ def data_paths(options: TrainOptions) -> list[Path]:
 
 
 def encoder_features(sessions: dict, pictures: np.ndarray, flow_method: str = "dis") -> dict[str, np.ndarray]:
-    """Frames at the served rate and size (N, 256, 340, 3) BGR -> ``{"tsn_rgb", "tsn_flow": (N, 1024)}``: the
-    encoders' ONNX Runtime ``sessions`` (by name) on the RGB and flow inputs, 64 frames a run."""
+    """Frames at the served rate and size (N, 256, 340, 3) BGR -> ``{"tsn_rgb", "tsn_flow": (N, 1024), "motion":
+    (N, 60)}``: the encoders' ONNX Runtime ``sessions`` (by name) on the RGB and flow inputs, 64 frames a run, and
+    the motion statistics of the flow (s2s.motion)."""
     from s2s.flow import network_inputs
 
-    rgb, flow = network_inputs(pictures, flow_method)
-    feats = {}
+    rgb, flow, motion = network_inputs(pictures, flow_method)
+    feats = {"motion": motion}
     for name, inputs in (("tsn_rgb", rgb), ("tsn_flow", flow)):
         runs = range(0, len(inputs), 64)
         feats[name] = np.concatenate(
@@ -245,7 +270,7 @@ def prepare_data(options: TrainOptions) -> list[Path]:
     from s2s.video import decode_video
 
     paths = data_paths(options)
-    todo = [p for p in paths if not p.exists()]
+    todo = [p for p in paths if not p.exists() or lacking(p, ("motion",))]  # clips cached before the statistics
     if not todo:
         return paths
     paths[0].parent.mkdir(parents=True, exist_ok=True)
@@ -271,7 +296,8 @@ def prepare_data(options: TrainOptions) -> list[Path]:
         target = mel(torch.from_numpy(clip.audio)[None])[0].numpy()[:, : REGNET.mel_frames_per_frame * n]
         partial = path.with_suffix(".partial.npz")
         np.savez(partial, rgb=feats["tsn_rgb"].astype(np.float16), flow=feats["tsn_flow"].astype(np.float16),
-                 mel=target.astype(np.float16), audio=clip.audio, onsets=clip.onsets)  # fmt: skip
+                 motion=feats["motion"], mel=target.astype(np.float16), audio=clip.audio,
+                 onsets=clip.onsets)  # fmt: skip
         partial.replace(path)
         progress.update(note=f"seed {seed}")
     return paths
@@ -284,6 +310,11 @@ def dataset_paths(options: TrainOptions) -> list[Path]:
 
     paths, kept = clip_paths(options.data, "train"), []
     for path in paths:
+        absent = lacking(path, options.inputs)
+        if absent:
+            raise OptionError(f"{path}: the dataset's clips hold no {absent} (made before `s2s dataset` stored it): "
+                              f"make the dataset again into a new --output, or train on other --generator-inputs "
+                              f"than {options.generator_inputs}")  # fmt: skip
         with np.load(path) as clip:
             if clip["rgb"].shape[0] >= options.window_frames:
                 kept.append(path)
@@ -295,12 +326,22 @@ def dataset_paths(options: TrainOptions) -> list[Path]:
     return kept
 
 
+def lacking(path: Path, inputs: tuple[str, ...]) -> str | None:
+    """The first of the generator ``inputs`` (s2s.repository.GENERATOR_INPUTS' names, each a clip file's array of
+    that name) that the clip file at ``path`` does not hold; None when it holds them all."""
+    with np.load(path) as clip:
+        return next((name for name in inputs if name not in clip.files), None)
+
+
 class ClipData:
-    def __init__(self, paths: list[Path]) -> None:
+    """Training clips: per clip the generator's ``inputs`` joined frame by frame (n, width), the mel and the
+    waveform."""
+
+    def __init__(self, paths: list[Path], inputs: tuple[str, ...]) -> None:
         self.clips = []
         for p in paths:
             with np.load(p) as z:
-                features = np.concatenate([z["rgb"], z["flow"]], axis=1).astype(np.float32)
+                features = np.concatenate([z[name] for name in inputs], axis=1).astype(np.float32)
                 self.clips.append((features, z["mel"].astype(np.float32), z["audio"].astype(np.float32)))
 
     def windows(self, rng: random.Random, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -450,7 +491,8 @@ def _train_loop(name: str, options: TrainOptions, parts: dict[str, Part], steps:
 
 
 def train_generator(options: TrainOptions, data: ClipData, fingerprints: dict[str, str]) -> Path:
-    model = RegNetGenerator(regnet_config(options.generator_config))
+    torch.manual_seed(options.seed)  # its first weights: the same for a seed whatever ran before in the process
+    model = RegNetGenerator(with_inputs(regnet_config(options.generator_config), options.inputs))
     z_dim = model.config.random_z_dim
 
     part = Part.cosine(model, options.generator_lr, options.generator_steps)
@@ -482,6 +524,9 @@ def predicted_mels(options: TrainOptions, data: ClipData) -> list[np.ndarray]:
         raise MissingStageError(f"--vocoder-predicted-mels needs the generator's final checkpoint ({path}): run "
                                 "the generator stage (with the same --output and --generator-steps) first")  # fmt: skip
     generator = build_regnet(options.generator_config, checkpoint=path)
+    if generator.config.inputs != options.inputs:
+        raise OptionError(f"{path} is fed {','.join(generator.config.inputs)}, not --generator-inputs "
+                          f"{options.generator_inputs}: give the run's --generator-inputs")  # fmt: skip
     noise = torch.Generator().manual_seed(options.seed)
     mels = []
     with torch.no_grad():
@@ -566,7 +611,10 @@ def _provenance(options: TrainOptions, fingerprints: dict[str, str]) -> dict:
         data = {"clips": options.clips, "clip_seconds": options.clip_seconds, "first_seed": options.first_seed,
                 "variety": options.variety, "flow_method": options.flow_method,
                 "encoder_seed": options.encoder_seed}  # fmt: skip
-    return {"s2s_encoders": fingerprints, "s2s_training": data | {"torch": str(torch.__version__)}}
+    # the encoders whose features the generator is fed: the export pairs it with exactly those
+    encoders = {INPUT_ENCODERS[name] for name in options.inputs if name in INPUT_ENCODERS}
+    fed = {name: fingerprint for name, fingerprint in fingerprints.items() if name in encoders}
+    return {"s2s_encoders": fed, "s2s_training": data | {"torch": str(torch.__version__)}}
 
 
 def _save_history(options: TrainOptions, name: str, history: list) -> None:
@@ -625,11 +673,12 @@ def train(options: TrainOptions, stages: tuple[str, ...] = STAGES, install_to: P
         paths = prepare_data(options)
     else:
         paths = data_paths(options)
-        missing = [p for p in paths if not p.exists()] if needs_data else []
+        missing = [p for p in paths if not p.exists() or lacking(p, options.inputs)] if needs_data else []
         if missing:
             raise MissingStageError(
-                f"{len(missing)} of {len(paths)} training clips have no data in {paths[0].parent} "
-                f"(e.g. {missing[0].name}): run the data stage first (--stages data,...)"
+                f"{len(missing)} of {len(paths)} training clips have no data (or none of --generator-inputs "
+                f"{options.generator_inputs}) in {paths[0].parent} (e.g. {missing[0].name}): run the data stage "
+                "first (--stages data,...)"
             )
     result["data"] = [str(p) for p in paths]
     if needs_data:
@@ -642,7 +691,7 @@ def train(options: TrainOptions, stages: tuple[str, ...] = STAGES, install_to: P
             fingerprints = json.loads(record.read_text())
         else:
             fingerprints = encoder_fingerprints(encoder_exports(options))
-        data = ClipData(paths)
+        data = ClipData(paths, options.inputs)
         if "generator" in stages:
             result["generator"] = str(train_generator(options, data, fingerprints))
         if "vocoder" in stages:

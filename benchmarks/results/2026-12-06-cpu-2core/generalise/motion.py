@@ -15,6 +15,9 @@ stop takes it to 0.
     python motion.py direction CACHE [--clean] [--adaptive]
         (does the flow follow the puck? On the probe's rebound-only clips, the share of frames, away from the
         contacts, whose whole-frame x velocity has the puck's direction: it reverses at each contact)
+    python motion.py package CACHE
+        (the cached clips of probe.py: NAME.motion-package.npy beside each, s2s.motion's statistics as preprocess
+        computes them (s2s.flow.network_inputs); probe.py's --motion inputs --motion-form package reads them)
     python motion.py combine DATA_DIR MOTION_DIR OUT_DIR [--append] [--form signed|turning|change|scaled]
         (training clips with motion_block (--form turning / change / scaled: turning_block / change_block /
         scaled_block) in the RGB features' place; --append: the RGB features kept, the statistics and their
@@ -161,14 +164,25 @@ def scaled_block(motion: np.ndarray, width: int = 1024) -> np.ndarray:
     return turning_block(v.reshape(len(motion), -1), width)
 
 
-FORMS = {"signed": motion_block, "turning": turning_block, "change": change_block, "scaled": scaled_block}
+def package_block(motion: np.ndarray, width: int = 1024) -> np.ndarray:
+    """s2s.motion's statistics as the package computes them (``package``'s files: already per region the speed,
+    share, change, dot product, ...: 60 a frame), then zeros."""
+    return _padded(motion, width)
+
+
+FORMS = {
+    "signed": motion_block, "turning": turning_block, "change": change_block, "scaled": scaled_block,
+    "package": package_block,
+}  # fmt: skip
 
 
 def with_motion(z: dict, motion: np.ndarray, mode: str, form: str = "signed") -> dict:
     """A clip's arrays (``rgb``, ``flow``, ...) with the statistics ``motion`` in ``form`` (FORMS: "signed",
     :func:`motion_block`; "turning", :func:`turning_block`; "change", :func:`change_block`) in the RGB features'
-    place (``mode`` "replace") or after the flow features ("append": 2048 + its width)."""
-    block = FORMS[form](motion, 0 if mode == "append" else 1024)
+    place (``mode`` "replace") or after the flow features ("append": 2048 + its width); "inputs": in the RGB
+    features' place without the zeros after it, as `s2s train --generator-inputs motion,flow` feeds s2s.motion's
+    statistics (60 + 1024)."""
+    block = FORMS[form](motion, 0 if mode in ("append", "inputs") else 1024)
     if mode == "append":
         return z | {"flow": np.concatenate([z["flow"].astype(np.float32), block], axis=1)}
     return z | {"rgb": block}
@@ -195,7 +209,7 @@ def direction_agreement(cache: Path, suffix: str) -> list[float]:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=("train", "probe", "combine", "direction"))
+    p.add_argument("what", choices=("train", "probe", "combine", "direction", "package"))
     p.add_argument("dirs", type=Path, nargs="+")
     p.add_argument("--append", action="store_true")
     p.add_argument("--clean", action="store_true")
@@ -222,6 +236,18 @@ if __name__ == "__main__":
             assert m.shape[0] == n, (m.shape, n)
             np.savez(target, motion=m)
             sys.stdout.write(f"{seed} {n}\n")
+    elif a.what == "package":
+        from s2s.flow import network_inputs
+        from s2s.synth import encode_clip
+        from s2s.video import decode_video
+
+        for path in sorted(a.dirs[0].glob("*.npz")):
+            target = path.with_suffix(".motion-package.npy")
+            if not target.exists():
+                motion = network_inputs(decode_video(encode_clip(probe_clip(path.stem))).frames, "dis")[2]
+                assert motion.shape[0] == np.load(path)["flow"].shape[0]
+                np.save(target, motion)
+                sys.stdout.write(f"{path.stem} {len(motion)}\n")
     elif a.what == "direction":
         shares = direction_agreement(a.dirs[0], suffix(a.clean, a.adaptive))
         sys.stdout.write(f"{len(shares)} clips: {np.round(shares, 2).tolist()} mean {np.mean(shares):.3f}\n")

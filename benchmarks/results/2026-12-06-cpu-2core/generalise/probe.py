@@ -7,12 +7,16 @@ vocoder checkpoint, scored against the clips' onsets; where the misses are (near
                           [--motion replace|append] [--motion-suffix .motion-clean.npy]
                           [--motion-form signed|turning|change|scaled]
     python probe.py levels CACHE GENERATOR [--motion replace] [--motion-form F] [--motion-suffix S]
+    python probe.py quality CACHE GENERATOR VOCODER [--label L] [--motion replace] [--motion-form F] [--zero-rgb]
+        (s2s eval's sound metrics per set: hop-rate buzz, log-mel distance and ringing lost against the clips' own
+        sound, for the generator + vocoder, the vocoder on the clips' true mels (the ceiling) and the own sound)
         (how loud the generator's mel is between events and how far its events rise above that, per set, with its
         inputs whole and with each part zeroed; beside the clips' own mels)
 
 --motion: motion.py's statistics of the served flow (NAME.motion.npy beside each cached clip) in the RGB
-features' place (replace) or after the features (append: 2048 + 60), see cached(); --zero-flow: the flow
-features zeroed (a generator trained without them).
+features' place (replace) or after the features (append: 2048 + 60), or as `s2s train --generator-inputs
+motion,flow` feeds them (inputs: 60 + 1024), see cached(); --zero-flow: the flow features zeroed (a generator
+trained without them).
 """
 
 from __future__ import annotations
@@ -213,22 +217,58 @@ def levels(cache: Path, generator_path: Path, motion: str | None, motion_suffix:
     return out
 
 
+def quality(
+    cache: Path, generator_path: Path, vocoder_path: Path, label: str, zero_rgb: bool, motion: str | None,
+    motion_suffix: str, form: str,
+) -> dict:  # fmt: skip
+    """Per set, means over the clips of s2s.quality's buzz, log-mel distance and ringing lost (as s2s eval computes
+    them) for the generator + vocoder (``label``), the vocoder fed each clip's true mel and the clip's own sound."""
+    from s2s.quality import hop_buzz_db, log_mel_distance_db, ringing_lost_db
+
+    render = Renderer(generator_path, vocoder_path, zero_rgb)
+    out: dict = {"label": label, "sets": {}}
+    for kind in ("generated", "independent"):
+        rows: dict[str, list] = {label: [], "vocoder on the true mel": [], "own sound": []}
+        for path in sorted(cache.glob(f"{kind}_*.npz")):
+            z = cached(path, motion, motion_suffix, form)
+            with torch.no_grad():
+                true = render.vocoder(torch.from_numpy(z["mel"].astype(np.float32))[None])[0].reshape(-1).numpy()
+            for name, wave in ((label, render(z)), ("vocoder on the true mel", true), ("own sound", z["audio"])):
+                ringing = ringing_lost_db(wave, z["audio"], z["onsets"])
+                ringing = np.nan if ringing is None else ringing
+                rows[name].append((hop_buzz_db(wave), log_mel_distance_db(wave, z["audio"]), ringing))
+        out["sets"][kind] = {
+            k: dict(
+                zip(
+                    ("buzz_db", "mel_distance_db", "ringing_lost_db"),
+                    np.round(np.nanmean(v, axis=0), 2).tolist(),
+                    strict=True,
+                )
+            )
+            for k, v in rows.items()
+        }
+    sys.stdout.write(json.dumps(out) + "\n")
+    return out
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=("features", "score", "levels"))
+    p.add_argument("what", choices=("features", "score", "levels", "quality"))
     p.add_argument("args", nargs="+")
     p.add_argument("--independent", type=int, default=32)
     p.add_argument("--generated", type=int, default=16)
     p.add_argument("--label", default="")
     p.add_argument("--zero-rgb", action="store_true")
     p.add_argument("--delta", action="store_true")
-    p.add_argument("--motion", choices=("replace", "append"), help="cached(): motion.py's statistics")
+    p.add_argument("--motion", choices=("replace", "append", "inputs"), help="cached(): motion.py's statistics")
     p.add_argument("--zero-flow", action="store_true")
     p.add_argument("--motion-suffix", default=".motion.npy", help="motion.py's files: .motion-clean.npy, cleaned")
     p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning, change, scaled")
     a = p.parse_args()
     if a.what == "features":
         features(Path(a.args[0]), Path(a.args[1]), a.independent, a.generated)
+    elif a.what == "quality":
+        quality(*(Path(x) for x in a.args[:3]), a.label, a.zero_rgb, a.motion, a.motion_suffix, a.motion_form)
     elif a.what == "levels":
         levels(Path(a.args[0]), Path(a.args[1]), a.motion, a.motion_suffix, a.motion_form)
     else:

@@ -73,7 +73,7 @@ class MelDiscriminator(torch.nn.Module):
 
 torch.manual_seed(a.seed)
 rng = random.Random(a.seed)
-data = ClipData(sorted(f for d in a.data for f in d.glob("clip_*.npz")))
+data = ClipData(sorted(f for d in a.data for f in d.glob("clip_*.npz")), ("rgb", "flow"))  # motion.py's in "rgb"
 std = torch.from_numpy(np.concatenate([c[0] for c in data.clips]).std(axis=0))
 # the data's width (2048, or more with motion.py's appended statistics)
 model = RegNetGenerator(replace(regnet_config("small"), visual_dim=data.clips[0][0].shape[1]))

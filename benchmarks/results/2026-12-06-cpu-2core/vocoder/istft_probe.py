@@ -106,7 +106,7 @@ shipped = build_melgan(checkpoint=DEMO_VOCODER)
 record({"vocoder": "shipped MelGAN", "probe [buzz, log-mel, onset accuracy, ringing lost]": probe(shipped)})
 model = ISTFTVocoder()
 optimizer = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.8, 0.99))
-data, rng = ClipData(sorted(a.data.glob("*.npz"))), random.Random(0)
+data, rng = ClipData(sorted(a.data.glob("*.npz")), ("rgb", "flow")), random.Random(0)
 stft, mel = STFTLoss(), MelSpectrogram()
 if a.disc:
     discriminator = VocoderDiscriminator(HOP)
