@@ -17,7 +17,8 @@ anyway (before it is quantised for the flow encoder):
 
 A frame's statistics need its flow and the one before: the preprocess step decodes one frame before a range
 of windows, so that any range of windows gets exactly the numbers the whole video's windows get.
-The numbers and what they lift: benchmarks/README.md, "Generalisation".
+The numbers and what they lift: benchmarks/README.md, "Generalisation" and "A generator fed the motion
+statistics".
 """
 
 from __future__ import annotations
@@ -92,10 +93,18 @@ def frame_statistics(flow: np.ndarray) -> np.ndarray:
     return _from_sums(np.concatenate([sums.sum(0, keepdims=True), sums]), np.concatenate([[pixels.sum()], pixels]))
 
 
+#: frames whose statistics :func:`frame_statistics_torch` computes at once (in float64: ~6 MB of device memory each)
+TORCH_CHUNK = 64
+
+
 def frame_statistics_torch(flows: torch.Tensor) -> np.ndarray:
     """:func:`frame_statistics` of many frames' flows (N, H, W, 2) on a torch device (the GPU path's TV-L1):
-    float32 (N, :data:`STATISTICS_WIDTH`) on the host; the median as numpy takes it (the mean of the two
-    middle values of an even count)."""
+    float32 (N, :data:`STATISTICS_WIDTH`) on the host; the median as numpy takes it, over the same pixels (the
+    mean of the two middle values of an even count). :data:`TORCH_CHUNK` frames at a time."""
+    return np.concatenate([_statistics_torch(flows[i : i + TORCH_CHUNK]) for i in range(0, len(flows), TORCH_CHUNK)])
+
+
+def _statistics_torch(flows: torch.Tensor) -> np.ndarray:
     import torch
 
     n, height, width, _ = flows.shape

@@ -70,7 +70,8 @@ def _square_flow(velocity, square) -> np.ndarray:
     return flow
 
 
-def test_the_torch_statistics_are_numpys():
+def test_the_torch_statistics_are_numpys(monkeypatch):
+    monkeypatch.setattr("s2s.motion.TORCH_CHUNK", 2)  # 3 frames: two chunks
     rng = np.random.default_rng(0)
     flows = rng.normal(0, 2, (3, H, W, 2)).astype(np.float32)  # an even pixel count: the median of two values
     flows[1] = block_flow((6.0, 1.0), pan=(1.5, 0.5))

@@ -400,7 +400,7 @@ def _generate_from_features(
         for clip in clips:
             started = time.monotonic()
             fed = {GENERATOR_INPUTS[name][0]: clip.inputs[name][None] for name in inputs}
-            n = clip.inputs["flow"].shape[0]
+            n = next(iter(fed.values())).shape[1]  # the clip's frames: each input has a row per frame
             seed = int.from_bytes(hashlib.sha256(clip.seed.encode()).digest()[:8], "little")
             z = np.random.default_rng(seed).standard_normal((1, z_dim)).astype(np.float32)
             mel = infer(client, "generator", "mel", **fed, frame_index=np.arange(n, dtype=np.int32)[None], z=z)
