@@ -1,4 +1,5 @@
-"""Optical flow between consecutive frames, quantised the way RegNet stores it.
+"""Optical flow of each frame, per 1/21.5 s (s2s.video.Track names its two pictures), quantised the way RegNet
+stores it.
 
 Two OpenCV methods: ``tvl1`` (Dual TV-L1, what RegNet's features were computed with; about 0.3 s per
 340x256 pair on two cores) and ``dis`` (DIS, medium preset; about 8 ms per pair, the CPU default).
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     import torch
 
 from s2s.constants import REGNET, Recipe
+from s2s.video import Track
 
 FLOW_METHODS = ("dis", "tvl1")
 
@@ -46,38 +48,57 @@ def scale_flow(flow, recipe: Recipe = REGNET):
     return (flow.clip(-bound, bound) + bound) * (255.0 / (2 * bound))
 
 
-def flow_pairs(frames_bgr: np.ndarray, method: str = "dis") -> Iterator[np.ndarray]:
-    """Flow from frame i to frame i + 1 for every frame; the last frame repeats the previous flow.
+def as_track(frames: np.ndarray | Track) -> Track:
+    """A :class:`~s2s.video.Track` as it is; frames at the recipe's rate as :meth:`Track.even`."""
+    return frames if isinstance(frames, Track) else Track.even(frames)
 
-    Yields float32 (H, W, 2) per frame, N flows for N frames (a single frame gets zero flow).
+
+def flow_pairs(frames: np.ndarray | Track, method: str = "dis") -> Iterator[np.ndarray]:
+    """The flow of every frame, per recipe period: float32 (H, W, 2) pixels, N flows for N frames.
+
+    ``frames``: a :class:`~s2s.video.Track` (each frame's flow between the pictures it names, scaled), or frames
+    at the recipe's rate (the flow from each to the next; the last frame repeats the previous flow; a single
+    frame gets zero flow). Each distinct pair of pictures is solved once.
     """
-    n = frames_bgr.shape[0]
-    if n == 1:
-        yield np.zeros((*frames_bgr.shape[1:3], 2), dtype=np.float32)
-        return
-    solver = make_flow(method)
-    grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames_bgr]
-    last = None
-    for i in range(n - 1):
-        last = solver.calc(grey[i], grey[i + 1], None)
-        yield last
-    yield last
+    track = as_track(frames)
+    pairs, rows = track.pairs()
+    solver = make_flow(method) if len(pairs) else None
+    grey: dict[int, np.ndarray] = {}
+    solved: dict[int, np.ndarray] = {}
+
+    def picture(i: int) -> np.ndarray:
+        if i not in grey:
+            grey[i] = cv2.cvtColor(track.pictures[i], cv2.COLOR_BGR2GRAY)
+        return grey[i]
+
+    still = np.zeros((*track.pictures.shape[1:3], 2), dtype=np.float32)
+    for row, scale in zip(rows, track.scale, strict=True):
+        if row < 0:
+            yield still
+            continue
+        if row not in solved:
+            solved = {
+                row: solver.calc(picture(pairs[row, 0]), picture(pairs[row, 1]), None)
+            }  # frames sharing it are neighbours
+        yield solved[row] if scale == 1 else solved[row] * np.float32(scale)
 
 
 def network_inputs(
-    frames_bgr: np.ndarray, method: str = "dis", recipe: Recipe = REGNET
+    frames: np.ndarray | Track, method: str = "dis", recipe: Recipe = REGNET
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frames (N, 256, 340, 3) BGR -> (rgb uint8 (N, 3, 224, 224), flow uint8 (N, 2, 224, 224), motion float32
-    (N, 60): s2s.motion's statistics of the float flow, the generator's motion input)."""
+    """Frames (N, 256, 340, 3) BGR at the recipe's rate, or a :class:`~s2s.video.Track` -> (rgb uint8 (N, 3,
+    224, 224), flow uint8 (N, 2, 224, 224), motion float32 (N, 60): s2s.motion's statistics of the float flow, the
+    generator's motion input)."""
     from s2s.motion import frame_statistics, turning
 
+    track = as_track(frames)
     size = (recipe.image_size, recipe.image_size)
-    flow = np.empty((frames_bgr.shape[0], 2, *size), dtype=np.uint8)
+    flow = np.empty((len(track), 2, *size), dtype=np.uint8)
     statistics = []
-    for i, f in enumerate(flow_pairs(frames_bgr, method)):
+    for i, f in enumerate(flow_pairs(track, method)):
         flow[i] = cv2.resize(quantize_flow(f, recipe), size, interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
         statistics.append(frame_statistics(f))
-    return rgb_inputs(frames_bgr, recipe), flow, turning(np.stack(statistics))
+    return rgb_inputs(track.frames, recipe), flow, turning(np.stack(statistics))
 
 
 def rgb_inputs(frames_bgr: np.ndarray, recipe: Recipe = REGNET) -> np.ndarray:
@@ -102,51 +123,54 @@ def still_inputs(picture_bgr: np.ndarray, recipe: Recipe = REGNET) -> tuple[np.n
 
 
 def network_inputs_torch(
-    frames_bgr: np.ndarray, device: str, recipe: Recipe = REGNET, max_pairs: int = 256, fuse: bool | None = None
+    frames: np.ndarray | Track, device: str, recipe: Recipe = REGNET, max_pairs: int = 256, fuse: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """:func:`network_inputs` with TV-L1 in PyTorch on ``device`` (s2s.tvl1), all frame pairs batched.
 
     Returns uint8 torch tensors on ``device``: rgb (N, 3, 224, 224), flow (N, 2, 224, 224), and the motion
-    statistics (float32 (N, 60), numpy: a few numbers a frame, computed on the device). The frames go
+    statistics (float32 (N, 60), numpy: a few numbers a frame, computed on the device). The pictures go
     to the device once; grey conversion, flow, quantisation and resizing happen there, so a GPU caller
     can hand the tensors on without a copy to the host. ``max_pairs`` bounds the pairs solved at once
     (GPU memory: about 7 MB per pair of 340x256 while solving); ``fuse``: see :func:`s2s.tvl1.tvl1`.
     """
-    ((rgb, flow, motion),) = network_inputs_torch_many([frames_bgr], device, recipe, max_pairs, fuse)
+    ((rgb, flow, motion),) = network_inputs_torch_many([frames], device, recipe, max_pairs, fuse)
     return rgb, flow, motion
 
 
 def network_inputs_torch_many(
-    clips_bgr: list[np.ndarray], device: str, recipe: Recipe = REGNET, max_pairs: int = 256, fuse: bool | None = None
+    clips: list[np.ndarray | Track],
+    device: str,
+    recipe: Recipe = REGNET,
+    max_pairs: int = 256,
+    fuse: bool | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
-    """:func:`network_inputs_torch` for several clips at once: the frame pairs of all of them are solved
+    """:func:`network_inputs_torch` for several clips at once: the picture pairs of all of them are solved
     together (one batch fills a GPU better than many small ones); each clip's result is what it gets alone."""
     import torch
 
-    from s2s.motion import frame_statistics_torch, still_motion, turning
+    from s2s.motion import frame_statistics_torch, turning
     from s2s.tvl1 import bgr_to_grey, resize_bilinear, tvl1_pairs
 
     size = recipe.image_size
-    frames = [torch.from_numpy(np.ascontiguousarray(f)).to(device) for f in clips_bgr]  # (N, H, W, 3) uint8
-    greys = [bgr_to_grey(f) for f in frames]
-    moving = [g for g in greys if g.shape[0] > 1]
-    solved = (
-        tvl1_pairs(torch.cat([g[:-1] for g in moving]), torch.cat([g[1:] for g in moving]), max_pairs, fuse=fuse)
-        if moving
-        else None
-    )
+    tracks = [as_track(c) for c in clips]
+    pictures = [torch.from_numpy(np.ascontiguousarray(t.pictures)).to(device) for t in tracks]  # (M, H, W, 3)
+    greys = [bgr_to_grey(p) for p in pictures]
+    pairs = [t.pairs() for t in tracks]
+    firsts = [g[p[:, 0]] for g, (p, _) in zip(greys, pairs, strict=True) if len(p)]
+    seconds = [g[p[:, 1]] for g, (p, _) in zip(greys, pairs, strict=True) if len(p)]
+    solved = tvl1_pairs(torch.cat(firsts), torch.cat(seconds), max_pairs, fuse=fuse) if firsts else None
     out, at = [], 0
-    for f, grey in zip(frames, greys, strict=True):
-        n = f.shape[0]
-        if n == 1:
-            flows = torch.zeros((1, *grey.shape[1:], 2), device=f.device)
-            motion = still_motion()
-        else:
-            flows = solved[at : at + n - 1]
-            at += n - 1
-            flows = torch.cat([flows, flows[-1:]])  # the last frame repeats the previous flow
-            motion = turning(frame_statistics_torch(flows))
-        rgb = _round_u8(resize_bilinear(f.permute(0, 3, 1, 2).float(), size, size))
+    for track, grey, picture, (pair, rows) in zip(tracks, greys, pictures, pairs, strict=True):
+        # each frame's flow: its pair's, scaled to one recipe period; a frame without motion gets zero flow
+        padded = torch.zeros((len(pair) + 1, *grey.shape[1:], 2), device=picture.device)
+        if len(pair):
+            padded[:-1] = solved[at : at + len(pair)]
+            at += len(pair)
+        flows = padded[torch.from_numpy(rows).to(picture.device)]  # row -1: the zero flow
+        flows = flows * torch.from_numpy(track.scale).to(picture.device)[:, None, None, None]
+        motion = turning(frame_statistics_torch(flows))
+        shown = picture[torch.from_numpy(track.shown.astype(np.int64)).to(picture.device)]
+        rgb = _round_u8(resize_bilinear(shown.permute(0, 3, 1, 2).float(), size, size))
         quantized = torch.round(scale_flow(flows, recipe))
         out.append((rgb, _round_u8(resize_bilinear(quantized.permute(0, 3, 1, 2), size, size)), motion))
     return out

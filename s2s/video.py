@@ -3,8 +3,13 @@
 PyAV decodes from a byte buffer (no temporary files, no ffmpeg process); any container/codec FFmpeg
 reads works (mp4/H.264, webm/VP9, avi/MJPEG, mov, ...). Frames are resampled to 21.5 fps by their
 timestamps, so variable-frame-rate phone videos come out evenly spaced; the display rotation of
-phone videos is applied. Each kept frame is scaled by swscale straight to the flow size
+phone videos is applied. Each kept picture is scaled by swscale straight to the flow size
 (340 x 256, BGR), the size RegNet computes optical flow and TSN inputs from.
+
+Each frame also names the picture its optical flow goes to, the stream's picture nearest one 1/21.5 s after
+its own, and the factor that brings that flow to one 1/21.5 s (:class:`Track`): the motion per frame is then
+the same at 15, 21.5, 30 or 60 fps, where the flow between consecutive 21.5 fps frames would be still wherever
+a picture is shown twice and jump wherever one is skipped.
 
 A still image (PNG, JPEG, WebP, BMP, TIFF: anything FFmpeg reads with a single-picture demuxer) becomes
 ``still_duration_s`` seconds of that picture (:data:`STILL_DURATION_S`, or the duration limit if lower, unless
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,19 +66,80 @@ class VideoLimits:
     )
 
 
+@dataclass(frozen=True)
+class Track:
+    """Frames at the recipe's rate and, for each, the two pictures its optical flow is measured between.
+
+    A frame shows the stream's latest picture at its time; its flow goes from that picture to the stream's
+    picture nearest one recipe period later (at least the next one), scaled to one recipe period
+    (``scale``). So the flow is the motion per 1 / 21.5 s whatever the stream's rate: a 15 fps video has
+    no still frames where a picture is shown twice, a 30 or 60 fps video no speed that jumps where a
+    picture is skipped (either would beat at the difference of the rates, as spurious events). A stream at
+    the recipe's rate gives each frame the flow to the next frame, unscaled. A frame at the stream's end,
+    with no later picture, keeps the flow of the frame before it.
+    """
+
+    pictures: np.ndarray  #: uint8 (M, H, W, 3) BGR: the stream's pictures the frames show or flow to
+    shown: np.ndarray  #: int32 (N,): the picture each frame shows
+    #: int32 (N,): the picture each frame's flow starts at (``shown``'s; at the stream's end an earlier frame's)
+    flow_from: np.ndarray
+    flow_to: np.ndarray  #: int32 (N,): the picture it goes to (``flow_from``: no motion, a video of one picture)
+    scale: np.ndarray  #: float32 (N,): recipe period / seconds between the two pictures (1 where they are the same)
+
+    @classmethod
+    def even(cls, frames: np.ndarray) -> Track:
+        """Frames already at the recipe's rate (a generated clip): each frame's flow goes to the next, the last
+        frame keeps the one before it."""
+        n = len(frames)
+        shown = np.arange(n, dtype=np.int32)
+        to = np.minimum(shown + 1, n - 1)
+        start = np.minimum(shown, max(n - 2, 0))
+        return cls(frames, shown, start.astype(np.int32), to.astype(np.int32), np.ones(n, np.float32))
+
+    @property
+    def frames(self) -> np.ndarray:
+        """uint8 (N, H, W, 3): the picture each frame shows."""
+        return self.pictures[self.shown]
+
+    def __len__(self) -> int:
+        return int(self.shown.size)
+
+    def take(self, start: int, end: int) -> Track:
+        """Frames ``start`` to ``end`` (exclusive) with only the pictures they use: the same flow per frame."""
+        parts = (self.shown[start:end], self.flow_from[start:end], self.flow_to[start:end])
+        used, inverse = np.unique(np.concatenate(parts), return_inverse=True)
+        shown, start_of, to = np.split(inverse.astype(np.int32), 3)
+        return Track(self.pictures[used], shown, start_of, to, self.scale[start:end])
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct (from, to) picture pairs, int (P, 2) with from != to, and each frame's row in them (-1:
+        no motion)."""
+        both = np.stack([self.flow_from, self.flow_to], axis=1)
+        moving = both[:, 0] != both[:, 1]
+        pairs, inverse = np.unique(both[moving], axis=0, return_inverse=True)
+        rows = np.full(len(self), -1, dtype=np.int64)
+        rows[moving] = inverse.reshape(-1)
+        return pairs.reshape(-1, 2), rows
+
+
 @dataclass
 class DecodedVideo:
-    frames: np.ndarray  #: uint8 (N, flow_height, flow_width, 3), BGR, at the recipe's fps
+    track: Track  #: the frames at the recipe's fps and the pictures their flow is measured between
     duration_s: float  #: duration of the video stream
     rotation: int  #: display rotation applied, degrees
-    #: frames of the whole video at the recipe's fps (``frames`` may hold fewer: see ``max_frames``)
+    #: frames of the whole video at the recipe's fps (``track`` may hold fewer: see ``max_frames``)
     total_frames: int = 0
-    #: a still image: ``frames`` holds its one picture, shown for ``duration_s`` (``total_frames`` frames)
+    #: a still image: ``track`` holds its one picture, shown for ``duration_s`` (``total_frames`` frames)
     still: bool = False
 
     @property
+    def frames(self) -> np.ndarray:
+        """uint8 (N, flow_height, flow_width, 3), BGR, at the recipe's fps."""
+        return self.track.frames
+
+    @property
     def num_frames(self) -> int:
-        return int(self.frames.shape[0])
+        return len(self.track)
 
 
 def probe_bytes(data: bytes | memoryview | np.ndarray) -> bytes:
@@ -119,17 +185,15 @@ def decode_video(
             raise VideoError(f"video too long: {declared:.2f} s (limit {limits.max_duration_s:g} s)")
         rate = float(stream.average_rate) if stream.average_rate else None
         stop = max_frames if declared is not None else None
-        frames, last_time, rotation = _resample(container, stream, limits, recipe, rate, stop)
-    if not frames:
+        stream_pictures, last_time, rotation = _resample(container, stream, limits, recipe, rate, stop)
+    if not stream_pictures.shown:
         raise VideoError("the video stream has no decodable frames")
     frame_period = 1.0 / rate if rate else 1.0 / recipe.fps
     duration = declared if declared is not None else last_time + frame_period
     duration = max(duration, last_time + 1e-6)
     expected = max(1, math.ceil(duration * recipe.fps - 1e-6))
     keep = expected if max_frames is None else min(expected, max_frames)
-    while len(frames) < keep:  # the last frame holds until the end of the stream
-        frames.append(frames[-1])
-    return DecodedVideo(np.stack(frames[:keep]), duration, rotation, expected)
+    return DecodedVideo(stream_pictures.track(keep, recipe), duration, rotation, expected)
 
 
 def _open(data: bytes, kind: str):
@@ -165,7 +229,8 @@ def _decode_still(container, stream, limits: VideoLimits, recipe: Recipe, durati
     _check_size(frame.width, frame.height, limits)
     picture = _to_bgr(frame, round(frame.rotation or 0) % 360, recipe)
     total = max(1, math.ceil(duration * recipe.fps - 1e-6))
-    return DecodedVideo(picture[None], duration, round(frame.rotation or 0) % 360, total, still=True)
+    track = Track(picture[None], *np.zeros((3, 1), dtype=np.int32), np.ones(1, dtype=np.float32))
+    return DecodedVideo(track, duration, round(frame.rotation or 0) % 360, total, still=True)
 
 
 def _reason(exc: Exception) -> str:
@@ -192,48 +257,103 @@ def declared_duration(container, stream) -> float | None:
     return None
 
 
+#: a flow partner this close to one recipe period away (relative) counts as exactly one: timestamps rounded to the
+#: stream's time base (a millisecond in WebM: 46 or 47 ms at 21.5 fps) are not another rate
+SAME_PERIOD = 0.05
+
+
+@dataclass
+class _Pictures:
+    """What :func:`_resample` keeps: the stream's pictures that frames show or flow to, the picture each frame
+    shows, and each shown picture's flow partner (the picture and the seconds to it)."""
+
+    images: list = field(default_factory=list)
+    times: list = field(default_factory=list)
+    shown: list = field(default_factory=list)
+    partner: dict = field(default_factory=dict)
+
+    def track(self, frames: int, recipe: Recipe) -> Track:
+        """:class:`Track` of ``frames`` frames: the last shown picture holds until the end; a frame whose picture
+        has no partner (the stream's end) keeps the flow of the frame before it."""
+        shown = np.array((self.shown + self.shown[-1:] * frames)[:frames], dtype=np.int32)
+        start, to, scale = shown.copy(), shown.copy(), np.ones(frames, dtype=np.float32)
+        for i, picture in enumerate(shown):
+            if picture in self.partner:
+                to[i] = self.partner[picture]
+                scale[i] = (1.0 / recipe.fps) / (self.times[to[i]] - self.times[picture])
+                if abs(scale[i] - 1) < SAME_PERIOD:  # the time base's rounding, not another rate
+                    scale[i] = 1.0
+            elif i:
+                start[i], to[i], scale[i] = start[i - 1], to[i - 1], scale[i - 1]
+        return Track(np.stack(self.images), shown, start, to, scale)
+
+
 def _resample(container, stream, limits: VideoLimits, recipe: Recipe, rate: float | None, stop: int | None = None):
-    """Keep, for each target time k / fps, the latest frame shown at or before it."""
+    """Keep, for each target time k / fps, the latest picture shown at or before it, and for each picture kept
+    that way its flow partner: the later picture nearest one target period after it (at least the next one,
+    or the stream's last). Each picture is converted once; ``stop``: stop after that many targets (and the
+    partners they wait for)."""
     import av
 
     fps = recipe.fps
-    start = None
-    frames: list[np.ndarray] = []
-    previous = None  # the last decoded frame, converted (once) only if a target time shows it
-    previous_image: np.ndarray | None = None
-    last_time, rotation, index = 0.0, 0, 0
+    kept = _Pictures()
+    number_of: dict[int, int] = {}  # the stream's frame number -> its picture in ``kept``
+    waiting: list[tuple[int, float, int]] = []  # shown frames' numbers, times and first targets, not yet partnered
+    previous = None  # (number, time, frame): the last decoded frame
+    start, last_time, rotation, index = None, 0.0, 0, 0
 
-    def shown(frame) -> np.ndarray:
-        nonlocal previous_image
-        if previous_image is None:
-            previous_image = _to_bgr(frame, rotation, recipe)
-        return previous_image
+    def keep(number: int, t: float, frame) -> int:
+        if number not in number_of:
+            number_of[number] = len(kept.images)
+            kept.images.append(_to_bgr(frame, round(frame.rotation or 0) % 360, recipe))
+            kept.times.append(t)
+        return number_of[number]
+
+    def show(number: int, t: float, frame) -> None:
+        picture = keep(number, t, frame)
+        if not kept.shown or kept.shown[-1] != picture:
+            waiting.append((number, t, len(kept.shown)))
+        kept.shown.append(picture)
+
+    def partner(number: int, later: tuple) -> None:  # ``later``: (number, time, frame) of the one chosen
+        kept.partner[number_of[number]] = keep(*later)
 
     try:
         for frame in container.decode(stream):
             t = frame.time if frame.time is not None else index / (rate or fps)
-            index += 1
+            number, index = index, index + 1
             start = t if start is None else start
             t -= start
             if t > limits.max_duration_s + 1e-3:
                 raise VideoError(f"video too long: frames beyond {limits.max_duration_s:g} s (limit)")
             _check_size(frame.width, frame.height, limits)
-            while previous is not None and len(frames) / fps < t - 1e-9:
-                frames.append(shown(previous))
             rotation = round(frame.rotation or 0) % 360
+            while previous is not None and len(kept.shown) / fps < t - 1e-9:
+                show(*previous)
             if previous is None:
-                while len(frames) / fps < t - 1e-9:  # stream starts late: show its first frame
-                    frames.append(shown(frame))
-            else:
-                previous_image = None  # this frame's, once a target time shows it
-            previous, last_time = frame, t
-            if stop is not None and len(frames) >= stop:
+                while len(kept.shown) / fps < t - 1e-9:  # stream starts late: show its first frame
+                    show(number, t, frame)
+            still_waiting = []
+            for shown_number, shown_time, first in waiting:
+                target = shown_time + 1.0 / fps
+                if t < target - 1e-9:
+                    still_waiting.append((shown_number, shown_time, first))
+                elif previous[1] > shown_time + 1e-6 and target - previous[1] <= t - target:
+                    partner(shown_number, previous)
+                else:
+                    partner(shown_number, (number, t, frame))
+            waiting = still_waiting
+            previous, last_time = (number, t, frame), t
+            if stop is not None and len(kept.shown) >= stop and all(first >= stop for *_, first in waiting):
                 break
     except av.error.FFmpegError as exc:
-        raise VideoError(f"corrupt video data after {len(frames)} frames: {_reason(exc)}") from None
+        raise VideoError(f"corrupt video data after {len(kept.shown)} frames: {_reason(exc)}") from None
     if previous is not None:
-        frames.append(shown(previous))
-    return frames, last_time, rotation
+        for shown_number, shown_time, _ in waiting:  # the stream ended first: its last picture, if later
+            if previous[1] > shown_time + 1e-6:
+                partner(shown_number, previous)
+        show(*previous)  # the next target; nothing after it: the stream's last picture has no partner
+    return kept, last_time, rotation
 
 
 def _to_bgr(frame, rotation: int, recipe: Recipe) -> np.ndarray:

@@ -50,7 +50,7 @@ from s2s.errors import OptionError
 from s2s.flags import flag
 from s2s.flow import FLOW_METHODS, network_inputs, still_inputs
 from s2s.repository import INPUT_ENCODERS
-from s2s.video import VideoError, VideoLimits, decode_video
+from s2s.video import Track, VideoError, VideoLimits, decode_video
 
 #: parameters of the preprocess model that belong to the Python backend itself, not to this record
 BACKEND_PARAMETERS = ("FORCE_CPU_ONLY_INPUT_TENSORS",)
@@ -274,11 +274,12 @@ class WindowFrames:
     """What preprocess decides before any flow: the decoded frames these windows use and everything else
     of their :class:`Windows`."""
 
-    #: uint8 (N, H, W, 3) BGR: the frames the windows use, the next one for flow and the one before for motion
-    frames: np.ndarray
-    rows: np.ndarray  #: (W, T) indices into ``frames``
+    #: the frames the windows use and the one before (whose flow the first frame's motion turns from), with the
+    #: pictures their flow is measured between
+    track: Track
+    rows: np.ndarray  #: (W, T) indices into ``track``'s frames
     fields: dict  #: the other fields of :class:`Windows`
-    still: bool = False  #: a still image: ``frames`` is its one picture, with no motion
+    still: bool = False  #: a still image: ``track`` is its one picture, with no motion
 
 
 def decode_windows(
@@ -311,11 +312,10 @@ def decode_windows(
     if window_start >= windows:
         raise VideoError(f"window_start {window_start} is past the video's {windows} window(s)")
     rows = index[window_start : window_start + window_count if window_count else None]
-    # frames these windows use, plus the next one for the flow of their last frame; at the end of the
-    # video keep two, so the last frame repeats the previous flow exactly as for the whole video; and the
-    # one before the first, whose flow the first frame's motion statistics turn from (s2s.motion)
-    end = min(int(rows.max()) + 2, total)
-    first = max(0, min(int(rows.min()), end - 2) - 1)
+    # frames these windows use (each with the pictures of its own flow, as in the whole video: s2s.video.Track),
+    # and the one before the first, whose flow the first frame's motion statistics turn from (s2s.motion)
+    end = int(rows.max()) + 1
+    first = max(0, int(rows.min()) - 1)
     n = rows.shape[0]
     start_s = window_start * stride / recipe.fps
     end_s = min(((window_start + n - 1) * stride + window_frames) / recipe.fps, decoded.duration_s)
@@ -326,8 +326,8 @@ def decode_windows(
         layout=layout, samples=samples, mel_frames=mel_frames, offset=offset,
     )  # fmt: skip
     if decoded.still:  # every frame is the one picture
-        return WindowFrames(decoded.frames, np.zeros_like(rows), fields, still=True)
-    return WindowFrames(decoded.frames[first:end], rows - first, fields)
+        return WindowFrames(decoded.track, np.zeros_like(rows), fields, still=True)
+    return WindowFrames(decoded.track.take(first, end), rows - first, fields)
 
 
 def preprocess(
@@ -360,8 +360,8 @@ def preprocess(
 def network_inputs_of(clip: WindowFrames, options: PreprocessOptions, recipe: Recipe = REGNET):
     """rgb, flow and motion of a clip's frames on the CPU (OpenCV): a still's one picture has no motion."""
     if clip.still:
-        return still_inputs(clip.frames, recipe)
-    return network_inputs(clip.frames, options.flow_method, recipe)
+        return still_inputs(clip.track.frames, recipe)
+    return network_inputs(clip.track, options.flow_method, recipe)
 
 
 def windows_on_device(
@@ -376,12 +376,12 @@ def windows_on_device(
 
     from s2s.flow import network_inputs_torch_many
 
-    moving_frames = [c.frames for c in clips if not c.still]
+    moving_frames = [c.track for c in clips if not c.still]
     moving = iter(network_inputs_torch_many(moving_frames, device, recipe) if moving_frames else [])
     out = []
     for clip in clips:
         if clip.still:  # nothing to solve: the picture's inputs, moved to the device
-            rgb, flow, motion = still_inputs(clip.frames, recipe)
+            rgb, flow, motion = still_inputs(clip.track.frames, recipe)
             rgb, flow = torch.from_numpy(rgb).to(device), torch.from_numpy(flow).to(device)
         else:
             rgb, flow, motion = next(moving)

@@ -15,6 +15,7 @@ from s2s.motion import MOTION_WIDTH
 from s2s.synth import (
     CONTAINERS,
     STILL_FORMATS,
+    Clip,
     encode_clip,
     make_audio_only,
     make_clip,
@@ -59,6 +60,41 @@ def test_resampling_picks_frames_by_timestamp():
         error = np.abs(video.frames[k].astype(int) - expected)[moving].mean()
         others = np.abs(video.frames[k].astype(int) - later)[moving].mean()
         assert error < others, f"frame {k}: wrong source frame chosen"
+
+
+def _crossing_block(fps: float, speed_px_s: float, seconds: float = 2.0) -> Clip:
+    """A textured block crossing a still textured background at a constant speed, drawn at ``fps``."""
+    rng = np.random.default_rng(0)
+    h, w = REGNET.flow_height, REGNET.flow_width
+    background = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 2.0)
+    block = cv2.GaussianBlur(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), (0, 0), 1.5)
+    layer, mask = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+    layer[96:160, 40:104], mask[96:160, 40:104] = block, 1.0
+    frames = []
+    for i in range(round(seconds * fps)):  # moved by sub-pixel amounts: the same speed between any two frames
+        move = np.float32([[1, 0, speed_px_s * i / fps], [0, 1, 0]])
+        shown = cv2.warpAffine(mask, move, (w, h))[..., None]
+        frame = cv2.warpAffine(layer, move, (w, h)) + (1 - shown) * background
+        frames.append(np.clip(np.round(frame), 0, 255).astype(np.uint8))
+    audio = np.zeros(round(seconds * REGNET.sample_rate), dtype=np.float32)
+    return Clip(np.stack(frames), audio, np.zeros(0), fps, REGNET.sample_rate, seed=0)
+
+
+@pytest.mark.parametrize("fps", [15.0, 21.5, 29.97, 59.94])
+def test_flow_is_the_motion_over_one_recipe_period_at_any_frame_rate(fps):
+    """A block crossing at a constant speed: every frame's flow is the block's motion over 1 / 21.5 s whatever the
+    stream's rate - no still frames where a 15 fps picture is shown twice, no jumps where a 30 or 60 fps one is
+    skipped (either would beat at the difference of the rates, heard as spurious events)."""
+    speed = 86.0  # px/s: 4 px per recipe period
+    video = decode_video(encode_clip(_crossing_block(fps, speed)))
+    shifts = np.array([np.median(f[..., 0][np.abs(f[..., 0]) > 1]) for f in flow_pairs(video.track)])
+    np.testing.assert_allclose(shifts[1:-1], speed / REGNET.fps, rtol=0.12)
+    speeds = network_inputs(video.track)[2][2:-2, 0]  # s2s.motion's whole-picture speed: steady
+    assert speeds.std() < 0.1 * speeds.mean(), speeds
+    if fps < REGNET.fps:  # the check sees pictures shown twice, whose flow to each other is none
+        assert any(np.array_equal(a, b) for a, b in zip(video.frames, video.frames[1:], strict=False))
+    if fps > REGNET.fps:  # and pictures between the frames, which the flow goes to
+        assert len(video.track.pictures) > video.num_frames
 
 
 def test_variable_frame_rate_is_resampled_evenly():
@@ -253,10 +289,12 @@ def _sound_of(windows: Windows, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return postprocess(waves, mels, windows.layout, windows.samples, windows.mel_frames)
 
 
-def test_window_ranges_join_into_the_whole_video():
+@pytest.mark.parametrize("fps", [25.0, 15.0, 59.94])
+def test_window_ranges_join_into_the_whole_video(fps):
     """Window-by-window preprocessing gives the same frames, flow at the seams and noise as one pass, and
-    their sounds, overlap-added at their offsets, are exactly the whole request's."""
-    video = make_video(duration_s=2.0, fps=25.0)
+    their sounds, overlap-added at their offsets, are exactly the whole request's (at frame rates whose flow
+    goes to pictures shown twice, or to pictures between the frames)."""
+    video = make_video(duration_s=2.0, fps=fps)
     options = PreprocessOptions(window_frames=20, overlap_frames=4, z_dim=8)
     whole = preprocess(video, options)
     assert whole.total_windows == whole.num_windows == window_count(whole.num_frames, 20, 4) == 3

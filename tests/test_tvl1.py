@@ -17,6 +17,7 @@ from s2s.flow import network_inputs, network_inputs_torch
 from s2s.motion import MOTION_WIDTH
 from s2s.synth import make_clip, make_still, make_video
 from s2s.tvl1 import TVL1Params, _median, _median_network, _remap_cubic, bgr_to_grey, resize_bilinear, tvl1
+from s2s.video import decode_video
 from s2s.windowing import PreprocessOptions, decode_windows, preprocess, windows_on_device
 
 H, W = 96, 128
@@ -195,6 +196,21 @@ def test_fused_solver_gives_the_eager_result(known_motion):
     levels = stats["inner_iterations"]
     assert len(levels) == TVL1Params().nscales and levels[-1]["size"] == [H, W]
     assert all(0 < level["iterations"] <= 5 * 10 * 30 for level in levels)
+
+
+@pytest.mark.parametrize("fps", [15.0, 59.94])
+def test_a_decoded_tracks_pairs_are_solved_like_opencvs(fps):
+    """A video at another rate (pictures shown twice at 15 fps; at 60 fps flow to pictures between the frames):
+    the torch path solves each frame's own pair of pictures and scales it to one recipe period, as the CPU path."""
+    small = dataclasses.replace(REGNET, flow_width=170, flow_height=128)  # keeps the CPU run short
+    track = decode_video(make_video(duration_s=0.4, fps=fps), recipe=small).track
+    assert not np.all(track.scale == 1)  # the check proves nothing at the recipe's rate
+    rgb, flow, motion = network_inputs(track, "tvl1", small)
+    rgb_t, flow_t, motion_t = network_inputs_torch(track, "cpu", small, max_pairs=3)
+    assert rgb_t.shape == rgb.shape and np.abs(rgb.astype(int) - rgb_t.numpy()).max() <= 1
+    assert np.abs(flow.astype(int) - flow_t.numpy()).mean() < 0.3
+    assert motion.any()
+    np.testing.assert_allclose(motion_t, motion, atol=0.05 * np.abs(motion).max())
 
 
 def test_clips_solved_together_get_what_each_gets_alone():

@@ -73,6 +73,7 @@ from s2s.training.adversarial import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
+from s2s.video import Track
 from s2s.weights import DEMO_GENERATOR, DEMO_VOCODER, WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
@@ -246,8 +247,9 @@ def data_paths(options: TrainOptions) -> list[Path]:
     return [data / f"{prefix}_{seed:07d}.npz" for seed in range(options.first_seed, options.first_seed + options.clips)]
 
 
-def encoder_features(sessions: dict, pictures: np.ndarray, flow_method: str = "dis") -> dict[str, np.ndarray]:
-    """Frames at the served rate and size (N, 256, 340, 3) BGR -> ``{"tsn_rgb", "tsn_flow": (N, 1024), "motion":
+def encoder_features(sessions: dict, pictures: np.ndarray | Track, flow_method: str = "dis") -> dict[str, np.ndarray]:
+    """Frames at the served rate and size (N, 256, 340, 3) BGR, or a decoded video's s2s.video.Track (what preprocess
+    computes the flow of) -> ``{"tsn_rgb", "tsn_flow": (N, 1024), "motion":
     (N, 60)}``: the encoders' ONNX Runtime ``sessions`` (by name) on the RGB and flow inputs, 64 frames a run, and
     the motion statistics of the flow (s2s.motion)."""
     from s2s.flow import network_inputs
@@ -270,7 +272,10 @@ def prepare_data(options: TrainOptions) -> list[Path]:
     from s2s.video import decode_video
 
     paths = data_paths(options)
-    todo = [p for p in paths if not p.exists() or lacking(p, ("motion",))]  # clips cached before the statistics
+    # remade: clips cached before the motion statistics, and decoded ones (other frame rates) cached before their
+    # flow was measured over one recipe period (s2s.video.Track)
+    needs = ("motion",) if options.variety == "plain" else ("motion", "flow_per_period")
+    todo = [p for p in paths if not p.exists() or lacking(p, needs)]
     if not todo:
         return paths
     paths[0].parent.mkdir(parents=True, exist_ok=True)
@@ -290,14 +295,14 @@ def prepare_data(options: TrainOptions) -> list[Path]:
         clip = make_clip(seed, options.clip_seconds, variety=options.variety)
         pictures = clip.frames
         if options.variety != "plain":  # other frame rates: through the served decode (H.264, 21.5 fps)
-            pictures = decode_video(encode_clip(clip)).frames
+            pictures = decode_video(encode_clip(clip)).track
         feats = encoder_features(sessions, pictures, options.flow_method)
         n = len(pictures)
         target = mel(torch.from_numpy(clip.audio)[None])[0].numpy()[:, : REGNET.mel_frames_per_frame * n]
         partial = path.with_suffix(".partial.npz")
         np.savez(partial, rgb=feats["tsn_rgb"].astype(np.float16), flow=feats["tsn_flow"].astype(np.float16),
                  motion=feats["motion"], mel=target.astype(np.float16), audio=clip.audio,
-                 onsets=clip.onsets)  # fmt: skip
+                 onsets=clip.onsets, flow_per_period=np.array(True))  # fmt: skip
         partial.replace(path)
         progress.update(note=f"seed {seed}")
     return paths
