@@ -4,6 +4,7 @@ flow taken as before (between consecutive 21.5 fps frames: a 15 fps picture show
 one 1/21.5 s later, per 1/21.5 s), through the seeded encoders, generators and a vocoder; onset scores per rate.
 
     python rates.py ENCODERS_DIR VOCODER OUT.jsonl NAME=GENERATOR [NAME=GENERATOR ...] [--clips 64]
+                    [--flows "per period"]
 
 Every clip's z is drawn from a stream seeded by its seed, the same for each generator and either flow.
 """
@@ -38,7 +39,7 @@ def encode(session: ort.InferenceSession, inputs: np.ndarray) -> np.ndarray:
     )
 
 
-def main(encoders: Path, vocoder_path: Path, out: Path, generators: dict[str, Path], clips: int) -> None:
+def main(encoders: Path, vocoder_path: Path, out: Path, generators: dict[str, Path], clips: int, flows=FLOWS) -> None:
     sessions = {n: ort.InferenceSession(str(encoders / f"{n}.onnx"), providers=["CPUExecutionProvider"])
                 for n in ("tsn_rgb", "tsn_flow")}  # fmt: skip
     nets = {name: build_regnet("small", checkpoint=path).eval() for name, path in generators.items()}
@@ -51,6 +52,8 @@ def main(encoders: Path, vocoder_path: Path, out: Path, generators: dict[str, Pa
         track = decode_video(encode_clip(clip)).track
         row = {"seed": seed, "fps": clip.fps, "kinds": list(clip.kinds), "truth": len(clip.onsets), "scores": {}}
         for flow_kind, frames in zip(FLOWS, (Track.even(track.frames), track), strict=True):
+            if flow_kind not in flows:
+                continue
             rgb, flow, motion = network_inputs(frames)
             made = {"rgb": encode(sessions["tsn_rgb"], rgb), "flow": encode(sessions["tsn_flow"], flow),
                     "motion": motion}  # fmt: skip
@@ -92,8 +95,9 @@ if __name__ == "__main__":
     p.add_argument("generators", nargs="+", help="NAME=CHECKPOINT")
     p.add_argument("--clips", type=int, default=64)
     p.add_argument("--summary", action="store_true", help="only summarise OUT")
+    p.add_argument("--flows", default=",".join(FLOWS), help=f"which of {FLOWS}, comma-separated")
     a = p.parse_args()
     if a.summary:
         summarise(a.out)
     else:
-        main(a.encoders, a.vocoder, a.out, dict(g.split("=", 1) for g in a.generators), a.clips)
+        main(a.encoders, a.vocoder, a.out, dict(g.split("=", 1) for g in a.generators), a.clips, a.flows.split(","))
