@@ -76,10 +76,8 @@ def flow_pairs(frames: np.ndarray | Track, method: str = "dis") -> Iterator[np.n
         if row < 0:
             yield still
             continue
-        if row not in solved:
-            solved = {
-                row: solver.calc(picture(pairs[row, 0]), picture(pairs[row, 1]), None)
-            }  # frames sharing it are neighbours
+        if row not in solved:  # the frames that share a pair are neighbours: only the last pair is kept
+            solved = {row: solver.calc(picture(pairs[row, 0]), picture(pairs[row, 1]), None)}
         yield solved[row] if scale == 1 else solved[row] * np.float32(scale)
 
 

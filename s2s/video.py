@@ -265,7 +265,7 @@ SAME_PERIOD = 0.05
 @dataclass
 class _Pictures:
     """What :func:`_resample` keeps: the stream's pictures that frames show or flow to, the picture each frame
-    shows, and each shown picture's flow partner (the picture and the seconds to it)."""
+    shows, and each shown picture's flow partner (a picture; ``times`` gives the seconds between them)."""
 
     images: list = field(default_factory=list)
     times: list = field(default_factory=list)
