@@ -44,6 +44,7 @@ from s2s.flow import FLOW_METHODS
 from s2s.repository import (
     ENSEMBLE,
     GENERATOR_INPUTS,
+    INPUT_OF_TENSOR,
     MANIFEST,
     MODEL_NAMES,
     PREPROCESS,
@@ -295,7 +296,6 @@ def _served_preprocess(http_url: str, headers: dict[str, str] | None) -> dict:
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
-    named = {tensor: name for name, (tensor, _) in GENERATOR_INPUTS.items()}
     try:
         with httpclient.InferenceServerClient(http_url) as client:
             served = PreprocessOptions.from_model_config(client.get_model_config(PREPROCESS, headers=headers))
@@ -303,7 +303,7 @@ def _served_preprocess(http_url: str, headers: dict[str, str] | None) -> dict:
     except (InferenceServerException, OptionError) as exc:
         hint = "" if headers else f" (give its admin key: --admin-key-file or ${ADMIN_KEY_ENV})"
         raise PerfError(f"cannot read the preprocess options served at {http_url}{hint}: {exc}") from None
-    fed = tuple(named[t["name"]] for t in generator["input"] if t["name"] in named)
+    fed = tuple(INPUT_OF_TENSOR[t["name"]] for t in generator["input"] if t["name"] in INPUT_OF_TENSOR)
     return {"window_frames": served.window_frames, "z_dim": served.z_dim, "generator_inputs": fed}
 
 

@@ -20,6 +20,7 @@ from s2s.repository import (
     ENSEMBLE,
     FEATURES,
     GENERATOR_INPUTS,
+    INPUT_ENCODERS,
     MANIFEST,
     MODEL_NAMES,
     POSTPROCESS,
@@ -254,14 +255,15 @@ def pipeline_configs(
 
     video_in = {"video": "video", "window_start": "window_start", "window_count": "window_count",
                 "duration_s": "duration_s"}  # fmt: skip
-    # preprocess's outputs behind each generator input: the frames its encoder sees, or the motion statistics
-    behind = {"rgb": {"rgb": "rgb_frames"}, "flow": {"flow": "flow_frames"}, "motion": {"motion": "motion"}}
+    # preprocess's output behind each generator input, as the ensemble names it: the frames its encoder sees
+    # (s2s.repository.INPUT_ENCODERS), or the motion statistics as they are
+    behind = {name: {name: f"{name}_frames" if name in INPUT_ENCODERS else name} for name in GENERATOR_INPUTS}
     index_out = {"frame_index": "frame_index", "windows": "windows"}
     layout_out = {"z": "noise", "layout": "layout", "samples": "samples", "mel_frames": "mel_frames",
                   "offset": "offset"}  # fmt: skip
     encoders = {
-        "rgb": step("tsn_rgb", {"frames": "rgb_frames"}, {"features": "rgb_features"}),
-        "flow": step("tsn_flow", {"frames": "flow_frames"}, {"features": "flow_features"}),
+        name: step(network, {"frames": f"{name}_frames"}, {"features": GENERATOR_INPUTS[name][0]})
+        for name, network in INPUT_ENCODERS.items()
     }
     fed = [GENERATOR_INPUTS[name][0] for name in generator_inputs]  # the ensemble's tensors are named alike
     steps = [

@@ -56,9 +56,13 @@ def _cells(height: int, width: int) -> list[tuple[slice, slice]]:
     return [(r, c) for r in rows for c in cols]
 
 
-def _from_sums(sums: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """Per region sums (..., R, 4: speed-weighted x, y, the weights, moving pixels) and pixel counts (R,) ->
-    (..., R * 3) statistics: the weighted mean velocity (0 where nothing moves) and the moving share."""
+def _from_cell_sums(cell_sums: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Per grid cell sums (..., GRID * GRID, 4: speed-weighted x, y, the weights, moving pixels) of a height x width
+    flow -> (..., :data:`STATISTICS_WIDTH`): per region (the whole frame, then the cells) the weighted mean velocity
+    (0 where nothing moves) and the moving share."""
+    cells = np.array([(r.stop - r.start) * (c.stop - c.start) for r, c in _cells(height, width)], dtype=np.float64)
+    pixels = np.concatenate([[cells.sum()], cells])
+    sums = np.concatenate([cell_sums.sum(-2, keepdims=True), cell_sums], axis=-2)
     weight = sums[..., 2]
     safe = np.where(weight > 0, weight, 1.0)
     out = np.stack(
@@ -89,8 +93,7 @@ def frame_statistics(flow: np.ndarray) -> np.ndarray:
         return np.add.reduceat(np.add.reduceat(x, rows, axis=0, dtype=np.float64), cols, axis=1).reshape(-1)
 
     sums = np.stack([per_cell(weight * fx), per_cell(weight * fy), per_cell(weight), per_cell(weight > 0)], axis=-1)
-    pixels = np.array([(r.stop - r.start) * (c.stop - c.start) for r, c in _cells(height, width)], dtype=np.float64)
-    return _from_sums(np.concatenate([sums.sum(0, keepdims=True), sums]), np.concatenate([[pixels.sum()], pixels]))
+    return _from_cell_sums(sums, height, width)
 
 
 #: frames whose statistics :func:`frame_statistics_torch` computes at once (in float64: ~6 MB of device memory each)
@@ -116,12 +119,8 @@ def _statistics_torch(flows: torch.Tensor) -> np.ndarray:
     speed = torch.hypot(flow[..., 0], flow[..., 1])
     weight = torch.where(speed > THRESHOLD, speed, torch.zeros_like(speed))
     terms = torch.stack([weight * flow[..., 0], weight * flow[..., 1], weight, (weight > 0).double()], -1)
-    cells = _cells(height, width)
-    sums = torch.stack([terms[:, r, c].sum(dim=(1, 2)) for r, c in cells], dim=1).cpu().numpy()  # (N, 9, 4)
-    pixels = np.array([(r.stop - r.start) * (c.stop - c.start) for r, c in cells], dtype=np.float64)
-    return _from_sums(
-        np.concatenate([sums.sum(1, keepdims=True), sums], axis=1), np.concatenate([[pixels.sum()], pixels])
-    )
+    sums = torch.stack([terms[:, r, c].sum(dim=(1, 2)) for r, c in _cells(height, width)], dim=1)  # (N, 9, 4)
+    return _from_cell_sums(sums.cpu().numpy(), height, width)
 
 
 def turning(statistics: np.ndarray) -> np.ndarray:

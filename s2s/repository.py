@@ -36,6 +36,9 @@ GENERATOR_INPUTS = {
     "flow": ("flow_features", REGNET.feature_dim),
     "motion": ("motion", MOTION_WIDTH),
 }
+#: each generator input's name by its tensor's name (the generator model's input, the ensembles' tensor and
+#: ``s2s_features``' output)
+INPUT_OF_TENSOR = {tensor: name for name, (tensor, _) in GENERATOR_INPUTS.items()}
 #: RegNet's inputs, and what a generator whose checkpoint or manifest entry records none was fed
 REGNET_INPUTS = ("rgb", "flow")
 #: the network that makes each generator input of the preprocess output of the same name (``motion`` has none:

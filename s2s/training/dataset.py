@@ -51,7 +51,7 @@ from s2s.constants import REGNET
 from s2s.errors import OptionError, S2SError
 from s2s.flags import flag
 from s2s.progress import Progress
-from s2s.repository import FEATURES, MANIFEST
+from s2s.repository import FEATURES, INPUT_OF_TENSOR, MANIFEST
 
 if TYPE_CHECKING:
     from s2s.windowing import PreprocessOptions
@@ -183,10 +183,6 @@ def _clip_name(source: SourceFile, start_s: float, stride_s: float) -> str:
     return f"{source.base}_{round(start * 1000):09d}ms"
 
 
-#: what ``s2s_features`` answers per window, by its output's name: the record's name for it
-FEATURE_OUTPUTS = {"rgb_features": "rgb", "flow_features": "flow", "motion": "motion"}
-
-
 def clip_record(source: SourceFile, start_s: float, inputs: dict[str, np.ndarray], audio: np.ndarray) -> dict:
     """What one clip's file holds: n frames' generator inputs (``inputs``: rgb, flow, motion), the mel and audio of
     the same n frames."""
@@ -210,10 +206,10 @@ def _features(client, video: bytes, window: int, timeout_s: float) -> tuple[dict
     from s2s.client.triton import request_tensors
 
     inputs, _ = request_tensors(grpcclient, video, window, 1)
-    outputs = [grpcclient.InferRequestedOutput(n) for n in (*FEATURE_OUTPUTS, "windows")]
+    outputs = [grpcclient.InferRequestedOutput(n) for n in (*INPUT_OF_TENSOR, "windows")]  # every generator input
     result = client.infer(FEATURES, inputs, outputs=outputs, client_timeout=timeout_s)
     windows = int(result.as_numpy("windows").reshape(-1)[0])
-    return {name: result.as_numpy(output)[0] for output, name in FEATURE_OUTPUTS.items()}, windows
+    return {name: result.as_numpy(output)[0] for output, name in INPUT_OF_TENSOR.items()}, windows
 
 
 def extract_file(

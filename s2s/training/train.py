@@ -315,12 +315,12 @@ def dataset_paths(options: TrainOptions) -> list[Path]:
 
     paths, kept = clip_paths(options.data, "train"), []
     for path in paths:
-        absent = lacking(path, options.inputs)
-        if absent:
-            raise OptionError(f"{path}: the dataset's clips hold no {absent} (made before `s2s dataset` stored it): "
-                              f"make the dataset again into a new --output, or train on other --generator-inputs "
-                              f"than {options.generator_inputs}")  # fmt: skip
         with np.load(path) as clip:
+            absent = first_absent(clip.files, options.inputs)
+            if absent:
+                raise OptionError(f"{path}: the dataset's clips hold no {absent} (made before `s2s dataset` stored "
+                                  f"it): make the dataset again into a new --output, or train on other "
+                                  f"--generator-inputs than {options.generator_inputs}")  # fmt: skip
             if clip["rgb"].shape[0] >= options.window_frames:
                 kept.append(path)
     if len(kept) < len(paths):
@@ -331,11 +331,16 @@ def dataset_paths(options: TrainOptions) -> list[Path]:
     return kept
 
 
-def lacking(path: Path, inputs: tuple[str, ...]) -> str | None:
-    """The first of the generator ``inputs`` (s2s.repository.GENERATOR_INPUTS' names, each a clip file's array of
-    that name) that the clip file at ``path`` does not hold; None when it holds them all."""
+def first_absent(files: list[str], names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` (arrays of a clip file: the generator inputs, s2s.repository.GENERATOR_INPUTS' names,
+    or a marker) not among a clip file's ``files``; None when it holds them all."""
+    return next((name for name in names if name not in files), None)
+
+
+def lacking(path: Path, names: tuple[str, ...]) -> str | None:
+    """:func:`first_absent` of the clip file at ``path``."""
     with np.load(path) as clip:
-        return next((name for name in inputs if name not in clip.files), None)
+        return first_absent(clip.files, names)
 
 
 class ClipData:
