@@ -100,6 +100,8 @@ class S2SClient:
         except (InferenceServerException, S2SError, KeyError, TypeError, ValueError) as exc:
             if fallback:
                 return PreprocessOptions()
+            if isinstance(exc, S2SError):  # read, but exported by another version of s2s
+                raise ClientError(f"the served preprocess options at {self.url}: {exc}") from None
             raise ClientError(
                 f"cannot read the served preprocess options at {self.url} ({exc}): pass the server's admin key"
             ) from None

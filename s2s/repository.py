@@ -41,6 +41,13 @@ GENERATOR_INPUTS = {
 INPUT_OF_TENSOR = {tensor: name for name, (tensor, _) in GENERATOR_INPUTS.items()}
 #: RegNet's inputs, and what a generator whose checkpoint or manifest entry records none was fed
 REGNET_INPUTS = ("rgb", "flow")
+#: What the served preprocess computes as the generator's inputs, numbered when a change makes the inputs computed
+#: before differ from those served now (a dataset of them no longer matches serving): 1, the flow between
+#: consecutive 21.5 fps frames (a 15 fps picture shown twice gave a still frame, a skipped 30 or 60 fps picture a
+#: jump in speed); 2, each frame's flow over one 1/21.5 s at any frame rate (s2s.video.Track). The preprocess
+#: model's parameter ``inputs_revision`` (a configuration without it was exported before 2), and the revision
+#: ``s2s dataset`` records.
+INPUTS_REVISION = 2
 #: the network that makes each generator input of the preprocess output of the same name (``motion`` has none:
 #: preprocess makes it as it is fed)
 INPUT_ENCODERS = {"rgb": "tsn_rgb", "flow": "tsn_flow"}

@@ -49,7 +49,7 @@ from s2s.constants import REGNET, Recipe
 from s2s.errors import OptionError
 from s2s.flags import flag
 from s2s.flow import FLOW_METHODS, network_inputs, still_inputs
-from s2s.repository import INPUT_ENCODERS
+from s2s.repository import INPUT_ENCODERS, INPUTS_REVISION
 from s2s.video import Track, VideoError, VideoLimits, decode_video
 
 #: parameters of the preprocess model that belong to the Python backend itself, not to this record
@@ -80,6 +80,9 @@ class PreprocessOptions:
     seed: int = flag(0, "--noise-seed", "seed mixed with each video's hash for its noise z")
     opencv_threads: int = flag(1, "--opencv-threads", "OpenCV threads per preprocess instance")
     limits: VideoLimits = VideoLimits()
+    #: what preprocess computes (s2s.repository.INPUTS_REVISION): not an option, the record that a configuration
+    #: exported by another version of s2s computes other inputs, and what a dataset made through it says
+    inputs_revision: int = INPUTS_REVISION
     #: one stub process each, so this many videos decode and compute flow at once. Rule of thumb:
     #: CPU cores / opencv_threads, minus what the networks need on a CPU-only machine
     instances: int = flag(2, "--preprocess-instances", "preprocess instances = videos decoded at once")
@@ -91,6 +94,11 @@ class PreprocessOptions:
             raise OptionError(
                 f"window_frames and instances must be >= 1, opencv_threads and z_dim >= 0; got {self.window_frames}, "
                 f"{self.instances}, {self.opencv_threads}, {self.z_dim}"
+            )
+        if self.inputs_revision != INPUTS_REVISION:
+            raise OptionError(
+                f"inputs_revision {self.inputs_revision}: this s2s computes the generator's inputs of revision "
+                f"{INPUTS_REVISION} (s2s.repository.INPUTS_REVISION): export the repository again with this version"
             )
         if self.overlap_frames is None:  # frozen: set the resolved default once, as if it had been given
             object.__setattr__(self, "overlap_frames", min(REGNET.overlap_frames, self.window_frames // 2))

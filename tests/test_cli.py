@@ -19,6 +19,7 @@ from s2s.export.tensorrt import TensorRTProfile
 from s2s.export.triton_config import ServingOptions, pipeline_configs, with_instances
 from s2s.flags import add_flags, flag, flags_of, format_size, from_flags, parse_size
 from s2s.gateway.app import GatewaySettings
+from s2s.repository import INPUTS_REVISION
 from s2s.runtime.server import ServerOptions
 from s2s.training.evaluate import EvalOptions
 from s2s.training.train import TrainOptions
@@ -141,6 +142,13 @@ def test_preprocess_parameters_that_do_not_match_are_named():
         PreprocessOptions().to_parameters()
     with pytest.raises(OptionError, match="unknown flow method 'raft'"):
         PreprocessOptions(flow_method="raft")
+    # a configuration exported before the inputs' revision was recorded computes other inputs (revision 1), and
+    # one from a later s2s may too: both are named, not served as if they were this version's
+    assert parameters["inputs_revision"] == str(INPUTS_REVISION)
+    with pytest.raises(OptionError, match=r"missing: \['inputs_revision'\]"):
+        PreprocessOptions.from_parameters({k: v for k, v in parameters.items() if k != "inputs_revision"}, 1)
+    with pytest.raises(OptionError, match=f"inputs_revision 3: this s2s computes .* revision {INPUTS_REVISION}"):
+        PreprocessOptions.from_parameters(parameters | {"inputs_revision": "3"}, instances=1)
 
 
 def test_instance_counts_change_without_touching_the_rest_of_a_config():

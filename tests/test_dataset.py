@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from s2s.errors import OptionError
 from s2s.export.specs import ExportOptions
 from s2s.export.triton_config import read_preprocess_options
 from s2s.motion import MOTION_WIDTH
+from s2s.repository import INPUTS_REVISION
 from s2s.synth import encode_clip, make_clip, make_still
 from s2s.training.dataset import DatasetOptions, build_dataset, clip_paths
 from s2s.video import decode_audio
@@ -86,7 +88,8 @@ def test_a_folder_of_videos_with_sound_becomes_clips_and_bad_files_are_listed(se
     assert names == ["kitchen_000000000ms", "park_000000000ms", "park_000000744ms", "park_000001488ms",
                      "street__bus_000000000ms", "street__bus_000000744ms"], names  # fmt: skip
     assert sum(summary["clips"].values()) == 6 and summary["window_frames"] == SMALL_WINDOW
-    assert summary["overlap_frames"] == SMALL_OVERLAP
+    assert summary["overlap_frames"] == SMALL_OVERLAP and summary["flow_method"] == served_flow(server)
+    assert summary["inputs_revision"] == INPUTS_REVISION
     assert summary["encoders"]["tsn_rgb"]["sha256"] and "seed" in summary["encoders"]["tsn_rgb"]["source"]
     assert summary == json.loads((options.output / "dataset.json").read_text())
 
@@ -129,6 +132,32 @@ def test_a_folder_of_videos_with_sound_becomes_clips_and_bad_files_are_listed(se
     build_dataset(options)
     changed = [p.stem for p, t in stamps.items() if p.stat().st_mtime_ns != t]
     assert changed == [n for n in names if n.startswith("kitchen")]
+
+
+def served_flow(server) -> str:
+    return read_preprocess_options(server.repository).flow_method
+
+
+def test_a_dataset_of_inputs_served_before_is_neither_gone_on_with_nor_trained_on(server, folder, tmp_path):
+    """A dataset made through a server that computed other generator inputs (s2s.repository.INPUTS_REVISION 1: the
+    flow between consecutive 21.5 fps frames): `s2s dataset` adds no clips of today's inputs to it, `s2s train
+    --data` does not learn from it; both say to make it again."""
+    from s2s.training.train import TrainOptions, train
+
+    options, _ = folder
+    records = sorted((options.output / "files").glob("*.json"))
+    assert {json.loads(r.read_text())["inputs_revision"] for r in records} == {INPUTS_REVISION}
+    old = tmp_path / "old"
+    shutil.copytree(options.output, old)
+    for path in [old / "dataset.json", *(old / "files").glob("*.json")]:  # as an s2s before the revision wrote them
+        record = json.loads(path.read_text())
+        del record["inputs_revision"]
+        path.write_text(json.dumps(record))
+    with pytest.raises(OptionError, match=f"revision 1, the server computes revision {INPUTS_REVISION}.*new --output"):
+        build_dataset(replace(options, output=old))
+    with pytest.raises(OptionError, match=f"revision 1.* other inputs \\(revision {INPUTS_REVISION}\\)"):
+        train(trained := TrainOptions(output=tmp_path / "train", data=old, window_frames=8), stages=("generator",))
+    assert not trained.generator_checkpoint().exists()
 
 
 def test_a_vggsound_csv_and_its_clips(server, key_file, tmp_path):
@@ -183,6 +212,7 @@ def test_training_on_a_dataset_lowers_the_loss_and_the_checkpoint_exports_and_se
     _, meta = load_regnet_checkpoint(result["generator"])
     assert meta["s2s_encoders"] == encoder_fingerprints(encoder_exports(TrainOptions()))  # the served, seeded ones
     assert meta["s2s_training"]["clips"] == len(result["data"]) and "dataset" in meta["s2s_training"]
+    assert meta["s2s_training"]["inputs_revision"] == INPUTS_REVISION  # what it learnt from, and will be served
     repo = tmp_path / "repo"
     export = ExportOptions(generator_config="small", generator_checkpoint=Path(result["generator"]),
                            vocoder_checkpoint=Path(result["vocoder"]))  # fmt: skip

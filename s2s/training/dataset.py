@@ -21,8 +21,9 @@ goes on. Interrupted, it goes on where it stopped: a file is done once its recor
 
 Layout (one file per clip, like RegNet's per-clip feature files)::
 
-    <output>/dataset.json        the request, the encoders (from --model-repository's manifest), clips per
-                                 split, every skipped file and why
+    <output>/dataset.json        the request, the served flow method and inputs' revision
+                                 (s2s.repository.INPUTS_REVISION), the encoders (from --model-repository's
+                                 manifest), clips per split, every skipped file and why
     <output>/clips/<clip>.npz    rgb, flow float16 [n, 1024] (n <= 215 frames), motion float32 [n, 60]
                                  (s2s.motion), mel float16 [80, 4 n], audio float32 [n / 21.5 * 22050], and
                                  source, start_s, label, split
@@ -123,6 +124,7 @@ class FileRecord:
     source: str
     clips: list[str] = field(default_factory=list)
     skipped: str = ""  #: why the file gave no clips ("" when it gave some)
+    inputs_revision: int = 1  #: of the server that made its clips (s2s.repository.INPUTS_REVISION)
 
 
 # ------------------------------------------------------------------------------------------- sources
@@ -222,7 +224,7 @@ def extract_file(
     from s2s.client.triton import rejected_input
     from s2s.video import VideoError, decode_audio
 
-    record = FileRecord(source.name)
+    record = FileRecord(source.name, inputs_revision=served.inputs_revision)
     if source.missing:
         record.skipped = source.missing
         return record
@@ -286,6 +288,7 @@ def build_dataset(options: DatasetOptions) -> dict:
             raise S2SError(f"no Triton server ready at {options.url}")
         served = client.preprocess_options(fallback=False)
     todo = [s for s in sources if not (files_dir / f"{s.key}.json").exists()]
+    _check_revision(options.output, [s for s in sources if s not in todo], served.inputs_revision)
     log.info("%d source files, %d to do (%s)", len(sources), len(todo), options.source)
     progress = Progress(len(sources), "dataset", len(sources) - len(todo))
     local = threading.local()
@@ -307,6 +310,18 @@ def build_dataset(options: DatasetOptions) -> dict:
     return write_summary(options, sources, served)
 
 
+def _check_revision(output: Path, done: list[SourceFile], served: int) -> None:
+    """A dataset goes on only through a server that computes the inputs its clips hold."""
+    for source in done:
+        record = json.loads((output / "files" / f"{source.key}.json").read_text())
+        if record["clips"] and record.get("inputs_revision", 1) != served:
+            raise OptionError(
+                f"{output}: its clips (e.g. of {source.name}) hold generator inputs of revision "
+                f"{record.get('inputs_revision', 1)}, the server computes revision {served} "
+                "(s2s.repository.INPUTS_REVISION): make the dataset into a new --output"
+            )
+
+
 def write_summary(options: DatasetOptions, sources: list[SourceFile], served: PreprocessOptions) -> dict:
     records = [json.loads((options.output / "files" / f"{s.key}.json").read_text()) for s in sources]
     splits = {split: [] for split in SPLITS}
@@ -314,7 +329,8 @@ def write_summary(options: DatasetOptions, sources: list[SourceFile], served: Pr
         splits[source.split] += record["clips"]
     summary = {
         "source": str(options.source), "url": options.url, "window_frames": served.window_frames,
-        "overlap_frames": served.overlap_frames, "fps": REGNET.fps,
+        "overlap_frames": served.overlap_frames, "fps": REGNET.fps, "flow_method": served.flow_method,
+        "inputs_revision": served.inputs_revision,
         "sample_rate": REGNET.sample_rate, "min_seconds": options.min_seconds, "files": len(sources),
         "clips": {k: len(v) for k, v in splits.items()}, "splits": splits,
         "skipped": [{"source": r["source"], "reason": r["skipped"]} for r in records if r["skipped"]],
@@ -339,6 +355,12 @@ def clip_paths(dataset: Path, split: str) -> list[Path]:
     if split not in summary["splits"]:
         raise OptionError(f"{dataset}: no split {split!r} (has {', '.join(summary['splits'])})")
     return [Path(dataset) / "clips" / f"{name}.npz" for name in summary["splits"][split]]
+
+
+def inputs_revision(dataset: Path) -> int:
+    """The revision of the served inputs a dataset's clips hold (s2s.repository.INPUTS_REVISION); 1 for a dataset
+    made before ``s2s dataset`` recorded it (its server computed revision 1)."""
+    return int(json.loads((Path(dataset) / "dataset.json").read_text()).get("inputs_revision", 1))
 
 
 def encoder_fingerprints(dataset: Path) -> dict[str, str]:

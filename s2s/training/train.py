@@ -65,7 +65,7 @@ from s2s.models.regnet import (
     with_inputs,
 )
 from s2s.progress import Progress
-from s2s.repository import INPUT_ENCODERS, REGNET_INPUTS
+from s2s.repository import INPUT_ENCODERS, INPUTS_REVISION, REGNET_INPUTS
 from s2s.synth import HELD_OUT_SEEDS, VARIETIES, encode_clip, make_clip
 from s2s.training.adversarial import (
     VocoderDiscriminator,
@@ -311,8 +311,14 @@ def prepare_data(options: TrainOptions) -> list[Path]:
 def dataset_paths(options: TrainOptions) -> list[Path]:
     """The train split of ``options.data`` (a dataset made by ``s2s dataset``), without the clips shorter
     than a training window."""
-    from s2s.training.dataset import clip_paths
+    from s2s.training.dataset import clip_paths, inputs_revision
 
+    revision = inputs_revision(options.data)
+    if revision != INPUTS_REVISION:
+        raise OptionError(f"{options.data}: its clips hold the generator inputs a server computed before "
+                          f"(revision {revision}; s2s.repository.INPUTS_REVISION): trained on, the generator would "
+                          f"be served other inputs (revision {INPUTS_REVISION}) than it learnt from: make the "
+                          "dataset again through a current server, into a new --output")  # fmt: skip
     paths, kept = clip_paths(options.data, "train"), []
     for path in paths:
         with np.load(path) as clip:
@@ -621,6 +627,7 @@ def _provenance(options: TrainOptions, fingerprints: dict[str, str]) -> dict:
         data = {"clips": options.clips, "clip_seconds": options.clip_seconds, "first_seed": options.first_seed,
                 "variety": options.variety, "flow_method": options.flow_method,
                 "encoder_seed": options.encoder_seed}  # fmt: skip
+    data["inputs_revision"] = INPUTS_REVISION  # a dataset of another revision is refused (dataset_paths)
     # the encoders whose features the generator is fed: the export pairs it with exactly those
     encoders = {INPUT_ENCODERS[name] for name in options.inputs if name in INPUT_ENCODERS}
     fed = {name: fingerprint for name, fingerprint in fingerprints.items() if name in encoders}
