@@ -52,7 +52,7 @@ if __name__ == "__main__":
     p.add_argument("variant", choices=("stab", "clean"))
     p.add_argument("--grow", type=int, default=31)
     a = p.parse_args()
-    from motion import probe_clip
+    from stems import probe_clip  # this folder's stems.py
 
     session = encoder_sessions(a.run)["tsn_flow"]
     a.out.mkdir(parents=True, exist_ok=True)

@@ -100,7 +100,7 @@ if __name__ == "__main__":
     p.add_argument("--label", default="")
     p.add_argument("--delta", action="store_true")
     p.add_argument("--motion", choices=("replace", "append"), help="probe.py's cached(): motion.py's statistics")
-    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning, change, scaled")
+    p.add_argument("--motion-form", default="signed", help="forms.py's FORMS: signed, turning, change, scaled")
     a = p.parse_args()
     if a.what == "features":
         features(Path(a.args[0]), Path(a.args[1]), a.scenes, a.rates)

@@ -84,11 +84,11 @@ def flow_delta(x: torch.Tensor) -> torch.Tensor:
 
 def cached(path: Path, motion: str | None = None, suffix: str = ".motion.npy", form: str = "signed") -> dict:
     """A cached clip's arrays; ``motion`` "replace": motion.py's statistics of its served flow (PATH``suffix``)
-    and their change in the RGB features' place, "append": after the features (2048 + 60); ``form``: motion.py's
+    and their change in the RGB features' place, "append": after the features (2048 + 60); ``form``: forms.py's
     FORMS."""
     z = dict(np.load(path))
     if motion:
-        from motion import with_motion  # this folder's motion.py
+        from forms import with_motion  # this folder's forms.py
 
         z = with_motion(z, np.load(path.with_suffix(suffix)), motion, form)
     return z
@@ -263,7 +263,7 @@ if __name__ == "__main__":
     p.add_argument("--motion", choices=("replace", "append", "inputs"), help="cached(): motion.py's statistics")
     p.add_argument("--zero-flow", action="store_true")
     p.add_argument("--motion-suffix", default=".motion.npy", help="motion.py's files: .motion-clean.npy, cleaned")
-    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning, change, scaled")
+    p.add_argument("--motion-form", default="signed", help="forms.py's FORMS: signed, turning, change, scaled")
     a = p.parse_args()
     if a.what == "features":
         features(Path(a.args[0]), Path(a.args[1]), a.independent, a.generated)

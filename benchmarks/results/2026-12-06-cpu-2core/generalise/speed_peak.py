@@ -138,7 +138,7 @@ if __name__ == "__main__":
     p.add_argument("--label", default="")
     p.add_argument("--delta", action="store_true")
     p.add_argument("--motion", choices=("replace", "append"), help="probe.py's cached(): motion.py's statistics")
-    p.add_argument("--motion-form", default="signed", help="motion.py's FORMS: signed, turning, change, scaled")
+    p.add_argument("--motion-form", default="signed", help="forms.py's FORMS: signed, turning, change, scaled")
     p.add_argument("--first", type=int, default=1000)
     a = p.parse_args()
     if a.what == "features":
