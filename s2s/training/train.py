@@ -520,11 +520,11 @@ def train_generator(options: TrainOptions, data: ClipData, fingerprints: dict[st
         part.update(loss)
         return loss.item()
 
+    provenance = _provenance(options, fingerprints, len(data.clips))  # the same for every checkpoint
+
     def save(folder: Path, step: int) -> None:
         path = folder / f"checkpoint_{step:06d}_netG"
-        save_regnet_checkpoint(
-            model, path, iteration=step, lr=options.generator_lr, extra=_provenance(options, fingerprints)
-        )
+        save_regnet_checkpoint(model, path, iteration=step, lr=options.generator_lr, extra=provenance)
 
     history = _train_loop("generator", options, {"generator": part}, options.generator_steps, step, save)
     _save_history(options, "generator", history)
@@ -620,9 +620,11 @@ def train_vocoder(options: TrainOptions, data: ClipData) -> Path:
     return options.vocoder_checkpoint()
 
 
-def _provenance(options: TrainOptions, fingerprints: dict[str, str]) -> dict:
+def _provenance(options: TrainOptions, fingerprints: dict[str, str], clips: int) -> dict:
+    """What a generator checkpoint records of its training: the data (``clips``: how many it learnt from), the
+    inputs' revision and the encoders it was fed."""
     if options.data is not None:
-        data = {"dataset": portable_path(options.data), "clips": len(dataset_paths(options))}
+        data = {"dataset": portable_path(options.data), "clips": clips}
     else:
         data = {"clips": options.clips, "clip_seconds": options.clip_seconds, "first_seed": options.first_seed,
                 "variety": options.variety, "flow_method": options.flow_method,
