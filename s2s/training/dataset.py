@@ -64,6 +64,8 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".flv", ".mpg
 #: the peak below which a sound track counts as silent (digital silence, a muted track)
 SILENCE_PEAK = 1e-4
 SPLITS = ("train", "test")
+#: the inputs' revision of a dataset or file record made before ``s2s dataset`` recorded one: its server computed 1
+UNRECORDED_REVISION = 1
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,8 @@ class FileRecord:
     source: str
     clips: list[str] = field(default_factory=list)
     skipped: str = ""  #: why the file gave no clips ("" when it gave some)
-    inputs_revision: int = 1  #: of the server that made its clips (s2s.repository.INPUTS_REVISION)
+    #: of the server that made its clips (s2s.repository.INPUTS_REVISION)
+    inputs_revision: int = UNRECORDED_REVISION
 
 
 # ------------------------------------------------------------------------------------------- sources
@@ -314,12 +317,18 @@ def _check_revision(output: Path, done: list[SourceFile], served: int) -> None:
     """A dataset goes on only through a server that computes the inputs its clips hold."""
     for source in done:
         record = json.loads((output / "files" / f"{source.key}.json").read_text())
-        if record["clips"] and record.get("inputs_revision", 1) != served:
+        revision = _revision(record)
+        if record["clips"] and revision != served:
             raise OptionError(
-                f"{output}: its clips (e.g. of {source.name}) hold generator inputs of revision "
-                f"{record.get('inputs_revision', 1)}, the server computes revision {served} "
-                "(s2s.repository.INPUTS_REVISION): make the dataset into a new --output"
+                f"{output}: its clips (e.g. of {source.name}) hold generator inputs of revision {revision}, the "
+                f"server computes revision {served} (s2s.repository.INPUTS_REVISION): make the dataset into a new "
+                "--output"
             )
+
+
+def _revision(record: dict) -> int:
+    """The inputs' revision a dataset.json or a file record says its clips hold."""
+    return int(record.get("inputs_revision", UNRECORDED_REVISION))
 
 
 def write_summary(options: DatasetOptions, sources: list[SourceFile], served: PreprocessOptions) -> dict:
@@ -358,9 +367,9 @@ def clip_paths(dataset: Path, split: str) -> list[Path]:
 
 
 def inputs_revision(dataset: Path) -> int:
-    """The revision of the served inputs a dataset's clips hold (s2s.repository.INPUTS_REVISION); 1 for a dataset
-    made before ``s2s dataset`` recorded it (its server computed revision 1)."""
-    return int(json.loads((Path(dataset) / "dataset.json").read_text()).get("inputs_revision", 1))
+    """The revision of the served inputs a dataset's clips hold (s2s.repository.INPUTS_REVISION; UNRECORDED_REVISION
+    for a dataset made before ``s2s dataset`` recorded it)."""
+    return _revision(json.loads((Path(dataset) / "dataset.json").read_text()))
 
 
 def encoder_fingerprints(dataset: Path) -> dict[str, str]:
