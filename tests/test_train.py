@@ -26,6 +26,7 @@ from s2s.models.regnet import build_regnet, load_regnet_checkpoint
 from s2s.motion import MOTION_WIDTH
 from s2s.synth import HELD_OUT_SEEDS
 from s2s.training.adversarial import (
+    MelDiscriminator,
     MultiScaleDiscriminator,
     PeriodDiscriminator,
     VocoderDiscriminator,
@@ -125,6 +126,46 @@ def test_a_generator_fed_motion_records_its_inputs_and_pairs_with_the_flow_encod
     train(replace(options, output=stale, generator_steps=3), stages=("generator",))  # RegNet's need no motion
     with pytest.raises(OptionError, match="generator inputs motion,motion"):
         TrainOptions(generator_inputs="motion,motion")
+
+
+def test_an_adversarial_loss_on_the_mels_trains_a_discriminator_beside_the_generator(trained, tmp_path, caplog):
+    options, _ = trained
+    runs = {}
+    for weight in (0.0, 0.5):
+        output = tmp_path / f"w{weight:g}"
+        shutil.copytree(options.output / "data", output / "data")
+        shutil.copy(options.output / "encoders.json", output / "encoders.json")
+        run = replace(options, output=output, generator_steps=3, generator_adversarial_weight=weight)
+        runs[weight] = (run, train(run, stages=("generator",))["generator"])
+    plain, adversarial = (load_regnet_checkpoint(runs[w][1]) for w in (0.0, 0.5))
+    assert adversarial[1]["s2s_training"]["generator_adversarial_weight"] == 0.5
+    assert "generator_adversarial_weight" not in plain[1]["s2s_training"]
+    # the same seed, windows and first weights: only the adversarial term tells the two generators apart
+    assert any(not torch.equal(plain[0][k], adversarial[0][k]) for k in plain[0])
+    run, _ = runs[0.5]
+    state = torch.load(run.output / "generator" / "resume.pt", weights_only=False)
+    assert set(state["parts"]) == {"generator", "mel_discriminator"}
+    assert all("model" in part and part["scheduler"]["last_epoch"] == 3 for part in state["parts"].values())
+    with caplog.at_level(logging.INFO, logger="s2s.training.train"):
+        longer = train(replace(run, generator_steps=5), stages=("generator",))["generator"]
+    assert "generator: resuming at step 3" in caplog.text
+    state = torch.load(run.output / "generator" / "resume.pt", weights_only=False)
+    assert state["parts"]["mel_discriminator"]["scheduler"]["last_epoch"] == 5, "the discriminator resumed too"
+    assert load_regnet_checkpoint(longer)[1]["iteration"] == 5
+    with pytest.raises(OptionError, match="--generator-adversarial-weight"):
+        TrainOptions(generator_adversarial_weight=-0.1)
+
+
+def test_the_mel_discriminator_scores_each_mel_frame_in_the_light_of_the_features():
+    torch.manual_seed(0)
+    critic = MelDiscriminator(visual_dim=12)
+    mel, features = torch.rand(2, 80, 40), torch.randn(2, 10, 12)
+    (scale,) = critic(mel, features)
+    assert scale[-1].shape == (2, 1, 40), "a score per mel frame"
+    # the same mel beside other features scores otherwise: it judges the sound against what the picture shows
+    assert not torch.allclose(scale[-1], critic(mel, torch.randn(2, 10, 12))[0][-1])
+    ones, zeros = [[torch.ones(2, 1, 40)]], [[torch.zeros(2, 1, 40)]]
+    assert discriminator_loss(ones, zeros) == 0 and generator_adversarial_loss(ones) == 0
 
 
 def test_training_resumes_where_it_stopped(trained, caplog):

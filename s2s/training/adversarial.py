@@ -5,7 +5,8 @@ discriminator (Kumar et al., NeurIPS 2019) with feature matching, trained with l
 A vocoder trained on spectral losses alone leaves a steady tone on the harmonics of its hop rate (the
 upsampling layers' period): no spectral loss over short frames sees a pattern that repeats exactly every
 256 samples; a discriminator that looks at the raw waveform does, most directly one that folds it into rows
-of one hop and looks down each phase. Training only: none of this is exported or served.
+of one hop and looks down each phase. The same least-squares game can be played on the generator's mels
+(:class:`MelDiscriminator`). Training only: none of this is exported or served.
 
 - :class:`ScaleDiscriminator`: strided, grouped 1-D convolutions over a waveform (MelGAN's
   ``NLayerDiscriminator``; channels capped at ``max_channels`` to fit a CPU budget), weight-normalised; it
@@ -13,6 +14,10 @@ of one hop and looks down each phase. Training only: none of this is exported or
 - :class:`MultiScaleDiscriminator`: the same discriminator on the waveform, and on it average-pooled by 2 and 4.
 - :class:`PeriodDiscriminator`: HiFi-GAN's multi-period idea at the one period where the buzz lives, the hop.
 - :class:`VocoderDiscriminator`: both, what ``s2s train``'s adversarial vocoder steps train against.
+- :class:`MelDiscriminator`: a window's mel beside the features the generator was fed, what
+  ``s2s train --generator-adversarial-weight`` trains the generator against: a regression loss answers an
+  uncertain event with the mean of its training (a low, wide rise); a discriminator that sees the picture's
+  features tells that from a real event's shape and asks the generator to commit.
 - :func:`discriminator_loss`, :func:`generator_adversarial_loss`, :func:`feature_matching_loss`.
 """
 
@@ -116,6 +121,33 @@ class VocoderDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
         return [*self.scales(x), self.period(x)]
+
+
+class MelDiscriminator(nn.Module):
+    """A mel (B, mels, T * k) and the features it was generated from (B, T, visual_dim) -> one sub-discriminator's
+    activations and, last, a score per mel frame (B, 1, T * k): the features projected to 64 channels and repeated
+    over their frame's k mel frames, beside the mel, through dilated convolutions (a receptive field of about
+    0.7 s at 86 mel frames a second)."""
+
+    def __init__(self, visual_dim: int, mels: int = 80, width: int = 128) -> None:
+        super().__init__()
+        self.project = nn.Linear(visual_dim, 64)
+        layers, channels = [], mels + 64
+        for dilation in (1, 2, 4, 8):
+            layers.append(nn.Sequential(nn.Conv1d(channels, width, 5, padding=2 * dilation, dilation=dilation),
+                                        nn.LeakyReLU(0.2)))  # fmt: skip
+            channels = width
+        layers.append(nn.Conv1d(width, 1, 3, padding=1))
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, mel: torch.Tensor, features: torch.Tensor) -> list[list[torch.Tensor]]:
+        k = mel.shape[-1] // features.shape[1]
+        h = torch.cat([mel, self.project(features).transpose(1, 2).repeat_interleave(k, dim=-1)], dim=1)
+        activations = []
+        for layer in self.layers:
+            h = layer(h)
+            activations.append(h)
+        return [activations]
 
 
 def discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:

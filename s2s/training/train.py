@@ -12,7 +12,9 @@ continues from its last checkpoint):
    flow (s2s.motion); plus each clip's mel spectrogram (the RegNet recipe) and waveform.
 2. ``generator``: a RegNet generator (``--generator-config``, default ``small``; fed ``--generator-inputs``:
    the TSN features, or s2s.motion's statistics of the flow and the flow features) on random windows of
-   ``--window-frames`` frames: L1 + L2 between its mel and the clip's. Checkpoints in the reference
+   ``--window-frames`` frames: L1 + L2 between its mel and the clip's (with ``--generator-adversarial-weight``
+   also a least-squares adversarial loss from a discriminator that sees the mel beside the features).
+   Checkpoints in the reference
    layout (``checkpoint_XXXXXX_netG``) that also record which encoder weights produced the features,
    so that ``s2s export`` can refuse to pair the generator with other encoders.
 3. ``vocoder``: MelGAN, or with ``--vocoder istft`` the frequency-domain vocoder of s2s.models.istft, on (mel,
@@ -68,6 +70,7 @@ from s2s.progress import Progress
 from s2s.repository import INPUT_ENCODERS, INPUTS_REVISION, REGNET_INPUTS
 from s2s.synth import HELD_OUT_SEEDS, VARIETIES, encode_clip, make_clip
 from s2s.training.adversarial import (
+    MelDiscriminator,
     VocoderDiscriminator,
     discriminator_loss,
     feature_matching_loss,
@@ -152,6 +155,12 @@ class TrainOptions:
     batch: int = flag(8, "--batch", "batch size")
     generator_steps: int = flag(5000, "--generator-steps", "generator optimisation steps")
     generator_lr: float = 1e-3
+    generator_adversarial_weight: float = flag(
+        0.0, "--generator-adversarial-weight", "weight of a least-squares adversarial loss on the generator's mels, "
+        "from a discriminator that sees each window's mel beside its features, next to the L1 + L2 mel loss (0: "
+        "none; benchmarks/README.md, \"An adversarial loss on the generator's mels\")",
+    )  # fmt: skip
+    generator_discriminator_lr: float = 2e-4
     vocoder: str = flag("melgan", "--vocoder", "vocoder network: MelGAN (time domain) or istft (s2s.models.istft: "
                         "writes the STFT; renders the impacts' ringing)", choices=tuple(SPECTRAL_RECIPES))  # fmt: skip
     vocoder_steps: int | None = flag(None, "--vocoder-steps", "vocoder steps with spectral losses only", type=int,
@@ -197,6 +206,9 @@ class TrainOptions:
             raise OptionError(f"--vocoder-predicted-mels is a share of the segments, 0 to 1, "
                               f"got {self.predicted_mels:g}")  # fmt: skip
         parse_inputs(self.generator_inputs)
+        if self.generator_adversarial_weight < 0:
+            raise OptionError(f"--generator-adversarial-weight is a loss weight, 0 or more, "
+                              f"got {self.generator_adversarial_weight:g}")  # fmt: skip
         if self.predicted_mels and not (self.vocoder_adversarial_steps or self.vocoder_finetune_steps):
             raise OptionError("--vocoder-predicted-mels applies to the adversarial vocoder steps and the fine-tune "
                               "ones: give --vocoder-adversarial-steps or --vocoder-finetune-steps too")  # fmt: skip
@@ -511,13 +523,21 @@ def train_generator(options: TrainOptions, data: ClipData, fingerprints: dict[st
     model = RegNetGenerator(with_inputs(regnet_config(options.generator_config), options.inputs))
     z_dim = model.config.random_z_dim
 
-    part = Part.cosine(model, options.generator_lr, options.generator_steps)
+    parts = {"generator": Part.cosine(model, options.generator_lr, options.generator_steps)}
+    weight = options.generator_adversarial_weight
+    if weight:  # only then is there a discriminator to train and keep in the resume file
+        critic = MelDiscriminator(model.config.visual_dim)
+        parts["mel_discriminator"] = Part.cosine(critic, options.generator_discriminator_lr, options.generator_steps,
+                                                 betas=(0.5, 0.9))  # fmt: skip
 
     def step(rng, _step: int) -> float:
         x, y = data.windows(rng, options.batch, options.window_frames)
         out = model(x, torch.randn(x.shape[0], z_dim))
         loss = (out - y).abs().mean() + (out - y).square().mean()
-        part.update(loss)
+        if weight:
+            parts["mel_discriminator"].update(discriminator_loss(critic(y, x), critic(out.detach(), x)))
+            loss = loss + weight * generator_adversarial_loss(critic(out, x))
+        parts["generator"].update(loss)
         return loss.item()
 
     provenance = _provenance(options, fingerprints, len(data.clips))  # the same for every checkpoint
@@ -526,7 +546,7 @@ def train_generator(options: TrainOptions, data: ClipData, fingerprints: dict[st
         path = folder / f"checkpoint_{step:06d}_netG"
         save_regnet_checkpoint(model, path, iteration=step, lr=options.generator_lr, extra=provenance)
 
-    history = _train_loop("generator", options, {"generator": part}, options.generator_steps, step, save)
+    history = _train_loop("generator", options, parts, options.generator_steps, step, save)
     _save_history(options, "generator", history)
     return options.generator_checkpoint()
 
@@ -630,6 +650,8 @@ def _provenance(options: TrainOptions, fingerprints: dict[str, str], clips: int)
                 "variety": options.variety, "flow_method": options.flow_method,
                 "encoder_seed": options.encoder_seed}  # fmt: skip
     data["inputs_revision"] = INPUTS_REVISION  # a dataset of another revision is refused (dataset_paths)
+    if options.generator_adversarial_weight:
+        data["generator_adversarial_weight"] = options.generator_adversarial_weight
     # the encoders whose features the generator is fed: the export pairs it with exactly those
     encoders = {INPUT_ENCODERS[name] for name in options.inputs if name in INPUT_ENCODERS}
     fed = {name: fingerprint for name, fingerprint in fingerprints.items() if name in encoders}

@@ -7,8 +7,9 @@ channel's std in training only), ``flowdrop`` (in training only, each window's f
 P: with motion.py's combined data the statistics must carry the events alone in those windows), ``flux`` (the loss
 also P times the L1 distance of the mels' change from one mel frame to the next: the onsets' sharpness),
 ``adversarial`` (the loss also P times a least-squares adversarial loss from a small discriminator that sees a
-window's mel beside its features, MelDiscriminator: it tells the clips' own mels from the generator's by the shape
-of their events where the picture shows them).
+window's mel beside its features, s2s.training.adversarial.MelDiscriminator, which `s2s train
+--generator-adversarial-weight` trains against too: it tells the clips' own mels from the generator's by the shape of
+their events where the picture shows them).
 
     python train_variant.py DATA [DATA ...] OUT VARIANT [--p 0.3] [--steps 5000] [--seed 0]
 
@@ -29,7 +30,7 @@ import torch
 from probe import flow_delta  # this folder's probe.py (a script's folder is on its path)
 
 from s2s.models.regnet import RegNetGenerator, regnet_config, save_regnet_checkpoint
-from s2s.training.adversarial import discriminator_loss, generator_adversarial_loss
+from s2s.training.adversarial import MelDiscriminator, discriminator_loss, generator_adversarial_loss
 from s2s.training.train import ClipData, Part
 
 p = argparse.ArgumentParser()
@@ -42,33 +43,6 @@ p.add_argument("--p", type=float, default=0.3)
 p.add_argument("--steps", type=int, default=5000)
 p.add_argument("--seed", type=int, default=0)
 a = p.parse_args()
-
-
-class MelDiscriminator(torch.nn.Module):
-    """A window's mel (B, 80, T * k) and its features (B, T, D) -> a score per mel frame (B, 1, T * k): the features
-    projected to 64 channels and repeated over their frame's k mel frames, beside the mel, through dilated
-    convolutions (a receptive field of about 0.7 s). Returned as s2s.training.adversarial's discriminators return
-    theirs (one sub-discriminator: its activations, then its scores), so that its losses apply."""
-
-    def __init__(self, visual_dim: int, mels: int = 80, width: int = 128):
-        super().__init__()
-        self.project = torch.nn.Linear(visual_dim, 64)
-        layers, channels = [], mels + 64
-        for dilation in (1, 2, 4, 8):
-            layers += [torch.nn.Conv1d(channels, width, 5, padding=2 * dilation, dilation=dilation),
-                       torch.nn.LeakyReLU(0.2)]  # fmt: skip
-            channels = width
-        self.body = torch.nn.Sequential(*layers, torch.nn.Conv1d(width, 1, 3, padding=1))
-
-    def forward(self, mel: torch.Tensor, x: torch.Tensor) -> list[list[torch.Tensor]]:
-        k = mel.shape[-1] // x.shape[1]
-        h = torch.cat([mel, self.project(x).transpose(1, 2).repeat_interleave(k, dim=-1)], dim=1)
-        activations = []
-        for layer in self.body:
-            h = layer(h)
-            if not isinstance(layer, torch.nn.Conv1d):
-                activations.append(h)
-        return [[*activations, h]]
 
 
 torch.manual_seed(a.seed)
