@@ -82,11 +82,12 @@ def flow_pairs(frames: np.ndarray | Track, method: str = "dis") -> Iterator[np.n
 
 
 def network_inputs(
-    frames: np.ndarray | Track, method: str = "dis", recipe: Recipe = REGNET
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    frames: np.ndarray | Track, method: str = "dis", recipe: Recipe = REGNET, *, rgb: bool = True, motion: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Frames (N, 256, 340, 3) BGR at the recipe's rate, or a :class:`~s2s.video.Track` -> (rgb uint8 (N, 3,
     224, 224), flow uint8 (N, 2, 224, 224), motion float32 (N, 60): s2s.motion's statistics of the float flow, the
-    generator's motion input)."""
+    generator's motion input). ``rgb`` / ``motion`` False: that one is not computed (None), for a caller that
+    does not use it; the flow always is (the motion statistics are made of it)."""
     from s2s.motion import frame_statistics, turning
 
     track = as_track(frames)
@@ -95,8 +96,10 @@ def network_inputs(
     statistics = []
     for i, f in enumerate(flow_pairs(track, method)):
         flow[i] = cv2.resize(quantize_flow(f, recipe), size, interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
-        statistics.append(frame_statistics(f))
-    return rgb_inputs(track.frames, recipe), flow, turning(np.stack(statistics))
+        if motion:
+            statistics.append(frame_statistics(f))
+    return (rgb_inputs(track.frames, recipe) if rgb else None, flow,
+            turning(np.stack(statistics)) if motion else None)  # fmt: skip
 
 
 def rgb_inputs(frames_bgr: np.ndarray, recipe: Recipe = REGNET) -> np.ndarray:
@@ -141,9 +144,13 @@ def network_inputs_torch_many(
     recipe: Recipe = REGNET,
     max_pairs: int = 256,
     fuse: bool | None = None,
-) -> list[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+    *,
+    rgb: bool = True,
+    motion: bool = True,
+) -> list[tuple[torch.Tensor | None, torch.Tensor, np.ndarray | None]]:
     """:func:`network_inputs_torch` for several clips at once: the picture pairs of all of them are solved
-    together (one batch fills a GPU better than many small ones); each clip's result is what it gets alone."""
+    together (one batch fills a GPU better than many small ones); each clip's result is what it gets alone.
+    ``rgb`` / ``motion`` False: not computed (None), as in :func:`network_inputs`."""
     import torch
 
     from s2s.motion import frame_statistics_torch, turning
@@ -166,11 +173,11 @@ def network_inputs_torch_many(
             at += len(pair)
         flows = padded[torch.from_numpy(rows).to(picture.device)]  # row -1: the zero flow
         flows = flows * torch.from_numpy(track.scale).to(picture.device)[:, None, None, None]
-        motion = turning(frame_statistics_torch(flows))
-        shown = picture[torch.from_numpy(track.shown.astype(np.int64)).to(picture.device)]
-        rgb = _round_u8(resize_bilinear(shown.permute(0, 3, 1, 2).float(), size, size))
+        statistics = turning(frame_statistics_torch(flows)) if motion else None
+        shown = picture[torch.from_numpy(track.shown.astype(np.int64)).to(picture.device)] if rgb else None
+        resized = _round_u8(resize_bilinear(shown.permute(0, 3, 1, 2).float(), size, size)) if rgb else None
         quantized = torch.round(scale_flow(flows, recipe))
-        out.append((rgb, _round_u8(resize_bilinear(quantized.permute(0, 3, 1, 2), size, size)), motion))
+        out.append((resized, _round_u8(resize_bilinear(quantized.permute(0, 3, 1, 2), size, size)), statistics))
     return out
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -157,9 +157,10 @@ class PreprocessOptions:
 
 @dataclass
 class Windows:
-    rgb: np.ndarray  #: uint8 (W, n, 3, 224, 224), BGR: each window's distinct frames
+    rgb: np.ndarray | None  #: uint8 (W, n, 3, 224, 224), BGR: each window's distinct frames (None: not asked for)
     flow: np.ndarray  #: uint8 (W, n, 2, 224, 224)
-    motion: np.ndarray  #: float32 (W, n, 60): s2s.motion's statistics of each distinct frame's flow (numpy)
+    #: float32 (W, n, 60): s2s.motion's statistics of each distinct frame's flow (numpy; None: not asked for)
+    motion: np.ndarray | None
     frame_index: np.ndarray  #: int32 (W, T): the row of ``rgb``/``flow`` (and their features) of each frame
     z: np.ndarray  #: float32 (W, z_dim)
     duration_s: float  #: duration these windows cover (the whole video's, or the requested range's)
@@ -176,7 +177,7 @@ class Windows:
 
     @property
     def num_windows(self) -> int:
-        return int(self.rgb.shape[0])
+        return int(self.frame_index.shape[0])
 
     def looped(self, rows: Any) -> Any:
         """Per-window rows (W, n, ...) - ``rgb``, ``flow``, ``motion`` or features, numpy or torch - as every
@@ -193,7 +194,8 @@ class Windows:
         what the encoders would see without looping features; the sound is the same."""
         frames = self.frame_index.shape[1]
         identity = np.tile(np.arange(frames, dtype=np.int32), (self.num_windows, 1))
-        looped = {name: self.looped(getattr(self, name)) for name in ("rgb", "flow", "motion")}
+        looped = {name: None if getattr(self, name) is None else self.looped(getattr(self, name))
+                  for name in ("rgb", "flow", "motion")}  # fmt: skip
         return replace(self, **looped, frame_index=identity)
 
 
@@ -347,55 +349,81 @@ def preprocess(
     duration_s: float | None = None,
     flow_device: str | None = None,
     recipe: Recipe = REGNET,
+    outputs: Collection[str] | None = None,
 ) -> Windows:
     """Decode, resample, compute flow and cut into windows (raises VideoError on unusable input).
 
     The windows are :func:`decode_windows`'s (``window_start``, ``window_count``). ``flow_device`` (a torch
     device, e.g. "cuda:0"): compute TV-L1 and the network inputs there with PyTorch (s2s.tvl1); ``rgb``
-    and ``flow`` are then torch tensors on that device.
+    and ``flow`` are then torch tensors on that device. ``outputs``: the names of the outputs the caller
+    uses (None: all); ``rgb`` and ``motion`` are computed only if named (an ensemble whose generator is not
+    fed one of them does not pay for it), the flow always.
     """
     decoded = decode_windows(
         video, options, window_start=window_start, window_count=window_count, duration_s=duration_s, recipe=recipe
     )
     if flow_device is not None:
-        (windows,) = windows_on_device([decoded], options, flow_device, recipe)
+        (windows,) = windows_on_device([decoded], options, flow_device, recipe, outputs)
         return windows
-    rgb, flow, motion = network_inputs_of(decoded, options, recipe)
+    rgb, flow, motion = network_inputs_of(decoded, options, recipe, outputs)
     kept, index = distinct_rows(decoded.rows)
-    return Windows(rgb=rgb[kept], flow=flow[kept], motion=motion[kept], frame_index=index, **decoded.fields)
+    return Windows(rgb=_rows(rgb, kept), flow=flow[kept], motion=_rows(motion, kept), frame_index=index,
+                   **decoded.fields)  # fmt: skip
 
 
-def network_inputs_of(clip: WindowFrames, options: PreprocessOptions, recipe: Recipe = REGNET):
-    """rgb, flow and motion of a clip's frames on the CPU (OpenCV): a still's one picture has no motion."""
-    if clip.still:
-        return still_inputs(clip.track.frames, recipe)
-    return network_inputs(clip.track, options.flow_method, recipe)
+def _wanted(outputs: Collection[str] | None) -> dict[str, bool]:
+    """Which of the optional network inputs (rgb, motion) to compute for a caller that uses ``outputs``."""
+    return {name: outputs is None or name in outputs for name in ("rgb", "motion")}
+
+
+def _rows(inputs: Any, rows: Any) -> Any:
+    return None if inputs is None else inputs[rows]
+
+
+def network_inputs_of(
+    clip: WindowFrames, options: PreprocessOptions, recipe: Recipe = REGNET, outputs: Collection[str] | None = None
+):
+    """rgb, flow and motion of a clip's frames on the CPU (OpenCV): a still's one picture has no motion. rgb
+    and motion only if ``outputs`` names them (None: all), else None."""
+    wanted = _wanted(outputs)
+    if clip.still:  # one picture: nothing worth skipping
+        rgb, flow, motion = still_inputs(clip.track.frames, recipe)
+        return rgb if wanted["rgb"] else None, flow, motion if wanted["motion"] else None
+    return network_inputs(clip.track, options.flow_method, recipe, **wanted)
 
 
 def windows_on_device(
-    clips: list[WindowFrames], options: PreprocessOptions, device: str, recipe: Recipe = REGNET
+    clips: list[WindowFrames],
+    options: PreprocessOptions,
+    device: str,
+    recipe: Recipe = REGNET,
+    outputs: Collection[str] | None = None,
 ) -> list[Windows]:
     """The windows of several decoded clips with TV-L1 on a torch ``device``, the frame pairs of all of
     them solved at once (s2s.flow.network_inputs_torch_many); rgb and flow stay on the device, the motion
-    statistics (a few numbers a frame) come to the host."""
+    statistics (a few numbers a frame) come to the host. rgb and motion only if ``outputs`` names them (None:
+    all), as in :func:`preprocess`."""
     if options.flow_method != "tvl1":
         raise OptionError(f"flow on a torch device is TV-L1 only, not {options.flow_method!r}")
     import torch
 
     from s2s.flow import network_inputs_torch_many
 
+    wanted = _wanted(outputs)
     moving_frames = [c.track for c in clips if not c.still]
-    moving = iter(network_inputs_torch_many(moving_frames, device, recipe) if moving_frames else [])
+    moving = iter(network_inputs_torch_many(moving_frames, device, recipe, **wanted) if moving_frames else [])
     out = []
     for clip in clips:
         if clip.still:  # nothing to solve: the picture's inputs, moved to the device
             rgb, flow, motion = still_inputs(clip.track.frames, recipe)
-            rgb, flow = torch.from_numpy(rgb).to(device), torch.from_numpy(flow).to(device)
+            rgb = torch.from_numpy(rgb).to(device) if wanted["rgb"] else None
+            flow, motion = torch.from_numpy(flow).to(device), motion if wanted["motion"] else None
         else:
             rgb, flow, motion = next(moving)
         kept, index = distinct_rows(clip.rows)
-        rows = torch.from_numpy(kept).to(rgb.device)
-        out.append(Windows(rgb=rgb[rows], flow=flow[rows], motion=motion[kept], frame_index=index, **clip.fields))
+        rows = torch.from_numpy(kept).to(flow.device)
+        out.append(Windows(rgb=_rows(rgb, rows), flow=flow[rows], motion=_rows(motion, kept), frame_index=index,
+                           **clip.fields))  # fmt: skip
     return out
 
 

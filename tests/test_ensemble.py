@@ -88,6 +88,27 @@ def test_ensemble_matches_the_in_process_reference(server, reference, protocol):
     assert np.abs(result.waveform).max() > 0, "silence: something upstream produced nothing"
 
 
+def test_preprocess_answers_the_outputs_asked_for_as_the_in_process_chain(server, reference):
+    """A request to preprocess that lists its outputs (as each ensemble step does: the s2s ensemble of a generator
+    fed rgb,flow lists no motion) gets those, the same as in process; rgb and motion are computed only if asked
+    for (tests/test_pipeline.py)."""
+    video = make_video(duration_s=1.5, seed=5)
+    whole = reference.preprocess(video)
+    data = np.frombuffer(video, dtype=np.uint8)
+    sent = grpcclient.InferInput("video", [data.size], "UINT8")
+    sent.set_data_from_numpy(data)
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        for asked in (["flow", "motion", "frame_index"], ["rgb", "z"], ["windows"]):
+            result = client.infer("preprocess", [sent], outputs=[grpcclient.InferRequestedOutput(n) for n in asked])
+            assert {o.name for o in result.get_response().outputs} == set(asked)
+            for name in asked:
+                want = np.array([whole.total_windows]) if name == "windows" else getattr(whole, name)
+                np.testing.assert_array_equal(result.as_numpy(name), want)
+        result = client.infer("preprocess", [sent])  # none listed: Triton asks for all of them
+        assert {o.name for o in result.get_response().outputs} >= {"rgb", "flow", "motion", "layout", "offset"}
+        np.testing.assert_array_equal(result.as_numpy("motion"), whole.motion)
+
+
 def test_the_encoders_see_each_frame_once_and_the_sound_is_the_same(reference):
     """A clip shorter than a window sends its distinct frames through the encoders once and the generator loops
     their features: the mel and waveform equal those of the looped frames (the encoders are per frame)."""

@@ -330,6 +330,42 @@ def test_window_ranges_join_into_the_whole_video(fps):
         preprocess(video, options, window_start=3, window_count=1)
 
 
+def test_preprocess_computes_the_rgb_frames_and_the_motion_only_for_a_caller_that_uses_them(monkeypatch):
+    """An ensemble whose generator is fed rgb,flow asks preprocess for no motion, one fed motion,flow for no RGB
+    frames: those are then not computed, and what is computed is what a caller of every output gets."""
+    import s2s.flow
+    import s2s.motion
+
+    video = make_video(duration_s=1.0, fps=15.0)
+    options = PreprocessOptions(window_frames=10, overlap_frames=2, z_dim=8)
+    whole = preprocess(video, options)
+    calls = {"rgb": 0, "motion": 0}
+
+    def counted(name, function):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(s2s.flow, "rgb_inputs", counted("rgb", s2s.flow.rgb_inputs))
+    monkeypatch.setattr(s2s.motion, "frame_statistics", counted("motion", s2s.motion.frame_statistics))
+    for asked in ({"rgb", "flow", "frame_index"}, {"motion", "flow"}, {"flow"}):
+        calls.update(rgb=0, motion=0)
+        windows = preprocess(video, options, outputs=asked)
+        for name in ("rgb", "motion"):
+            if name in asked:
+                np.testing.assert_array_equal(getattr(windows, name), getattr(whole, name))
+                assert calls[name] > 0
+            else:
+                assert getattr(windows, name) is None and calls[name] == 0, f"{name} computed unasked"
+        np.testing.assert_array_equal(windows.flow, whole.flow)
+        np.testing.assert_array_equal(windows.frame_index, whole.frame_index)
+        assert windows.num_windows == whole.num_windows
+    still = preprocess(make_still(".png"), options, duration_s=1.0, outputs={"flow", "motion"})
+    assert still.rgb is None and not still.motion.any()
+
+
 # ------------------------------------------------------------------------------------------ stills
 @pytest.mark.parametrize("suffix", STILL_FORMATS)
 def test_a_still_image_becomes_seconds_of_its_picture(suffix):

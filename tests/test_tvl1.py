@@ -233,3 +233,9 @@ def test_clips_solved_together_get_what_each_gets_alone():
     np.testing.assert_array_equal(with_still.flow.numpy(), on_cpu.flow)
     np.testing.assert_array_equal(with_still.motion, on_cpu.motion)
     assert not on_cpu.motion.any()
+    # an ensemble that uses no RGB frames (a generator fed motion,flow) gets none, and the same flow and motion
+    (without_rgb,) = windows_on_device([clips[1]], options, "cpu", small, outputs={"flow", "motion"})
+    assert without_rgb.rgb is None and torch.equal(without_rgb.flow, together[1].flow)
+    np.testing.assert_array_equal(without_rgb.motion, together[1].motion)
+    (without_motion,) = windows_on_device([clips[1]], options, "cpu", small, outputs={"rgb", "flow"})
+    assert without_motion.motion is None and torch.equal(without_motion.rgb, together[1].rgb)

@@ -51,6 +51,15 @@ def _optional_float(request: Any, name: str) -> float | None:
     return float(value[0])
 
 
+def _requested(request: Any) -> set[str] | None:
+    """The outputs a request asks for: an ensemble step asks for those its output_map names, a client for those
+    it lists (Triton fills in all of the model's when it lists none); None where the backend cannot say."""
+    names = getattr(request, "requested_output_names", None)
+    if names is None:
+        return None
+    return set(names()) or None
+
+
 def _tensor(name: str, data: Any) -> Any:
     """An output tensor from a numpy array, or from a torch tensor without copying (GPU memory stays there)."""
     if isinstance(data, np.ndarray):
@@ -67,7 +76,9 @@ class PreprocessModel:
     s2s.motion's statistics of their flow), frame_index [W, T] (which
     of them makes each frame), z [W, z_dim], and the output layout for postprocess: layout [W, 2, 4] (where each
     window's sound and mel go, and their fades), samples [1], mel_frames [1]; offset [2] (where this output
-    starts in the whole video's: sample, mel frame) and windows [1] (of the whole video).
+    starts in the whole video's: sample, mel frame) and windows [1] (of the whole video). Only the outputs a
+    request asks for are sent, and rgb and motion computed only if asked for: the ensemble of a generator fed
+    rgb,flow does not pay for the motion statistics, one fed motion,flow not for the RGB frames.
     """
 
     def initialize(self, args: dict[str, str]) -> None:
@@ -101,10 +112,12 @@ class PreprocessModel:
             try:
                 if video.dtype != np.uint8 or video.ndim != 1:
                     raise VideoError(f"video must be uint8 [bytes], got {video.dtype} {list(video.shape)}")
+                wanted = _requested(request)
                 windows = preprocess(
                     video.tobytes(), self.options, window_start=_optional_int(request, "window_start"),
                     window_count=_optional_int(request, "window_count"),
                     duration_s=_optional_float(request, "duration_s") or None, flow_device=self.flow_device,
+                    outputs=wanted,
                 )  # fmt: skip
             except VideoError as exc:
                 responses.append(_error(f"preprocess: {exc}"))
@@ -121,22 +134,16 @@ class PreprocessModel:
                 f"preprocess: {video.size} bytes -> {windows.num_windows} windows of {windows.num_frames} frames "
                 f"in {time.perf_counter() - start:.2f} s"
             )
-            responses.append(
-                pb_utils.InferenceResponse(
-                    output_tensors=[
-                        _tensor("rgb", windows.rgb),
-                        _tensor("flow", windows.flow),
-                        pb_utils.Tensor("motion", windows.motion),
-                        pb_utils.Tensor("frame_index", windows.frame_index),
-                        pb_utils.Tensor("z", windows.z),
-                        pb_utils.Tensor("layout", windows.layout),
-                        pb_utils.Tensor("samples", np.array([windows.samples], dtype=np.int32)),
-                        pb_utils.Tensor("mel_frames", np.array([windows.mel_frames], dtype=np.int32)),
-                        pb_utils.Tensor("offset", windows.offset),
-                        pb_utils.Tensor("windows", np.array([windows.total_windows], dtype=np.int32)),
-                    ]
-                )
-            )
+            made = {
+                "rgb": windows.rgb, "flow": windows.flow, "motion": windows.motion,
+                "frame_index": windows.frame_index, "z": windows.z, "layout": windows.layout,
+                "samples": np.array([windows.samples], dtype=np.int32),
+                "mel_frames": np.array([windows.mel_frames], dtype=np.int32), "offset": windows.offset,
+                "windows": np.array([windows.total_windows], dtype=np.int32),
+            }  # fmt: skip
+            responses.append(pb_utils.InferenceResponse(
+                output_tensors=[_tensor(name, data) for name, data in made.items() if wanted is None or name in wanted]
+            ))  # fmt: skip
         return responses
 
     def finalize(self) -> None:
