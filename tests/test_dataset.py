@@ -241,3 +241,7 @@ def test_training_on_a_dataset_lowers_the_loss_and_the_checkpoint_exports_and_se
     assert results["pictures"] == [f"spectrograms/seed_{n}.png" for n in names]
     assert all((tmp_path / "eval" / p).is_file() for p in results["pictures"])
     assert report(results).startswith(f"Scores on the {len(names)} test clips of the dataset")
+    assert results["inputs_revision"] == INPUTS_REVISION and f"(inputs' revision {INPUTS_REVISION})" in report(results)
+    # a dataset of inputs served before (a legitimate before / after) is scored, and the report says so
+    older = report({**results, "inputs_revision": INPUTS_REVISION - 1})
+    assert f"revision {INPUTS_REVISION - 1}: this version serves revision {INPUTS_REVISION}" in older

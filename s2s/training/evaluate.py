@@ -52,7 +52,7 @@ from s2s.quality import (
     ringing_lost_db,
     seam_onsets,
 )
-from s2s.repository import GENERATOR_INPUTS, generator_inputs
+from s2s.repository import GENERATOR_INPUTS, INPUTS_REVISION, generator_inputs
 from s2s.runtime.ort_backend import PRECISIONS, resolve_precision
 from s2s.synth import HELD_OUT_SEEDS, VARIETIES, encode_clip, make_clip
 from s2s.video import VideoLimits
@@ -417,13 +417,20 @@ def evaluate_dataset(options: EvalOptions) -> dict:
     served encoders computed) through the served generator and vocoder, scored against each clip's own sound."""
     from s2s.export.onnx_export import export_repository
     from s2s.export.triton_config import ServingOptions
+    from s2s.training.dataset import inputs_revision
 
     trained, baseline, untrained = _weights(options)
     started = time.monotonic()
     clips = _dataset_clips(options.data)
+    revision = inputs_revision(options.data)
+    if revision != INPUTS_REVISION:  # a legitimate before / after, but not what this version serves: said
+        log.warning("%s holds inputs of revision %d; this version serves revision %d (s2s.repository."
+                    "INPUTS_REVISION): the scores are of stored features it no longer computes", options.data,
+                    revision, INPUTS_REVISION)  # fmt: skip
     serving = ServingOptions(warmup_frames=0, cpu_precision=options.cpu_precision)
     recorded = {k: portable_path(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
-    results: dict = {"options": recorded, "weights": {}, "precision": resolve_precision(options.cpu_precision)}
+    results: dict = {"options": recorded, "weights": {}, "precision": resolve_precision(options.cpu_precision),
+                     "inputs_revision": revision}  # fmt: skip
     windows = PreprocessOptions(window_frames=options.window_frames, overlap_frames=options.overlap_frames)
     runs = [("trained", trained), ("baseline", baseline), ("untrained", untrained)]
     for label, export_options in [(label, o) for label, o in runs if o is not None]:
@@ -435,6 +442,13 @@ def evaluate_dataset(options: EvalOptions) -> dict:
     return _finish(options, results, started)
 
 
+def _revision_note(revision: int | None) -> str:
+    if revision is None or revision == INPUTS_REVISION:
+        return f" (inputs' revision {INPUTS_REVISION})"
+    return (f" (inputs' revision {revision}: this version serves revision {INPUTS_REVISION}; the scores are of stored "
+            "features it no longer computes)")  # fmt: skip
+
+
 def report(results: dict) -> str:
     options = results.get("options", {})
     long = f" and {options['long_clips']} of {options['long_clip_seconds']:g} s" if options.get("long_clips") else ""
@@ -442,6 +456,7 @@ def report(results: dict) -> str:
     title = (
         f"Scores on the {clips} test clips of the dataset {options['data']} (onsets of each clip's own sound as the "
         "truth): its stored features, as the served encoders computed them, through the served generator and vocoder"
+        + _revision_note(results.get("inputs_revision"))
         if options.get("data")
         else f"Alignment on {clips} held-out generated clips ({options.get('clips', '?')} of "
         f"{options.get('clip_seconds', '?')} s{long}; variety {options.get('variety', 'plain')}), through the Triton "
