@@ -14,9 +14,8 @@ continues from its last checkpoint):
    the TSN features, or s2s.motion's statistics of the flow and the flow features) on random windows of
    ``--window-frames`` frames: L1 + L2 between its mel and the clip's (with ``--generator-adversarial-weight``
    also a least-squares adversarial loss from a discriminator that sees the mel beside the features).
-   Checkpoints in the reference
-   layout (``checkpoint_XXXXXX_netG``) that also record which encoder weights produced the features,
-   so that ``s2s export`` can refuse to pair the generator with other encoders.
+   Checkpoints in the reference layout (``checkpoint_XXXXXX_netG``) that also record which encoder weights
+   produced the features, so that ``s2s export`` can refuse to pair the generator with other encoders.
 3. ``vocoder``: MelGAN, or with ``--vocoder istft`` the frequency-domain vocoder of s2s.models.istft, on (mel,
    waveform) segments: ``--vocoder-steps`` with a multi-resolution STFT loss and a mel loss (quick on a CPU,
    learns the sound's envelope and timing; the istft vocoder reads fresh noise each step and also learns
