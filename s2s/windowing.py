@@ -11,7 +11,10 @@ Windows: T frames each (215 = 10 s at 21.5 fps by default), consecutive windows 
 video is filled by looping its own frames, as RegNet loops clips shorter than 10 s; the output is
 trimmed back to the video's duration. Where two windows overlap, both make sound for the same frames and
 postprocess cross-fades them (equal power for the waveform, linear for the mel): windows generated
-independently no longer butt at a seam, the sound passes from one to the next over about a second.
+independently no longer butt at a seam, the sound passes from one to the next over about a second. (Measured:
+MelGAN's two windows make the same sound in an overlap, so the equal-power fade swells it by about 3 dB at the
+middle; the iSTFT vocoder's write other phases there, and the fade keeps the level only on average:
+benchmarks/README.md, "The adversarial generator with the iSTFT vocoder fine-tuned on its mels".)
 
 The encoders are per frame, so a frame is sent to them once: each window carries its n distinct frames
 (n = the most any window of the request has: 215 for full windows, fewer for a request of one short
@@ -434,7 +437,8 @@ def postprocess(
 
     ``waveforms`` (W, 4 T * hop): each is resampled to the exact samples it covers; ``mels`` (W, 80, 4 T).
     ``layout`` (W, 2, 4, :func:`window_layout`) places each and fades it where it overlaps a neighbour:
-    equal power for the waveform (two windows' sounds are not in phase), linear for the log-mel.
+    equal power for the waveform, linear for the log-mel (see the module's note on what each vocoder's
+    windows make in an overlap).
     """
     import soxr
 
