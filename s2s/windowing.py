@@ -440,8 +440,6 @@ def postprocess(
     equal power for the waveform, linear for the log-mel (see the module's note on what each vocoder's
     windows make in an overlap).
     """
-    import soxr
-
     layout = np.asarray(layout)
     if waveforms.ndim != 2 or mels.ndim != 3 or layout.shape != (waveforms.shape[0], 2, 4) or \
             mels.shape[0] != waveforms.shape[0]:  # fmt: skip
@@ -451,9 +449,7 @@ def postprocess(
         )
     parts = []
     for wave, (_, span, fade_in, fade_out) in zip(waveforms, layout[:, 0], strict=True):
-        part = soxr.resample(wave.astype(np.float64), wave.size, int(span), quality="HQ")[: int(span)]
-        part = np.pad(part, (0, int(span) - part.size)).astype(np.float32)
-        parts.append(_faded(part, fade_in, fade_out, equal_power=True))
+        parts.append(_faded(to_span(wave, int(span)), fade_in, fade_out, equal_power=True))
     waveform = overlap_add(parts, layout[:, 0, 0], samples)
     # clip to full scale where the sound is complete; what a window shares with one outside this range
     # is clipped once the ranges are joined (join_ranges), after the two are added
@@ -463,6 +459,15 @@ def postprocess(
     mel_parts = [_faded(m.astype(np.float32), fade_in, fade_out, equal_power=False)
                  for m, (_, _, fade_in, fade_out) in zip(mels, layout[:, 1], strict=True)]  # fmt: skip
     return waveform, overlap_add(mel_parts, layout[:, 1, 0], mel_frames)
+
+
+def to_span(wave: np.ndarray, span: int) -> np.ndarray:
+    """A window's vocoded ``wave`` resampled to the ``span`` samples its frames cover (float32, exactly ``span``
+    long), before any fade: what postprocess places of each window."""
+    import soxr
+
+    part = soxr.resample(wave.astype(np.float64), wave.size, span, quality="HQ")[:span]
+    return np.pad(part, (0, span - part.size)).astype(np.float32)
 
 
 def _faded(part: np.ndarray, fade_in: int, fade_out: int, equal_power: bool) -> np.ndarray:

@@ -1,7 +1,7 @@
 """What the equal-power cross-fade does at a seam, per vocoder: the two windows' sounds over the middle 0.2 s of
-their overlap (each resampled to the samples it covers, as postprocess does), their correlation there, and the
-joined sound's level there against the mean power of the two (0 dB: the fade keeps the level; +3 dB: the two are
-the same sound and the fade adds them in amplitude; below 0: they cancel), and the level step
+their overlap (each resampled to the samples it covers, s2s.windowing.to_span, as postprocess does), their
+correlation there, and the joined sound's level there against the mean power of the two (0 dB: the fade keeps the
+level; +3 dB: the two are the same sound and the fade adds them in amplitude; below 0: they cancel), and the level step
 (s2s.quality.level_steps_db: the 0.2 s after the seam against the 0.2 s before) of the joined sound and of each
 window's sound alone. In process (benchmarks.reference, PyTorch), on the eval's long held-out clips.
 
@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soxr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 from benchmarks.reference import ReferencePipeline
@@ -23,7 +22,7 @@ from export.specs import ExportOptions
 from s2s.constants import REGNET
 from s2s.quality import level_steps_db
 from s2s.synth import encode_clip, make_clip
-from s2s.windowing import postprocess, seam_times
+from s2s.windowing import postprocess, seam_times, to_span
 
 
 def power_db(x: np.ndarray) -> float:
@@ -57,11 +56,9 @@ def main() -> None:
                 placed, alone = [], []
                 for w in (k, k + 1):
                     start, span = (int(v) for v in windows.layout[w, 0, :2])
-                    part = soxr.resample(waves[w].astype(np.float64), waves[w].size, span, quality="HQ")[:span]
+                    part = to_span(waves[w], span)
                     placed.append((start, part))
-                    full = np.zeros(joined.size, np.float32)
-                    full[start : start + part.size] = part[: joined.size - start]
-                    alone.append(level_steps_db(full, np.array([seam]))[0])
+                    alone.append(level_steps_db(part, np.array([seam - start / REGNET.sample_rate]))[0])
                 at = round(seam * REGNET.sample_rate)
                 x, y = (part[at - half - start : at + half - start] for start, part in placed)
                 mean = 10 * np.log10((10 ** (power_db(x) / 10) + 10 ** (power_db(y) / 10)) / 2)
