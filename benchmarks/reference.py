@@ -47,10 +47,11 @@ class ReferencePipeline:
 
             return run
 
-        exports = {e.name: e for e in build_exports(options)}
+        windows = preprocess or PreprocessOptions()
+        exports = {e.name: e for e in build_exports(options, windows=windows)}
         networks = {name: wrap(e.module) for name, e in exports.items()}
         generator = exports["generator"].extra
-        options = replace(preprocess or PreprocessOptions(), z_dim=generator["z_dim"])
+        options = replace(windows, z_dim=generator["z_dim"])
         return cls(networks, options, tuple(generator["inputs"]))
 
     @classmethod

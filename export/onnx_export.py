@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from s2s import __version__
+from s2s.errors import OptionError
 from s2s.export.specs import ExportOptions, ModelExport, build_exports
 from s2s.export.tensorrt import TensorRTProfile, build_plan, build_plan_cached
 from s2s.export.triton_config import ServingOptions, model_config, write_pipeline
@@ -63,6 +64,7 @@ def export_repository(
     trt_profile: TensorRTProfile | None = None,
     preprocess: PreprocessOptions | None = None,
     trt_cache: Path | None = None,
+    windows: PreprocessOptions | None = None,
 ) -> dict:
     """Export the requested models into ``repository`` (artifacts + configs) and update the manifest.
 
@@ -70,15 +72,22 @@ def export_repository(
     ensemble with ``preprocess`` (default options), so the repository serves the whole chain. A subset
     of ``names`` writes just those networks, and the steps only if ``preprocess`` is given. The
     preprocess noise width (``z_dim``) is always the exported generator's. ``trt_cache`` (format
-    tensorrt): a device's plan cache directory (see :func:`s2s.export.tensorrt.local_device_key`).
+    tensorrt): a device's plan cache directory (see :func:`s2s.export.tensorrt.local_device_key`). The networks
+    are exported for the windows of ``preprocess``, else ``windows`` (the windows they will be served in where no
+    preprocess step is written), else the repository's preprocess step, else the default windows: the iSTFT vocoder
+    reads its noise by their stride.
     """
     repository = Path(repository)
     options, serving = options or ExportOptions(), serving or ServingOptions()
     if preprocess is None and names is None:
         preprocess = PreprocessOptions()
-    exports = build_exports(options, MODEL_NAMES if names is None else names)
+    names = MODEL_NAMES if names is None else names
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
+    windows = preprocess or windows or _served_windows(manifest)
+    if preprocess is not None and "vocoder" not in names:
+        _check_noise_period(manifest, preprocess, repository)
+    exports = build_exports(options, names, windows=windows)
     for export in exports:
         start = time.monotonic()
         version_dir = repository / export.name / "1"
@@ -117,6 +126,26 @@ def export_repository(
     )
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def _served_windows(manifest: dict) -> PreprocessOptions | None:
+    """The windows of the preprocess step a repository already serves (None: it has none yet)."""
+    served = manifest.get("preprocess")
+    if not served:
+        return None
+    return PreprocessOptions(window_frames=int(served["window_frames"]), overlap_frames=int(served["overlap_frames"]))
+
+
+def _check_noise_period(manifest: dict, preprocess: PreprocessOptions, repository: Path) -> None:
+    """Refuse windows whose stride is not the one the repository's vocoder reads its noise by (it would step at
+    every seam again), before anything is written."""
+    period = manifest["models"].get("vocoder", {}).get("noise_period")
+    if period is not None and int(period) != preprocess.stride_mel_frames:
+        raise OptionError(
+            f"the vocoder in {repository} reads its noise from the start again every {period} mel frames, the window "
+            f"stride it was exported with; these windows start every {preprocess.stride_mel_frames}: export the "
+            "vocoder with them too"
+        )
 
 
 def _generator_z_dim(manifest: dict, options: ExportOptions) -> int:

@@ -38,11 +38,12 @@ from s2s.models.checkpoints import (
     state_fingerprint,
 )
 from s2s.models.hifigan import build_hifigan
-from s2s.models.istft import build_istft_vocoder
+from s2s.models.istft import ISTFTVocoder, build_istft_vocoder
 from s2s.models.melgan import build_melgan
 from s2s.models.regnet import CONFIGS, GeneratorExport, build_regnet, config_name, load_regnet_checkpoint, parse_inputs
 from s2s.repository import GENERATOR_INPUTS, MODEL_NAMES
 from s2s.weights import DEMO_GENERATOR, DEMO_VOCODER
+from s2s.windowing import PreprocessOptions
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +179,16 @@ class ExportOptions:
 
 
 def build_exports(
-    options: ExportOptions, names: tuple[str, ...] = MODEL_NAMES, warn_noise: bool = True
+    options: ExportOptions,
+    names: tuple[str, ...] = MODEL_NAMES,
+    warn_noise: bool = True,
+    windows: PreprocessOptions | None = None,
 ) -> list[ModelExport]:
     """Instantiate the requested networks (with their export wrappers) and describe their tensors.
 
     ``warn_noise=False``: seeded weights are what the caller wants (``s2s train`` learns on the seeded
-    encoders' features), so do not log that they make noise.
+    encoders' features), so do not log that they make noise. ``windows``: the preprocess options the networks
+    will serve (default ones if None); a vocoder that reads noise reads it again every window stride.
     """
     unknown = set(names) - set(MODEL_NAMES)
     if unknown:
@@ -244,16 +249,21 @@ def build_exports(
         )
     if "vocoder" in names:
         vocoder = options.vocoder_name()
+        module = build_vocoder(vocoder, options.vocoder_checkpoint, options.seed + 3)
+        period = {}
+        if isinstance(module, ISTFTVocoder):  # it reads noise: each window reads the noise of its frames
+            module.noise_period = (windows or PreprocessOptions()).stride_mel_frames
+            period = {"noise_period": module.noise_period}
         exports.append(
             ModelExport(
                 "vocoder",
-                VocoderExport(build_vocoder(vocoder, options.vocoder_checkpoint, options.seed + 3)).eval(),
+                VocoderExport(module).eval(),
                 [TensorIO("mel", torch.float32, (r.n_mels, -1), ("mel_frames",), unit_interval=True)],
                 [TensorIO("waveform", torch.float32, (-1,), ("samples",))],
                 _source(options.vocoder_checkpoint, options.seed + 3),
                 f"{vocoder} vocoder: mel -> {r.sample_rate} Hz waveform, {r.hop_length} samples per frame",
                 time_scale=r.mel_frames_per_frame,
-                extra={"vocoder": vocoder},
+                extra={"vocoder": vocoder, **period},
             )
         )
     for export in exports:

@@ -10,11 +10,13 @@ Windows: T frames each (215 = 10 s at 21.5 fps by default), consecutive windows 
 (``overlap_frames``, 21 = about 1 s by default): window k starts at frame k (T - O). The last window of a
 video is filled by looping its own frames, as RegNet loops clips shorter than 10 s; the output is
 trimmed back to the video's duration. Where two windows overlap, both make sound for the same frames and
-postprocess cross-fades them (equal power for the waveform, linear for the mel): windows generated
-independently no longer butt at a seam, the sound passes from one to the next over about a second. (Measured:
-MelGAN's two windows make the same sound in an overlap, so the equal-power fade swells it by about 3 dB at the
-middle; the iSTFT vocoder's write other phases there, and the fade keeps the level only on average:
-benchmarks/README.md, "The adversarial generator with the iSTFT vocoder fine-tuned on its mels".)
+postprocess cross-fades them linearly (in amplitude, for the waveform and the mel): windows generated
+independently no longer butt at a seam, the sound passes from one to the next over about a second. A linear fade
+keeps the level where the two windows make the same sound there, which the vocoders do: MelGAN and HiFi-GAN
+from the mel alone, the iSTFT vocoder because it reads its noise at the window's frame in the whole video
+(``stride_mel_frames``). Measured (benchmarks/README.md, "Seams: the iSTFT vocoder's noise read at the video's
+frame"): the two windows correlate at 0.92-0.99 in the middle of an overlap, where an equal-power fade swelled
+the sound by +3 dB.
 
 The encoders are per frame, so a frame is sent to them once: each window carries its n distinct frames
 (n = the most any window of the request has: 215 for full windows, fewer for a request of one short
@@ -115,6 +117,12 @@ class PreprocessOptions:
     def stride_frames(self) -> int:
         """Frames from one window's start to the next's."""
         return self.window_frames - self.overlap_frames
+
+    @property
+    def stride_mel_frames(self) -> int:
+        """Mel frames (vocoder steps) from one window's start to the next's: how often a vocoder that reads noise
+        reads it from the start again, so that every window reads the noise of its frames in the whole video."""
+        return REGNET.mel_frames(self.stride_frames)
 
     def to_parameters(self) -> dict[str, str]:
         """The Triton parameters of the preprocess model (``instances`` excluded: it is the instance count)."""
@@ -436,9 +444,8 @@ def postprocess(
     """Join window outputs into one waveform (float32, ``samples``) and one mel (80, ``mel_frames``).
 
     ``waveforms`` (W, 4 T * hop): each is resampled to the exact samples it covers; ``mels`` (W, 80, 4 T).
-    ``layout`` (W, 2, 4, :func:`window_layout`) places each and fades it where it overlaps a neighbour:
-    equal power for the waveform, linear for the log-mel (see the module's note on what each vocoder's
-    windows make in an overlap).
+    ``layout`` (W, 2, 4, :func:`window_layout`) places each and fades it linearly where it overlaps a
+    neighbour (see the module's note: the two windows make the same sound there).
     """
     layout = np.asarray(layout)
     if waveforms.ndim != 2 or mels.ndim != 3 or layout.shape != (waveforms.shape[0], 2, 4) or \
@@ -449,14 +456,14 @@ def postprocess(
         )
     parts = []
     for wave, (_, span, fade_in, fade_out) in zip(waveforms, layout[:, 0], strict=True):
-        parts.append(_faded(to_span(wave, int(span)), fade_in, fade_out, equal_power=True))
+        parts.append(_faded(to_span(wave, int(span)), fade_in, fade_out))
     waveform = overlap_add(parts, layout[:, 0, 0], samples)
     # clip to full scale where the sound is complete; what a window shares with one outside this range
     # is clipped once the ranges are joined (join_ranges), after the two are added
     start, span, _, fade_out = (int(v) for v in layout[-1, 0])
     complete = slice(int(layout[0, 0, 2]), min(waveform.size, start + span - fade_out))
     waveform[complete] = np.clip(waveform[complete], -1.0, 1.0)
-    mel_parts = [_faded(m.astype(np.float32), fade_in, fade_out, equal_power=False)
+    mel_parts = [_faded(m.astype(np.float32), fade_in, fade_out)
                  for m, (_, _, fade_in, fade_out) in zip(mels, layout[:, 1], strict=True)]  # fmt: skip
     return waveform, overlap_add(mel_parts, layout[:, 1, 0], mel_frames)
 
@@ -470,9 +477,9 @@ def to_span(wave: np.ndarray, span: int) -> np.ndarray:
     return np.pad(part, (0, span - part.size)).astype(np.float32)
 
 
-def _faded(part: np.ndarray, fade_in: int, fade_out: int, equal_power: bool) -> np.ndarray:
-    """``part`` (..., N) with its first ``fade_in`` and last ``fade_out`` steps faded (a fade's two halves
-    are the same curve for both windows of an overlap, so they sum to 1 linearly or in power)."""
+def _faded(part: np.ndarray, fade_in: int, fade_out: int) -> np.ndarray:
+    """``part`` (..., N) with its first ``fade_in`` and last ``fade_out`` steps faded linearly (a fade's two
+    halves are the same ramp for both windows of an overlap, so their gains sum to 1)."""
     part = part.copy()
     for length, rising, where in ((int(fade_in), True, slice(0, int(fade_in))),
                                   (int(fade_out), False, slice(part.shape[-1] - int(fade_out), None))):  # fmt: skip
@@ -480,8 +487,7 @@ def _faded(part: np.ndarray, fade_in: int, fade_out: int, equal_power: bool) -> 
             continue
         t = (np.arange(length, dtype=np.float64) + 0.5) / length
         t = t if rising else 1.0 - t
-        gain = np.sin(0.5 * np.pi * t) if equal_power else t
-        part[..., where] *= gain.astype(np.float32)[: part[..., where].shape[-1]]
+        part[..., where] *= t.astype(np.float32)[: part[..., where].shape[-1]]
     return part
 
 

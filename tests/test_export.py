@@ -333,6 +333,15 @@ def test_istft_vocoder_exports_with_parity_and_is_named_by_its_checkpoint(tmp_pa
         assert rel_err(wav, torch_outputs(export, (mel,))[0]) < REL_TOL
     with pytest.raises(OptionError, match="holds the istft vocoder"):
         build_exports(ExportOptions(vocoder="melgan", vocoder_checkpoint=tmp_path / "best_netG.pt"), ("vocoder",))
+    # it reads its noise from the start again every window stride (in mel frames) of the windows it serves
+    assert manifest["models"]["vocoder"]["noise_period"] == 4 * (REGNET.frames_per_window - REGNET.overlap_frames)
+    other = PreprocessOptions(overlap_frames=10)
+    with pytest.raises(OptionError, match="reads its noise from the start again every 776 mel frames"):
+        export_repository(tmp_path / "repo", options, ServingOptions(warmup_frames=0), ("generator",), preprocess=other)
+    assert "generator" not in json.loads((tmp_path / "repo" / "manifest.json").read_text())["models"], "refused first"
+    manifest = export_repository(tmp_path / "repo", options, ServingOptions(warmup_frames=0), ("vocoder",), None, other)
+    assert manifest["models"]["vocoder"]["noise_period"] == 4 * (REGNET.frames_per_window - 10)
+    assert manifest["preprocess"]["overlap_frames"] == 10
 
 
 @pytest.mark.gpu

@@ -14,6 +14,7 @@ from s2s.models.hifigan import PAPER_PARAMETERS_M, VARIANTS, build_hifigan, hifi
 from s2s.models.istft import InverseSTFT, build_istft_vocoder, istft_checkpoint
 from s2s.models.melgan import build_melgan, melgan_checkpoint_state
 from s2s.models.regnet import RegNetGenerator, build_regnet, regnet_config, save_regnet_checkpoint
+from s2s.windowing import PreprocessOptions
 
 
 # ----------------------------------------------------------------------------------------- constants
@@ -240,6 +241,26 @@ def test_istft_vocoder_serves_its_fixed_noise_and_round_trips_its_checkpoint(tmp
     torch.save(melgan_checkpoint_state(build_melgan(seed=1)), tmp_path / "melgan.pt")
     with pytest.raises(CheckpointError, match="not an istft vocoder checkpoint"):
         build_istft_vocoder(checkpoint=tmp_path / "melgan.pt")
+
+
+def test_istft_windows_a_stride_apart_make_the_same_sound_where_they_overlap():
+    """Served, the table is read from its start again every window stride (``noise_period``), so two windows a
+    stride apart read the same noise at the same instant of the video and, fed the same mel there, make the same
+    sound in the middle of their overlap (the cross-fade then keeps the level); read from each window's own start
+    (the table's length as the period), their phases differ there."""
+    model = build_istft_vocoder(seed=7)
+    stride, frames, hop = PreprocessOptions().stride_mel_frames, REGNET.mel_frames_per_window, REGNET.hop_length
+    assert (stride, frames) == (776, 860)
+    mel = torch.rand(1, 80, stride + frames, generator=torch.Generator().manual_seed(0))
+    shares = {}
+    for period in (model.config.noise_frames, stride):
+        model.noise_period = period
+        with torch.no_grad():
+            first, second = model(mel[..., :frames]), model(mel[..., stride : stride + frames])
+        # the overlap's middle, clear of both windows' edges by more than the network's reach (21 frames)
+        here, there = first[0, 0, 805 * hop : 832 * hop], second[0, 0, (805 - stride) * hop : (832 - stride) * hop]
+        shares[period] = float(np.corrcoef(here.numpy(), there.numpy())[0, 1])
+    assert shares[stride] > 0.999 and shares[model.config.noise_frames] < 0.9, shares
 
 
 def test_seeded_init_is_deterministic():

@@ -9,6 +9,11 @@ phase of noise: a network that reads only a steady mel writes the same phase eve
 buzz again. So the network also reads ``noise_channels`` of noise per frame (as the generator reads z): fresh
 Gaussian noise in training; when served, a fixed table of it (part of the weights: the same input always makes
 the same sound), read frame by frame and repeated after ``noise_frames`` frames (11.9 s, longer than a window).
+Served in windows that overlap, the table is read again from its start every ``noise_period`` frames, which the
+export sets to the window stride (:attr:`s2s.windowing.PreprocessOptions.stride_mel_frames`, 776 frames = 9 s by
+default): every window then reads the noise that its frame in the whole video reads, and two windows make the same
+sound where they overlap (read from each window's own first frame, their phases differed there and the cross-fade
+stepped: benchmarks/README.md, "Seams: the iSTFT vocoder's noise read at the video's frame").
 
 The inverse STFT is written with plain operations that every ONNX runtime and TensorRT run: a fixed inverse
 real-DFT basis (Hann window folded in) as a matrix product, then overlap-add of the hop-long quarters of the
@@ -106,14 +111,18 @@ class ISTFTVocoder(nn.Module):
         c = config
         table = torch.randn(c.noise_channels, c.noise_frames, generator=torch.Generator().manual_seed(noise_seed))
         self.register_buffer("noise_table", table)  # kept in the weights: the served sound is reproducible
+        #: served: frame t of a mel reads the table at (t mod noise_period) mod noise_frames (a serving choice, set
+        #: by the export from the window stride; not in the checkpoint)
+        self.noise_period = c.noise_frames
         self.inp = nn.Conv1d(c.n_mels + c.noise_channels, c.dim, 7, padding=3)
         self.blocks = nn.Sequential(*[ConvNeXtBlock(c.dim) for _ in range(c.blocks)])
         self.head = nn.Conv1d(c.dim, 2 * (c.n_fft // 2 + 1), 1)
         self.istft = InverseSTFT(c.n_fft, c.hop_length)
 
     def served_noise(self, mel: torch.Tensor) -> torch.Tensor:
-        """The fixed noise table read frame by frame (repeated past its end), for every item of the batch."""
-        index = torch.arange(mel.shape[-1], device=mel.device) % self.noise_table.shape[-1]
+        """The fixed noise table read frame by frame, from its start again every ``noise_period`` frames (and
+        repeated past its end), for every item of the batch."""
+        index = torch.arange(mel.shape[-1], device=mel.device) % self.noise_period % self.noise_table.shape[-1]
         return self.noise_table[:, index].unsqueeze(0).expand(mel.shape[0], -1, -1)
 
     def forward(self, mel: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:

@@ -435,7 +435,7 @@ def evaluate_dataset(options: EvalOptions) -> dict:
     runs = [("trained", trained), ("baseline", baseline), ("untrained", untrained)]
     for label, export_options in [(label, o) for label, o in runs if o is not None]:
         with tempfile.TemporaryDirectory(prefix=f"s2s-eval-{label}-") as tmp:
-            manifest = export_repository(Path(tmp), export_options, serving, ("generator", "vocoder"))
+            manifest = export_repository(Path(tmp), export_options, serving, ("generator", "vocoder"), windows=windows)
             results["weights"][label] = {name: m["source"] for name, m in manifest["models"].items()}
             served = _generate_from_features(Path(tmp), clips, manifest, vocode=label in VOCODED)
         _record(results, label, clips, served, windows, options.output)

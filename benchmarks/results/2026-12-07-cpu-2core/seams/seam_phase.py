@@ -1,7 +1,9 @@
-"""What the equal-power cross-fade does at a seam, per vocoder: the two windows' sounds over the middle 0.2 s of
+"""What postprocess's cross-fade does at a seam, per vocoder: the two windows' sounds over the middle 0.2 s of
 their overlap (each resampled to the samples it covers, s2s.windowing.to_span, as postprocess does), their
 correlation there, and the joined sound's level there against the mean power of the two (0 dB: the fade keeps the
-level; +3 dB: the two are the same sound and the fade adds them in amplitude; below 0: they cancel), and the level step
+level; with the equal-power fade postprocess had until 2026-12-07, +3 dB: the two are the same sound and the fade adds
+them in amplitude; with the linear fade it has since, 0 dB for the same sound, -3 dB for two unrelated), and the level
+step
 (s2s.quality.level_steps_db: the 0.2 s after the seam against the 0.2 s before) of the joined sound and of each
 window's sound alone. In process (benchmarks.reference, PyTorch), on the eval's long held-out clips.
 
