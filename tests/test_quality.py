@@ -44,6 +44,11 @@ def test_log_mel_distance_is_in_decibels():
     assert log_mel_distance_db(a, np.concatenate([0.5 * a, a])) == pytest.approx(6.02, abs=0.05)  # common length
     with pytest.raises(ValueError, match="empty"):
         log_mel_distance_db(a, a[:0])
+    # level-matched: a sound turned down as a whole is the same shape; another sound at the same level is not
+    assert log_mel_distance_db(a, 0.5 * a, level_matched=True) == pytest.approx(0.0, abs=0.05)
+    other = _noise(2, seed=1)
+    assert log_mel_distance_db(a, other, level_matched=True) == pytest.approx(log_mel_distance_db(a, other), abs=0.5)
+    assert log_mel_distance_db(a, other, level_matched=True) > 2.0
 
 
 def test_seam_onsets_count_clicks_at_window_boundaries_that_no_event_explains():

@@ -402,6 +402,10 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
     vocoded, _, _ = results["vocoded"]["clips"]
     assert reference["mel_distance_db"] == 0.0 and results["trained"]["clips"][0]["mel_distance_db"] > 0
     assert all(math.isfinite(r[k]) for r in (row, reference, vocoded) for k in ("buzz_db", "mel_distance_db"))
+    # level-matched: the own sound is 0 off either way; another sound is no further off once levels match
+    assert reference["matched_mel_distance_db"] == 0.0
+    assert 0 < row["matched_mel_distance_db"] <= row["mel_distance_db"] + 1e-6
+    assert "| level-matched, independent (dB) |" in report(results)
     assert all(r["seam_onsets"] >= 0 for r in (row, reference, vocoded))
     # the impacts' ringing: none lost by the own sound; a summary is the mean over the clips
     assert reference["ringing_lost_db"] == 0.0 and results["reference"]["summary"]["ringing_lost_db"] == 0.0

@@ -2,8 +2,8 @@
 flow per 1/21.5 s, through the seeded encoders, a generator and a vocoder, in process; the distance of the made
 sound's RegNet log-mel to the clip's own (s2s.quality), over all frames and split by the own sound's frame level
 (quietest third: the room tone between events; loudest third: the events), with the signed difference there (made
-minus own, dB: above 0 the made sound is louder), and the distance once the clip's mean signed difference is taken
-out (level-matched: what is left when the made sound is turned up or down to the own sound's level as a whole).
+minus own, dB: above 0 the made sound is louder), and the level-matched distance (s2s.quality.log_mel_distance_db:
+what is left when the made sound is turned up or down as a whole by the gain that brings it closest to the own).
 
     python logmel_split.py ENCODERS_DIR OUT.jsonl NAME=GENERATOR:VOCODER [...] [--clips 32]
 """
@@ -47,7 +47,7 @@ def split_distance(made: np.ndarray, own: np.ndarray) -> dict[str, list[float]]:
     low, high = np.quantile(level, [1 / 3, 2 / 3])
     frames = {"all": np.ones_like(level, bool), "quiet third": level <= low, "loud third": level >= high}
     difference = a - b
-    matched = np.abs(difference - difference.mean())
+    matched = np.abs(difference - np.median(difference))
     return {k: [float(np.abs(difference)[:, f].mean()), float(difference[:, f].mean()), float(matched[:, f].mean())]
             for k, f in frames.items()}  # fmt: skip
 
