@@ -13,13 +13,18 @@ from pathlib import Path
 import torch
 
 from s2s import __version__
-from s2s.errors import OptionError
 from s2s.export.specs import ExportOptions, ModelExport, build_exports
 from s2s.export.tensorrt import TensorRTProfile, build_plan, build_plan_cached
-from s2s.export.triton_config import ServingOptions, model_config, write_pipeline
+from s2s.export.triton_config import (
+    ServingOptions,
+    check_noise_period,
+    model_config,
+    read_preprocess_options,
+    write_pipeline,
+)
 from s2s.models.checkpoints import file_sha256
 from s2s.models.regnet import regnet_config
-from s2s.repository import MANIFEST, MODEL_NAMES, generator_inputs
+from s2s.repository import MANIFEST, MODEL_NAMES, PREPROCESS, generator_inputs
 from s2s.runtime.ort_backend import WARNING_METADATA_KEY
 from s2s.windowing import PreprocessOptions
 
@@ -84,9 +89,10 @@ def export_repository(
     names = MODEL_NAMES if names is None else names
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
-    windows = preprocess or windows or _served_windows(manifest)
+    served = (repository / PREPROCESS / "config.pbtxt").exists()  # then the windows it serves are the fallback
+    windows = preprocess or windows or (read_preprocess_options(repository) if served else None)
     if preprocess is not None and "vocoder" not in names:
-        _check_noise_period(manifest, preprocess, repository)
+        check_noise_period(manifest, preprocess, repository)
     exports = build_exports(options, names, windows=windows)
     for export in exports:
         start = time.monotonic()
@@ -126,26 +132,6 @@ def export_repository(
     )
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
-
-
-def _served_windows(manifest: dict) -> PreprocessOptions | None:
-    """The windows of the preprocess step a repository already serves (None: it has none yet)."""
-    served = manifest.get("preprocess")
-    if not served:
-        return None
-    return PreprocessOptions(window_frames=int(served["window_frames"]), overlap_frames=int(served["overlap_frames"]))
-
-
-def _check_noise_period(manifest: dict, preprocess: PreprocessOptions, repository: Path) -> None:
-    """Refuse windows whose stride is not the one the repository's vocoder reads its noise by (it would step at
-    every seam again), before anything is written."""
-    period = manifest["models"].get("vocoder", {}).get("noise_period")
-    if period is not None and int(period) != preprocess.stride_mel_frames:
-        raise OptionError(
-            f"the vocoder in {repository} reads its noise from the start again every {period} mel frames, the window "
-            f"stride it was exported with; these windows start every {preprocess.stride_mel_frames}: export the "
-            "vocoder with them too"
-        )
 
 
 def _generator_z_dim(manifest: dict, options: ExportOptions) -> int:

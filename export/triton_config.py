@@ -364,6 +364,18 @@ def read_preprocess_options(repository: Path) -> PreprocessOptions:
     return PreprocessOptions.from_model_config(read_model_config(Path(repository) / PREPROCESS / "config.pbtxt"))
 
 
+def check_noise_period(manifest: dict, preprocess: PreprocessOptions, repository: Path) -> None:
+    """Refuse to serve windows whose stride is not the one the repository's vocoder reads its noise by (it was
+    exported for other windows and would step at every seam again); called before anything is written."""
+    period = manifest["models"].get("vocoder", {}).get("noise_period")
+    if period is not None and int(period) != preprocess.stride_mel_frames:
+        raise OptionError(
+            f"the vocoder in {repository} reads its noise from the start again every {period} mel frames, the window "
+            f"stride it was exported with; these windows start every {preprocess.stride_mel_frames}: export the "
+            "vocoder with them too"
+        )
+
+
 def relink_repository(
     source: Path, target: Path, preprocess: PreprocessOptions, instances: int | None = None
 ) -> ServingOptions:
@@ -373,12 +385,14 @@ def relink_repository(
     import json
 
     source = Path(source).resolve()
-    recorded = json.loads((source / MANIFEST).read_text()).get("serving", {})
+    manifest = json.loads((source / MANIFEST).read_text())
+    check_noise_period(manifest, preprocess, source)
+    recorded = manifest.get("serving", {})
     serving = ServingOptions(**{k: v for k, v in recorded.items() if k in ServingOptions.__dataclass_fields__})
     for name in MODEL_NAMES:
         (target / name).mkdir(parents=True)
         (target / name / "1").symlink_to(source / name / "1", target_is_directory=True)
         config = (source / name / "config.pbtxt").read_text()
         (target / name / "config.pbtxt").write_text(config if instances is None else with_instances(config, instances))
-    write_pipeline(target, serving, preprocess, generator_inputs(json.loads((source / MANIFEST).read_text())))
+    write_pipeline(target, serving, preprocess, generator_inputs(manifest))
     return serving

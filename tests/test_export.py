@@ -19,7 +19,7 @@ from s2s.constants import REGNET
 from s2s.errors import OptionError
 from s2s.export.onnx_export import OPSET, export_repository
 from s2s.export.specs import ExportOptions, build_exports
-from s2s.export.triton_config import ServingOptions, model_config, pipeline_configs
+from s2s.export.triton_config import ServingOptions, model_config, pipeline_configs, relink_repository
 from s2s.models.melgan import build_melgan, melgan_checkpoint_state
 from s2s.repository import MODEL_NAMES
 from s2s.video import VideoLimits
@@ -342,6 +342,12 @@ def test_istft_vocoder_exports_with_parity_and_is_named_by_its_checkpoint(tmp_pa
     manifest = export_repository(tmp_path / "repo", options, ServingOptions(warmup_frames=0), ("vocoder",), None, other)
     assert manifest["models"]["vocoder"]["noise_period"] == 4 * (REGNET.frames_per_window - 10)
     assert manifest["preprocess"]["overlap_frames"] == 10
+    # exported again alone, it follows the windows the repository serves; served with others, it is refused
+    manifest = export_repository(tmp_path / "repo", options, ServingOptions(warmup_frames=0), ("vocoder",))
+    assert manifest["models"]["vocoder"]["noise_period"] == 4 * (REGNET.frames_per_window - 10)
+    with pytest.raises(OptionError, match="every 820 mel frames"):
+        relink_repository(tmp_path / "repo", tmp_path / "relinked", PreprocessOptions(z_dim=8))
+    assert not (tmp_path / "relinked").exists()
 
 
 @pytest.mark.gpu
