@@ -71,23 +71,27 @@ def _common_mels(a: np.ndarray, b: np.ndarray, recipe: Recipe) -> tuple[np.ndarr
     return tuple(mel_spectrogram_librosa(np.asarray(x[:n], dtype=np.float32), recipe) for x in (a, b))
 
 
-def log_mel_distance_db(a: np.ndarray, b: np.ndarray, recipe: Recipe = REGNET, level_matched: bool = False) -> float:
-    """Mean absolute difference (dB) of the RegNet log-mel spectrograms of ``a`` and ``b`` (common length).
+def log_mel_distances_db(a: np.ndarray, b: np.ndarray, recipe: Recipe = REGNET) -> tuple[float, float]:
+    """Mean absolute difference (dB) of the RegNet log-mel spectrograms of ``a`` and ``b`` (common length), plain
+    and level-matched, from one pair of spectrograms.
 
-    ``level_matched``: with their median difference taken out first, as if ``a`` were turned up or down as a whole by
+    Level-matched: with their median difference taken out first, as if ``a`` were turned up or down as a whole by
     the gain that brings it closest to ``b`` (never further than the plain distance): what is left is the difference
-    in shape (which bands, which frames). On clips rendered apart from
-    the training clips, whose loudness and room tone are another renderer's, the plain distance is mostly that level
-    (benchmarks/README.md, "What the independent clips' log-mel distance measures").
+    in shape (which bands, which frames). On clips rendered apart from the training clips, whose loudness and room
+    tone are another renderer's, the plain distance is mostly that level (benchmarks/README.md, "What the independent
+    clips' log-mel distance measures").
     """
     mels = _common_mels(a, b, recipe)
     if mels is None:
         raise ValueError("log-mel distance of an empty waveform")
     mel_a, mel_b = mels
     difference = (mel_a - mel_b) * -recipe.min_level_db
-    if level_matched:
-        difference = difference - np.median(difference)
-    return float(np.mean(np.abs(difference)))
+    return float(np.mean(np.abs(difference))), float(np.mean(np.abs(difference - np.median(difference))))
+
+
+def log_mel_distance_db(a: np.ndarray, b: np.ndarray, recipe: Recipe = REGNET) -> float:
+    """The plain distance of :func:`log_mel_distances_db`."""
+    return log_mel_distances_db(a, b, recipe)[0]
 
 
 def ringing_lost_db(

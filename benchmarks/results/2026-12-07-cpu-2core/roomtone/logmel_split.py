@@ -2,7 +2,7 @@
 flow per 1/21.5 s, through the seeded encoders, a generator and a vocoder, in process; the distance of the made
 sound's RegNet log-mel to the clip's own (s2s.quality), over all frames and split by the own sound's frame level
 (quietest third: the room tone between events; loudest third: the events), with the signed difference there (made
-minus own, dB: above 0 the made sound is louder), and the level-matched distance (s2s.quality.log_mel_distance_db:
+minus own, dB: above 0 the made sound is louder), and the level-matched distance (s2s.quality.log_mel_distances_db:
 what is left when the made sound is turned up or down as a whole by the gain that brings it closest to the own).
 
     python logmel_split.py ENCODERS_DIR OUT.jsonl NAME=GENERATOR:VOCODER [...] [--clips 32]
