@@ -12,8 +12,7 @@ exact:
 
 - ``bounce``: a ball falls and bounces (gravity, restitution); each floor contact is an impact (damped
   modes whose pitch follows the ball's size, loudness its speed, plus a short noise burst); balls
-  that come to rest are thrown up again. It drifts sideways and turns at the picture's left and right
-  edges: each turn is a contact too, with the same sound at its sideways speed.
+  that come to rest are thrown up again.
 - ``strike``: a stick on a pivot rises slowly and swings down onto a block; each hit is a sharp
   impact with bright, inharmonic modes.
 - ``slide``: a box is shoved along the floor and slows down by friction: a short scrape at the shove
@@ -23,9 +22,8 @@ exact:
 kind, ``collide`` (two bodies slide into each other on the floor: each collision is an impact), balls of
 other shapes (spinning squares and hexagons), striped, checked and cluttered backgrounds, frame rates
 from 15 to 60 fps, motion blur (each frame the mean of the scene over its exposure), camera shake and
-sensor noise, all drawn from the seed on a stream of their own (``"plain"``, the default, draws the
-pictures and sounds it always has, and the turns of a ball at the edges, silent before, now sound, drawn
-from a stream of their own). s2s.independent draws a second held-out set with code of its own.
+sensor noise, all drawn from the seed on a stream of their own (``"plain"``, the default, draws exactly
+the clips it always has). s2s.independent draws a second held-out set with code of its own.
 
 Every clip also has a faint room tone (pink noise at ``ROOM_TONE_DBFS``), as recordings do. The levels
 are chosen so that each visible event is an onset librosa finds in the clip's own sound: the
@@ -180,18 +178,6 @@ class _Ball:
             out.append((start + t, math.sqrt(v_up * v_up + 2 * self.gravity * height)))
         return out
 
-    def wall_contacts(self, duration: float, width: int) -> list[tuple[float, float]]:
-        """(time, impact speed) of every turn at the picture's left or right edge, where :meth:`position`
-        reflects it: the ball's centre is a radius from the edge when ``x0 - radius + vx t`` is a multiple
-        of the span between the two."""
-        span = width - 2 * self.radius
-        if span <= 0 or self.vx == 0:
-            return []
-        u0 = self.x0 - self.radius
-        first, last = sorted((u0 / span, (u0 + self.vx * duration) / span))
-        times = ((k * span - u0) / self.vx for k in range(math.floor(first) + 1, math.ceil(last)))
-        return sorted((t, abs(self.vx)) for t in times if 0 <= t < duration)
-
     def position(self, t: float, width: int) -> tuple[float, float]:
         seg = max((s for s in self.segments if s[0] <= t), key=lambda s: s[0], default=self.segments[0])
         start, height, v_up = seg
@@ -239,15 +225,6 @@ def _ball_sound(rng, sr: int, ball: _Ball, events: list[tuple[float, float]], tr
     vmax = math.sqrt(2 * ball.gravity * ball.floor)
     for t, speed in events:
         _add(track, _impact(rng, sr, base, min(1.0, 0.25 + speed / vmax), bright=False), round(t * sr))
-
-
-def _ball_walls(seed: int, duration: float, width: int, sr: int, ball: _Ball, track: np.ndarray) -> list[float]:
-    """The ball's turns at the picture's edges are contacts too (a turn without a sound would teach a model
-    that a reversal can be silent): they sound as its floor contacts do at the same speed, drawn on a
-    stream of their own so that everything else the seed draws stays as it was. Their times."""
-    contacts = ball.wall_contacts(duration, width)
-    _ball_sound(np.random.default_rng([seed, 7919, 3]), sr, ball, contacts, track)
-    return [t for t, _ in contacts]
 
 
 @dataclass
@@ -505,7 +482,6 @@ def make_clip(seed: int, duration_s: float = 8.0, width: int | None = None, heig
         if kind == "bounce":
             ball, ev = _make_ball(rng, duration_s, width, height, floor)
             _ball_sound(rng, sr, ball, ev, track)
-            events += _ball_walls(seed, duration_s, width, sr, ball, track)
             balls.append(ball)
         elif kind == "strike":
             stick, ev = _make_stick(rng, duration_s, width, floor)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2s import synth
 from s2s.alignment import detect_onsets, envelope_correlation, onset_scores, score_onsets, suppress_close
 from s2s.synth import EVENT_KINDS, encode_clip, make_clip
 from s2s.video import decode_video
@@ -90,39 +89,6 @@ def test_clips_are_reproducible_and_their_onsets_are_where_the_sound_starts():
             i = min(round(t * c.fps), len(c.frames) - 2)
             j = max(0, i - 2)
             assert np.abs(c.frames[i + 1].astype(int) - c.frames[j].astype(int)).mean() > 0.05, (kinds, t)
-
-
-def test_a_ball_turning_at_the_pictures_edge_is_a_contact_that_sounds(monkeypatch):
-    # the ball's drift reverses at the picture's left and right edges: a contact, in the ground truth and the sound
-    balls = []
-
-    def recorded(*args):
-        ball, events = make_ball(*args)
-        balls.append(ball)
-        return ball, events
-
-    make_ball = synth._make_ball
-    monkeypatch.setattr(synth, "_make_ball", recorded)
-    turns = alone = found = 0
-    for seed in range(40):
-        balls.clear()
-        clip = make_clip(seed, 6.0, kinds=("bounce",))
-        width = clip.frames.shape[2]
-        detected = detect_onsets(clip.audio, SR)[0]
-        floor = np.array([c for ball in balls for c, _ in ball.contacts()])
-        for ball in balls:  # one, or two when the kind is drawn twice
-            contacts = ball.wall_contacts(6.0, width)
-            xs = np.array([ball.position(t, width)[0] for t in np.arange(0.0, 6.0, 1e-3)])
-            steps = np.sign(np.diff(xs))
-            assert np.sum(steps[1:] * steps[:-1] < 0) == len(contacts)  # every turn, and nothing else
-            for t, speed in contacts:
-                before, at, after = (ball.position(t + d, width)[0] for d in (-1e-3, 0.0, 1e-3))
-                assert min(at - ball.radius, width - ball.radius - at) < 1e-6 and (at - before) * (after - at) < 0
-                assert speed == abs(ball.vx) and np.min(np.abs(clip.onsets - t)) < 0.1
-                turns += 1
-                if np.min(np.abs(floor - t)) > 0.2:  # not under a floor contact's ring
-                    alone, found = alone + 1, found + int(np.min(np.abs(detected - t)) <= 0.05)
-    assert turns >= 10 and alone >= 5 and found / alone >= 0.9, (turns, alone, found)
 
 
 def test_impacts_during_friction_noise_stay_onsets_of_the_clips_own_sound():
