@@ -4,9 +4,7 @@ flow taken as before (between consecutive 21.5 fps frames: a 15 fps picture show
 one 1/21.5 s later, per 1/21.5 s), through the seeded encoders, generators and a vocoder; onset scores per rate.
 
     python rates.py ENCODERS_DIR VOCODER OUT.jsonl NAME=GENERATOR [NAME=GENERATOR ...] [--clips 64]
-                    [--flows "per period"] [--set generated]
-
-``--set generated``: the generated held-out clips (s2s.synth, plain, 8 s, the seeds s2s eval scores) instead.
+                    [--flows "per period"]
 
 Every clip's z is drawn from a stream seeded by its seed, the same for each generator and either flow.
 """
@@ -29,12 +27,10 @@ from s2s.flow import network_inputs
 from s2s.independent import INDEPENDENT_SEEDS, independent_clip
 from s2s.models.checkpoints import recorded_architecture
 from s2s.models.regnet import build_regnet
-from s2s.synth import HELD_OUT_SEEDS, encode_clip, make_clip
+from s2s.synth import encode_clip
 from s2s.video import Track, decode_video
 
 FLOWS = ("consecutive", "per period")
-#: clip set -> (first seed, the clip of a seed)
-SETS = {"independent": (INDEPENDENT_SEEDS.start, independent_clip), "generated": (HELD_OUT_SEEDS.start, make_clip)}
 
 
 def encode(session: ort.InferenceSession, inputs: np.ndarray) -> np.ndarray:
@@ -43,25 +39,16 @@ def encode(session: ort.InferenceSession, inputs: np.ndarray) -> np.ndarray:
     )
 
 
-def main(
-    encoders: Path,
-    vocoder_path: Path,
-    out: Path,
-    generators: dict[str, Path],
-    clips: int,
-    flows=FLOWS,
-    clip_set: str = "independent",
-) -> None:
+def main(encoders: Path, vocoder_path: Path, out: Path, generators: dict[str, Path], clips: int, flows=FLOWS) -> None:
     sessions = {n: ort.InferenceSession(str(encoders / f"{n}.onnx"), providers=["CPUExecutionProvider"])
                 for n in ("tsn_rgb", "tsn_flow")}  # fmt: skip
     nets = {name: build_regnet("small", checkpoint=path).eval() for name, path in generators.items()}
     vocoder = build_vocoder(recorded_architecture(vocoder_path) or "melgan", vocoder_path, 0).eval()
     done = {json.loads(line)["seed"] for line in out.open()} if out.exists() else set()
-    first, draw = SETS[clip_set]
-    for seed in range(first, first + clips):
+    for seed in range(INDEPENDENT_SEEDS.start, INDEPENDENT_SEEDS.start + clips):
         if seed in done:
             continue
-        clip = draw(seed, 8.0)
+        clip = independent_clip(seed, 8.0)
         track = decode_video(encode_clip(clip)).track
         row = {"seed": seed, "fps": clip.fps, "kinds": list(clip.kinds), "truth": len(clip.onsets), "scores": {}}
         for flow_kind, frames in zip(FLOWS, (Track.even(track.frames), track), strict=True):
@@ -109,17 +96,8 @@ if __name__ == "__main__":
     p.add_argument("--clips", type=int, default=64)
     p.add_argument("--summary", action="store_true", help="only summarise OUT")
     p.add_argument("--flows", default=",".join(FLOWS), help=f"which of {FLOWS}, comma-separated")
-    p.add_argument("--set", default="independent", choices=tuple(SETS))
     a = p.parse_args()
     if a.summary:
         summarise(a.out)
     else:
-        main(
-            a.encoders,
-            a.vocoder,
-            a.out,
-            dict(g.split("=", 1) for g in a.generators),
-            a.clips,
-            a.flows.split(","),
-            a.set,
-        )
+        main(a.encoders, a.vocoder, a.out, dict(g.split("=", 1) for g in a.generators), a.clips, a.flows.split(","))
