@@ -19,10 +19,10 @@ import torch
 
 from s2s.audio import mel_spectrogram_librosa
 from s2s.constants import REGNET
-from s2s.flow import network_inputs
 from s2s.independent import INDEPENDENT_SEEDS, independent_clip
 from s2s.models.regnet import build_regnet
 from s2s.synth import encode_clip
+from s2s.training.train import encoder_features
 from s2s.video import decode_video
 
 p = argparse.ArgumentParser()
@@ -31,8 +31,8 @@ p.add_argument("generator", type=Path)
 p.add_argument("--clips", type=int, default=32)
 a = p.parse_args()
 torch.set_num_threads(1)
-sessions = {n: ort.InferenceSession(str(a.encoders / f"tsn_{n}.onnx"), providers=["CPUExecutionProvider"])
-            for n in ("rgb", "flow")}  # fmt: skip
+sessions = {n: ort.InferenceSession(str(a.encoders / f"{n}.onnx"), providers=["CPUExecutionProvider"])
+            for n in ("tsn_rgb", "tsn_flow")}  # fmt: skip
 net = build_regnet("small", checkpoint=a.generator).eval()
 scale = -REGNET.min_level_db
 per_kind: dict[str, list[tuple[float, ...]]] = {}
@@ -41,14 +41,8 @@ for seed in range(INDEPENDENT_SEEDS.start, INDEPENDENT_SEEDS.start + a.clips):
     clip = independent_clip(seed, 8.0)
     if len(clip.kinds) != 1:
         continue
-    rgb, flow, motion = network_inputs(decode_video(encode_clip(clip)).track)
-    made = {"motion": motion}
-    for name, inputs in (("rgb", rgb), ("flow", flow)):
-        if name in net.config.inputs:
-            runs = range(0, len(inputs), 64)
-            made[name] = np.concatenate(
-                [sessions[name].run(None, {"frames": inputs[None, i : i + 64]})[0][0] for i in runs]
-            )
+    feats = encoder_features(sessions, decode_video(encode_clip(clip)).track)
+    made = {"rgb": feats["tsn_rgb"], "flow": feats["tsn_flow"], "motion": feats["motion"]}
     x = np.concatenate([made[i] for i in net.config.inputs], axis=1).astype(np.float32)
     with torch.no_grad():
         z = torch.randn(1, net.config.random_z_dim, generator=torch.Generator().manual_seed(seed))
