@@ -110,8 +110,9 @@ def run_demo(args: argparse.Namespace) -> int:
     generated, rate = soundfile.read(result.wav, dtype="float32")
     scores = onset_scores(generated, rate, clip.onsets)
     print(
-        f"alignment with the {scores.truth} impacts on screen: onset accuracy {scores.accuracy:.2f}, "
-        f"AP {scores.ap:.2f}, energy-envelope correlation {envelope_correlation(generated, clip.audio):.2f}"
+        f"alignment with the {scores.truth} impacts on screen: onset accuracy {scores.accuracy:.2f} "
+        f"({scores.chance_accuracy:.2f} by chance), AP {scores.ap:.2f}, "
+        f"energy-envelope correlation {envelope_correlation(generated, clip.audio):.2f}"
     )
     manifest = json.loads((repo / MANIFEST).read_text())
     if any(entry.get("noise_weights") for entry in manifest["models"].values()):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2s.alignment import detect_onsets, envelope_correlation, onset_scores, score_onsets, suppress_close
+from s2s.alignment import (
+    chance_accuracy,
+    detect_onsets,
+    envelope_correlation,
+    onset_scores,
+    score_onsets,
+    suppress_close,
+)
 from s2s.synth import EVENT_KINDS, encode_clip, make_clip
 from s2s.video import decode_video
 
@@ -44,6 +51,24 @@ def test_a_detection_claims_one_onset_within_the_tolerance():
     assert empty.accuracy == 0 and empty.ap == 0
 
 
+def test_chance_accuracy_is_what_the_same_detections_score_anywhere_in_the_clip():
+    truth = np.array([1.0, 2.3, 3.7, 5.2, 6.9])
+    # one detection at each onset, shifted by k sixteenths of 8 s (0.5 s): most shifts hit nothing, some land one on
+    # another onset (k = 3: 2.3 -> 3.8, 0.1 s from 3.7, and 3.7 -> 5.2): 10 hits of 15 x 5 over the 15 shifts
+    exact = score_onsets(truth, truth, np.ones(5), duration_s=8.0)
+    assert exact.accuracy == 1.0 and exact.chance_accuracy == pytest.approx(10 / 75)
+    # an onset every 0.2 s hits every onset wherever it is shifted: accuracy 1, but no better than chance
+    everywhere = np.arange(0.0, 8.0, 0.2)
+    dense = score_onsets(truth, everywhere, np.ones(everywhere.size), duration_s=8.0)
+    assert dense.accuracy == 1.0 and dense.chance_accuracy == 1.0 and dense.ap < 0.2
+    # no detections, nothing by chance; shifts wrap around the clip's end (7.9 + 0.5 -> 0.4)
+    assert chance_accuracy(truth, np.zeros(0), 8.0) == 0.0
+    assert chance_accuracy(np.array([0.4]), np.array([7.9]), 8.0, shifts=16) == pytest.approx(1 / 15)
+    assert score_onsets(truth, truth, np.ones(5)).chance_accuracy is None  # no duration given
+    with pytest.raises(ValueError, match="positive duration"):
+        chance_accuracy(truth, truth, 0.0)
+
+
 def test_close_detections_keep_the_strongest():
     times, strengths = suppress_close(np.array([1.0, 1.03, 1.2]), np.array([0.5, 0.9, 0.3]))
     np.testing.assert_allclose(times, [1.03, 1.2])
@@ -57,6 +82,9 @@ def test_onsets_of_constructed_knocks_are_found_and_misplaced_ones_are_not():
     assert len(times) == len(truth) and np.abs(times - truth).max() < 0.05
     scores = onset_scores(audio, SR, np.array(truth))
     assert scores.accuracy == 1.0 and scores.ap == pytest.approx(1.0)
+    # the clip's duration comes from the audio: the same five knocks anywhere else hit little
+    assert scores.chance_accuracy == pytest.approx(chance_accuracy(np.array(truth), times, 4.0))
+    assert scores.chance_accuracy < 0.5
     late = onset_scores(clicks([t + 0.3 for t in truth[:-1]]), SR, np.array(truth))
     assert late.accuracy == 0.0 and late.ap == 0.0
     silent = onset_scores(np.zeros(SR * 2, np.float32), SR, np.array(truth))

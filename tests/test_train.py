@@ -392,9 +392,11 @@ def test_eval_scores_trained_and_untrained_weights_through_triton(trained, tmp_p
         assert all(step >= 0 and math.isfinite(step) for step in row["seam_steps_db"] + long["seam_steps_db"])
         assert math.isfinite(results[label]["summary"]["seam_step_db"])
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["ap"] <= 1 and -1 <= row["envelope_correlation"] <= 1
+        assert 0 <= row["chance_accuracy"] <= 1 and 0 <= results[label]["independent"]["chance_accuracy"] <= 1
     reference, _, other = results["reference"]["clips"]  # the clip's own sound, scored the same way
     assert other["accuracy"] >= 0.5 and results["reference"]["independent"]["accuracy"] == other["accuracy"]
     assert "Generalisation: 1 clips of the independent held-out set" in report(results)
+    assert "| onset accuracy | by chance |" in report(results) and "| by chance, independent |" in report(results)
     assert "| reference (the clips' own sound) | " in report(results).split("Generalisation")[1]
     assert reference["truth"] == row["truth"] and reference["accuracy"] >= 0.5
     # how it sounds: the generated sound is some distance from the clip's own; the served vocoder fed the

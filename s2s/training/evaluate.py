@@ -208,7 +208,8 @@ def _summary(rows: list[dict]) -> dict:
     """Means over clips, the accuracy pooled over all onsets (clips with more onsets weigh more), the
     spurious seam onsets of all clips and the mean level step over all their seams (None without seams); the
     ringing lost over the clips that have onsets to measure it at (None without any)."""
-    keys = ("accuracy", "ap", "envelope_correlation", "buzz_db", "mel_distance_db", "matched_mel_distance_db")
+    keys = ("accuracy", "chance_accuracy", "ap", "envelope_correlation", "buzz_db", "mel_distance_db",
+            "matched_mel_distance_db")  # fmt: skip
     pooled = sum(r["hits"] for r in rows) / max(1, sum(r["truth"] for r in rows))
     steps = [step for r in rows for step in r.get("seam_steps_db", [])]
     # away from seams, on the clips that have seams (the same sounds the seam steps come from)
@@ -450,6 +451,12 @@ def _revision_note(revision: int | None) -> str:
             "features it no longer computes)")  # fmt: skip
 
 
+def _chance(summary: dict) -> str:
+    """A summary's chance accuracy for the report; "-" for results written before it was measured."""
+    chance = summary.get("chance_accuracy")
+    return "-" if chance is None else f"{chance:.3f}"
+
+
 def report(results: dict) -> str:
     options = results.get("options", {})
     long = f" and {options['long_clips']} of {options['long_clip_seconds']:g} s" if options.get("long_clips") else ""
@@ -466,10 +473,10 @@ def report(results: dict) -> str:
     lines = [
         title,
         "",
-        "| weights | onset accuracy | onset AP | energy-envelope correlation | accuracy pooled over onsets "
+        "| weights | onset accuracy | by chance | onset AP | energy-envelope correlation | accuracy pooled over onsets "
         "| hop-rate buzz (dB) | log-mel distance (dB) | ringing lost (dB) | seam onsets | level step at seams (dB) "
         "| level step away from seams (dB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     precision = results.get("precision", "fp32")
     names = {label: name.format(precision=precision) for label, name in ROWS.items()}
@@ -478,11 +485,14 @@ def report(results: dict) -> str:
         name = names[label]
         step, steady, ringing = ("-" if s.get(k) is None else f"{s[k]:.1f}"
                                  for k in ("seam_step_db", "steady_step_db", "ringing_lost_db"))  # fmt: skip
-        lines.append(f"| {name} | {s['accuracy']:.3f} | {s['ap']:.3f} | {s['envelope_correlation']:.3f} "
+        lines.append(f"| {name} | {s['accuracy']:.3f} | {_chance(s)} | {s['ap']:.3f} | {s['envelope_correlation']:.3f} "
                      f"| {s['pooled_accuracy']:.3f} | {s.get('buzz_db', float('nan')):.1f} "
                      f"| {s.get('mel_distance_db', float('nan')):.1f} | {ringing} | {s.get('seam_onsets', '-')} "
                      f"| {step} | {steady} |")  # fmt: skip
-    lines += ["", "Buzz: the hop-rate harmonics above the local median spectrum in the quietest third of the frames "
+    lines += ["", "By chance: the onset accuracy of the same detections shifted around each clip (s2s.alignment."
+              "chance_accuracy: as many onsets in the same rhythm, nothing to do with the picture; accuracy counts "
+              "hits, not false alarms, so a sound with onsets everywhere scores high on both). Buzz: the hop-rate "
+              "harmonics above the local median spectrum in the quietest third of the frames "
               "(about 0 dB for natural sound); log-mel distance: to the clip's own sound; ringing lost: the clip's own "
               "3 strongest mel bands over the 2-12 frames after each true onset (where struck objects ring), own "
               "level minus this sound's (0 for the own sound); seam onsets: detected "
@@ -499,14 +509,15 @@ def report(results: dict) -> str:
                   "generated held-out clips above; gap: generated minus independent; level-matched: the log-mel "
                   "distance after the one gain per clip that brings the sound closest to the clip's own (another "
                   "renderer's loudness, which the plain distance mostly measures there, counts for nothing).", "",
-                  "| weights | onset accuracy, generated | onset accuracy, independent | gap | onset AP, independent "
+                  "| weights | onset accuracy, generated | onset accuracy, independent | by chance, independent | gap "
+                  "| onset AP, independent "
                   "| accuracy pooled over onsets, independent | log-mel distance, independent (dB) "
                   "| level-matched, independent (dB) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for label in independent:
             g, i = results[label]["summary"], results[label]["independent"]
             matched = i.get("matched_mel_distance_db", math.nan)  # results written before it was measured: none
-            lines.append(f"| {names[label]} | {g['accuracy']:.3f} | {i['accuracy']:.3f} "
+            lines.append(f"| {names[label]} | {g['accuracy']:.3f} | {i['accuracy']:.3f} | {_chance(i)} "
                          f"| {g['accuracy'] - i['accuracy']:+.3f} | {i['ap']:.3f} | {i['pooled_accuracy']:.3f} "
                          f"| {i['mel_distance_db']:.1f} | {matched:.1f} |")  # fmt: skip
     if results.get("pictures"):
