@@ -1,4 +1,4 @@
-"""How well generated sound follows the picture: onset accuracy, onset AP and energy-envelope correlation.
+"""How well generated sound follows the picture: onset accuracy (and by chance), onset AP, energy-envelope correlation.
 
 The onset metrics of CondFoleyGen / MMAudio: onsets of the generated waveform are found with librosa
 (``onset_detect`` with ``delta=0.3`` on the spectral-flux envelope); detections closer than 0.05 s to a
@@ -8,8 +8,9 @@ detection took is a hit.
 - accuracy = ground-truth onsets hit / ground-truth onsets;
 - chance accuracy: the accuracy the same detections score with their times shifted around the clip (circularly,
   by whole sixteenths of its duration), which keeps how many there are and their rhythm and takes away what they
-  have to do with the picture. Accuracy counts hits and not misses, so a sound with an onset every 0.2 s scores
-  near 1 on any clip; its chance accuracy is near 1 too. The accuracy above chance is what the picture earned;
+  have to do with the picture. Accuracy counts the true onsets hit, not the detections that hit nothing, so a sound
+  with an onset every 0.2 s scores 1 on any clip; its chance accuracy is 1 too. The accuracy above chance is what
+  the picture earned;
 - AP: detections ranked by onset strength, average precision over that ranking (sum over hits of the
   precision at the hit's rank, divided by the number of ground-truth onsets);
 - envelope correlation: Pearson correlation of the log-RMS energy envelopes (frames of 1024 samples,
