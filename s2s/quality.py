@@ -84,7 +84,10 @@ def log_mel_distances_db(a: np.ndarray, b: np.ndarray, recipe: Recipe = REGNET) 
     mels = _common_mels(a, b, recipe)
     if mels is None:
         raise ValueError("log-mel distance of an empty waveform")
-    mel_a, mel_b = mels
+    return _distances(*mels, recipe)
+
+
+def _distances(mel_a: np.ndarray, mel_b: np.ndarray, recipe: Recipe) -> tuple[float, float]:
     difference = (mel_a - mel_b) * -recipe.min_level_db
     return float(np.mean(np.abs(difference))), float(np.mean(np.abs(difference - np.median(difference))))
 
@@ -100,9 +103,10 @@ def ringing_lost_db(
     """The level (dB) of ``own``'s strongest mel bands after each onset (seconds) minus ``waveform``'s in the
     same bands and frames, averaged over the onsets with those frames inside both; None when none has."""
     mels = _common_mels(waveform, own, recipe)
-    if mels is None:
-        return None
-    made, mel = mels
+    return None if mels is None else _ringing_lost(*mels, onsets_s, recipe)
+
+
+def _ringing_lost(made: np.ndarray, mel: np.ndarray, onsets_s: np.ndarray, recipe: Recipe) -> float | None:
     first, last = RINGING_FRAMES
     lost = []
     for t in np.asarray(onsets_s, dtype=np.float64):
@@ -113,6 +117,20 @@ def ringing_lost_db(
         bands = np.argsort(theirs.mean(axis=1))[-RINGING_BANDS:]
         lost.append(float(np.mean(theirs[bands] - made[bands, at + first : at + last])))
     return float(np.mean(lost)) * -recipe.min_level_db if lost else None
+
+
+def log_mel_scores(
+    waveform: np.ndarray, own: np.ndarray, onsets_s: np.ndarray, recipe: Recipe = REGNET
+) -> dict[str, float | None]:  # fmt: skip
+    """:func:`log_mel_distances_db` and :func:`ringing_lost_db` of ``waveform`` against the clip's ``own`` sound from
+    one pair of log-mel spectrograms (what ``s2s eval`` scores per clip): ``mel_distance_db``,
+    ``matched_mel_distance_db`` and ``ringing_lost_db``."""
+    mels = _common_mels(waveform, own, recipe)
+    if mels is None:
+        raise ValueError("log-mel distance of an empty waveform")
+    distance, matched = _distances(*mels, recipe)
+    return {"mel_distance_db": distance, "matched_mel_distance_db": matched,
+            "ringing_lost_db": _ringing_lost(*mels, onsets_s, recipe)}  # fmt: skip
 
 
 def seam_onsets(

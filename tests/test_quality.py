@@ -17,6 +17,7 @@ from s2s.quality import (
     level_steps_db,
     log_mel_distance_db,
     log_mel_distances_db,
+    log_mel_scores,
     ringing_lost_db,
     seam_onsets,
 )
@@ -117,3 +118,11 @@ def test_ringing_lost_is_how_much_quieter_the_modes_ring_after_each_onset():
     assert ringing_lost_db(struck(0.0), own, onsets) > 20.0, "clicks without the modes"
     assert ringing_lost_db(struck(2.0), own, onsets) == pytest.approx(-6.02, abs=0.5), "louder rings: negative"
     assert ringing_lost_db(own, own, np.array([3.19])) is None, "no frames after the last onset"
+    # s2s eval's per-clip scores from one pair of log-mels: the same numbers as the two functions apart
+    made = struck(0.5)
+    together = log_mel_scores(made, own, onsets)
+    assert together["ringing_lost_db"] == pytest.approx(ringing_lost_db(made, own, onsets), abs=1e-9)
+    plain, matched = log_mel_distances_db(made, own)
+    assert (together["mel_distance_db"], together["matched_mel_distance_db"]) == pytest.approx((plain, matched))
+    with pytest.raises(ValueError, match="empty"):
+        log_mel_scores(np.zeros(0, np.float32), own, onsets)

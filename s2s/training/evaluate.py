@@ -48,8 +48,7 @@ from s2s.quality import (
     away_from_seams,
     hop_buzz_db,
     level_steps_db,
-    log_mel_distances_db,
-    ringing_lost_db,
+    log_mel_scores,
     seam_onsets,
 )
 from s2s.repository import GENERATOR_INPUTS, INPUTS_REVISION, generator_inputs
@@ -193,11 +192,9 @@ def _clip_row(clip, waveform, windows: PreprocessOptions) -> dict:
     duration = clip.audio.size / REGNET.sample_rate
     seams = seam_times(duration, windows)
     scores = onset_scores(waveform, REGNET.sample_rate, clip.onsets)
-    distance, matched = log_mel_distances_db(waveform, clip.audio)
     return {"seed": clip.seed, "set": _set_of(clip), "kinds": clip.kinds, **scores.as_dict(),
             "envelope_correlation": envelope_correlation(waveform, clip.audio),
-            "buzz_db": hop_buzz_db(waveform), "mel_distance_db": distance, "matched_mel_distance_db": matched,
-            "ringing_lost_db": ringing_lost_db(waveform, clip.audio, clip.onsets),
+            "buzz_db": hop_buzz_db(waveform), **log_mel_scores(waveform, clip.audio, clip.onsets),
             "seam_onsets": seam_onsets(waveform, clip.onsets, seams),
             "seam_steps_db": level_steps_db(waveform, seams),
             "steady_steps_db": level_steps_db(waveform, away_from_seams(duration, seams)),
