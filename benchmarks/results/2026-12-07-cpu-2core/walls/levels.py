@@ -21,6 +21,7 @@ from s2s.audio import mel_spectrogram_librosa
 from s2s.constants import REGNET
 from s2s.independent import INDEPENDENT_SEEDS, independent_clip
 from s2s.models.regnet import build_regnet
+from s2s.repository import INPUT_ENCODERS
 from s2s.synth import encode_clip
 from s2s.training.train import encoder_features
 from s2s.video import decode_video
@@ -42,8 +43,7 @@ for seed in range(INDEPENDENT_SEEDS.start, INDEPENDENT_SEEDS.start + a.clips):
     if len(clip.kinds) != 1:
         continue
     feats = encoder_features(sessions, decode_video(encode_clip(clip)).track)
-    made = {"rgb": feats["tsn_rgb"], "flow": feats["tsn_flow"], "motion": feats["motion"]}
-    x = np.concatenate([made[i] for i in net.config.inputs], axis=1).astype(np.float32)
+    x = np.concatenate([feats[INPUT_ENCODERS.get(i, i)] for i in net.config.inputs], axis=1).astype(np.float32)
     with torch.no_grad():
         z = torch.randn(1, net.config.random_z_dim, generator=torch.Generator().manual_seed(seed))
         mel = net(torch.from_numpy(x)[None], z).clamp(0, 1)[0].numpy()

@@ -29,6 +29,7 @@ from s2s.export.specs import build_vocoder
 from s2s.independent import INDEPENDENT_SEEDS, independent_clip
 from s2s.models.checkpoints import recorded_architecture
 from s2s.models.regnet import build_regnet
+from s2s.repository import INPUT_ENCODERS
 from s2s.synth import HELD_OUT_SEEDS, encode_clip, make_clip
 from s2s.training.train import encoder_features
 from s2s.video import decode_video
@@ -48,10 +49,9 @@ def main(encoders: Path, vocoder_path: Path, out: Path, generators: dict[str, Pa
             continue
         clip = make_clip(seed, 8.0) if kind_of_set == "generated" else independent_clip(seed, 8.0)
         feats = encoder_features(sessions, decode_video(encode_clip(clip)).track)
-        made = {"rgb": feats["tsn_rgb"], "flow": feats["tsn_flow"], "motion": feats["motion"]}
         row = {"seed": seed, "set": kind_of_set, "kinds": list(clip.kinds), "truth": len(clip.onsets), "scores": {}}
         for name, net in nets.items():
-            x = np.concatenate([made[i] for i in net.config.inputs], axis=1).astype(np.float32)
+            x = np.concatenate([feats[INPUT_ENCODERS.get(i, i)] for i in net.config.inputs], axis=1).astype(np.float32)
             with torch.no_grad():
                 z = torch.randn(1, net.config.random_z_dim, generator=torch.Generator().manual_seed(seed))
                 wave = vocoder(net(torch.from_numpy(x)[None], z).clamp(0, 1))[0].reshape(-1).numpy()
