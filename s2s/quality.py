@@ -71,6 +71,14 @@ def _common_mels(a: np.ndarray, b: np.ndarray, recipe: Recipe) -> tuple[np.ndarr
     return tuple(mel_spectrogram_librosa(np.asarray(x[:n], dtype=np.float32), recipe) for x in (a, b))
 
 
+def _nonempty_mels(a: np.ndarray, b: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_common_mels` for a distance, which an empty waveform has none of."""
+    mels = _common_mels(a, b, recipe)
+    if mels is None:
+        raise ValueError("log-mel distance of an empty waveform")
+    return mels
+
+
 def log_mel_distances_db(a: np.ndarray, b: np.ndarray, recipe: Recipe = REGNET) -> tuple[float, float]:
     """Mean absolute difference (dB) of the RegNet log-mel spectrograms of ``a`` and ``b`` (common length), plain
     and level-matched, from one pair of spectrograms.
@@ -81,10 +89,7 @@ def log_mel_distances_db(a: np.ndarray, b: np.ndarray, recipe: Recipe = REGNET) 
     tone are another renderer's, the plain distance is mostly that level (benchmarks/README.md, "What the independent
     clips' log-mel distance measures").
     """
-    mels = _common_mels(a, b, recipe)
-    if mels is None:
-        raise ValueError("log-mel distance of an empty waveform")
-    return _distances(*mels, recipe)
+    return _distances(*_nonempty_mels(a, b, recipe), recipe)
 
 
 def _distances(mel_a: np.ndarray, mel_b: np.ndarray, recipe: Recipe) -> tuple[float, float]:
@@ -125,9 +130,7 @@ def log_mel_scores(
     """:func:`log_mel_distances_db` and :func:`ringing_lost_db` of ``waveform`` against the clip's ``own`` sound from
     one pair of log-mel spectrograms (what ``s2s eval`` scores per clip): ``mel_distance_db``,
     ``matched_mel_distance_db`` and ``ringing_lost_db``."""
-    mels = _common_mels(waveform, own, recipe)
-    if mels is None:
-        raise ValueError("log-mel distance of an empty waveform")
+    mels = _nonempty_mels(waveform, own, recipe)
     distance, matched = _distances(*mels, recipe)
     return {"mel_distance_db": distance, "matched_mel_distance_db": matched,
             "ringing_lost_db": _ringing_lost(*mels, onsets_s, recipe)}  # fmt: skip
